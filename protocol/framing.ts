@@ -1,0 +1,200 @@
+// The pipe framing between the kernel and user programs (documented in PIPES.md). Pure, browser-safe.
+//
+//   u32 big-endian  headerLength
+//   headerLength    UTF-8 JSON object: { "v": 1, "op": "...", ..., "buffers": [len0, len1, ...] }
+//   len0 bytes, len1 bytes, ...   raw binary parts, concatenated, in the order of "buffers"
+//
+// "buffers" may be omitted when there are none.
+
+import type { JsonObject } from "./jupyter.js";
+
+export const FRAMING_VERSION = 1;
+
+export interface FrameLimits {
+  /** Largest JSON header accepted, in bytes. */
+  maxHeaderBytes: number;
+  /** Largest total of binary parts in one frame, in bytes. */
+  maxBufferBytes: number;
+}
+
+export const DEFAULT_FRAME_LIMITS: FrameLimits = {
+  maxHeaderBytes: 64 * 1024 * 1024,
+  maxBufferBytes: 256 * 1024 * 1024,
+};
+
+export interface RawFrame {
+  header: JsonObject & { op: string };
+  buffers: Uint8Array[];
+}
+
+export type FrameError =
+  | { type: "header_too_large"; length: number; limit: number }
+  | { type: "buffers_too_large"; length: number; limit: number }
+  | { type: "bad_json"; detail: string }
+  | { type: "bad_header"; detail: string };
+
+export function describeFrameError(error: FrameError): string {
+  switch (error.type) {
+    case "header_too_large":
+      return `frame header of ${error.length} bytes exceeds the ${error.limit}-byte limit`;
+    case "buffers_too_large":
+      return `frame binary parts of ${error.length} bytes exceed the ${error.limit}-byte limit`;
+    case "bad_json":
+      return `frame header is not valid JSON: ${error.detail}`;
+    case "bad_header":
+      return `frame header is invalid: ${error.detail}`;
+    default: {
+      const unreachable: never = error;
+      return String(unreachable);
+    }
+  }
+}
+
+const encoder = new TextEncoder();
+const decoder = new TextDecoder("utf-8", { fatal: true });
+
+/** Encodes one frame as a list of chunks to write in order (binary parts are not copied). */
+export function encodeFrame(header: JsonObject & { op: string }, buffers: readonly Uint8Array[] = []): Uint8Array[] {
+  const fullHeader: JsonObject = { v: FRAMING_VERSION, ...header };
+  if (buffers.length > 0) fullHeader.buffers = buffers.map((b) => b.byteLength);
+  const json = encoder.encode(JSON.stringify(fullHeader));
+  const prefix = new Uint8Array(4);
+  new DataView(prefix.buffer).setUint32(0, json.byteLength, false);
+  return [prefix, json, ...buffers];
+}
+
+/**
+ * Incremental decoder: feed it chunks as they arrive, get whole frames out. After the first error it
+ * stays failed: a stream that lost its framing cannot be resynchronised, so the caller closes the pipe.
+ */
+export class FrameDecoder {
+  private chunks: Uint8Array[] = [];
+  private buffered = 0;
+  private pendingHeader: { header: RawFrame["header"]; lengths: number[]; total: number } | null = null;
+  private failed: FrameError | null = null;
+
+  constructor(private readonly limits: FrameLimits = DEFAULT_FRAME_LIMITS) {}
+
+  get error(): FrameError | null {
+    return this.failed;
+  }
+
+  /** Bytes received but not yet part of a whole frame. */
+  get bufferedBytes(): number {
+    return this.buffered;
+  }
+
+  push(chunk: Uint8Array): { frames: RawFrame[]; error: FrameError | null } {
+    const frames: RawFrame[] = [];
+    if (this.failed) return { frames, error: this.failed };
+    if (chunk.byteLength > 0) {
+      this.chunks.push(chunk);
+      this.buffered += chunk.byteLength;
+    }
+    for (;;) {
+      if (this.pendingHeader === null) {
+        if (this.buffered < 4) break;
+        const lengthBytes = this.peek(4);
+        const headerLength = new DataView(lengthBytes.buffer, lengthBytes.byteOffset, 4).getUint32(0, false);
+        if (headerLength > this.limits.maxHeaderBytes) {
+          return this.fail(frames, { type: "header_too_large", length: headerLength, limit: this.limits.maxHeaderBytes });
+        }
+        if (this.buffered < 4 + headerLength) break;
+        this.take(4);
+        const parsed = parseHeader(this.take(headerLength), this.limits);
+        if (!parsed.ok) return this.fail(frames, parsed.error);
+        this.pendingHeader = parsed.value;
+      }
+      const pending = this.pendingHeader;
+      if (this.buffered < pending.total) break;
+      const buffers = pending.lengths.map((n) => this.take(n));
+      this.pendingHeader = null;
+      frames.push({ header: pending.header, buffers });
+    }
+    return { frames, error: null };
+  }
+
+  private fail(frames: RawFrame[], error: FrameError) {
+    this.failed = error;
+    this.chunks = [];
+    this.buffered = 0;
+    return { frames, error };
+  }
+
+  private peek(n: number): Uint8Array {
+    const first = this.chunks[0]!;
+    if (first.byteLength >= n) return first.subarray(0, n);
+    return this.concat(n, false);
+  }
+
+  private take(n: number): Uint8Array {
+    if (n === 0) return new Uint8Array(0);
+    const first = this.chunks[0]!;
+    if (first.byteLength === n) {
+      this.chunks.shift();
+      this.buffered -= n;
+      return first;
+    }
+    if (first.byteLength > n) {
+      this.chunks[0] = first.subarray(n);
+      this.buffered -= n;
+      return first.subarray(0, n);
+    }
+    return this.concat(n, true);
+  }
+
+  private concat(n: number, consume: boolean): Uint8Array {
+    const out = new Uint8Array(n);
+    let offset = 0;
+    let index = 0;
+    while (offset < n) {
+      const chunk = this.chunks[index]!;
+      const want = Math.min(n - offset, chunk.byteLength);
+      out.set(chunk.subarray(0, want), offset);
+      offset += want;
+      if (consume) {
+        if (want === chunk.byteLength) this.chunks.shift();
+        else this.chunks[0] = chunk.subarray(want);
+      } else {
+        index++;
+      }
+    }
+    if (consume) this.buffered -= n;
+    return out;
+  }
+}
+
+function parseHeader(
+  bytes: Uint8Array,
+  limits: FrameLimits,
+):
+  | { ok: true; value: { header: RawFrame["header"]; lengths: number[]; total: number } }
+  | { ok: false; error: FrameError } {
+  let value: unknown;
+  try {
+    value = JSON.parse(decoder.decode(bytes));
+  } catch (err) {
+    return { ok: false, error: { type: "bad_json", detail: err instanceof Error ? err.message : String(err) } };
+  }
+  if (value === null || typeof value !== "object" || Array.isArray(value)) {
+    return { ok: false, error: { type: "bad_header", detail: "not a JSON object" } };
+  }
+  const header = value as JsonObject;
+  if (header.v !== FRAMING_VERSION) {
+    return { ok: false, error: { type: "bad_header", detail: `unsupported version ${JSON.stringify(header.v)}, expected ${FRAMING_VERSION}` } };
+  }
+  if (typeof header.op !== "string" || header.op === "") {
+    return { ok: false, error: { type: "bad_header", detail: '"op" must be a non-empty string' } };
+  }
+  const rawLengths = header.buffers ?? [];
+  if (!Array.isArray(rawLengths) || !rawLengths.every((n) => typeof n === "number" && Number.isInteger(n) && n >= 0)) {
+    return { ok: false, error: { type: "bad_header", detail: '"buffers" must be a list of byte lengths' } };
+  }
+  const lengths = rawLengths as number[];
+  const total = lengths.reduce((a, b) => a + b, 0);
+  if (total > limits.maxBufferBytes) {
+    return { ok: false, error: { type: "buffers_too_large", length: total, limit: limits.maxBufferBytes } };
+  }
+  delete header.buffers;
+  return { ok: true, value: { header: header as RawFrame["header"], lengths, total } };
+}
