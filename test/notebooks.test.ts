@@ -1,0 +1,170 @@
+// Every notebook in notebooks/ executed headlessly with nbclient (Debian python3-nbclient) on the kernel its
+// metadata names, then its outputs checked. Cells tagged `raises-exception` must fail; every other cell must
+// succeed. Notebooks listed in EXPECTATIONS also get their outputs checked cell by cell (by cell id).
+
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { makeJupyterEnv, PYTHON, repoRoot, runProcess, type JupyterEnv, type RunningProcess } from "./helpers/jupyter.js";
+
+const notebooksDir = join(repoRoot, "notebooks");
+const runner = join(repoRoot, "test", "helpers", "run_notebook.py");
+
+type JsonMap = { [key: string]: unknown };
+
+interface Output {
+  output_type: "stream" | "display_data" | "execute_result" | "error" | "update_display_data";
+  name?: string;
+  text?: string | string[];
+  data?: { [mime: string]: string | string[] | JsonMap };
+  ename?: string;
+  evalue?: string;
+  traceback?: string[];
+}
+
+interface Cell {
+  id?: string;
+  cell_type: "code" | "markdown" | "raw";
+  source: string | string[];
+  metadata: { tags?: string[] };
+  outputs?: Output[];
+  execution_count?: number | null;
+}
+
+interface Notebook {
+  metadata: { kernelspec?: { name?: string } };
+  cells: Cell[];
+}
+
+const join_ = (v: string | string[] | undefined): string => (Array.isArray(v) ? v.join("") : (v ?? ""));
+// eslint-disable-next-line no-control-regex
+const stripAnsi = (s: string): string => s.replace(/\u001b\[[0-9;]*m/g, "");
+
+/** The concatenated text of a cell's stream outputs with that name. */
+function streamText(cell: Cell, name: "stdout" | "stderr"): string {
+  return (cell.outputs ?? [])
+    .filter((o) => o.output_type === "stream" && o.name === name)
+    .map((o) => join_(o.text))
+    .join("");
+}
+
+/** The `mime` data of the cell's outputs of the given type (first match), as text. */
+function mimeText(cell: Cell, type: "display_data" | "execute_result", mime: string): string | undefined {
+  for (const o of cell.outputs ?? []) {
+    if (o.output_type !== type || o.data === undefined) continue;
+    const v = o.data[mime];
+    if (v === undefined) continue;
+    return typeof v === "string" || Array.isArray(v) ? join_(v) : JSON.stringify(v);
+  }
+  return undefined;
+}
+
+const result = (cell: Cell): string | undefined => mimeText(cell, "execute_result", "text/plain");
+
+/** Per notebook, per cell id: what its outputs must show after a headless run. */
+const EXPECTATIONS: { [notebook: string]: { [cellId: string]: (cell: Cell) => void } } = {
+  "basics.ipynb": {
+    variables: (c) => expect(c.outputs).toEqual([]),
+    reuse: (c) => expect(result(c)).toBe("'HELLO! x3'"),
+    redeclare: (c) => expect(result(c)).toBe("'Hi again'"),
+    types: (c) => expect(streamText(c, "stdout")).toBe("Green { x: 0, y: 0 }\n"),
+    await: (c) => expect(streamText(c, "stdout")).toBe("tick 1\ntick 2\ntick 3\n"),
+    "node-import": (c) => expect(result(c)).toBe("'a4a524e4fb9f'"),
+    "npm-import": (c) => expect(result(c)).toBe("'ExpressionStatement'"),
+    html: (c) => expect(mimeText(c, "display_data", "text/html")).toContain("<b>Bold</b> and <i>italic</i> HTML"),
+    markdown: (c) => expect(mimeText(c, "display_data", "text/markdown")).toContain("**Markdown** with a list"),
+    svg: (c) => expect(mimeText(c, "display_data", "image/svg+xml")).toMatch(/^<svg[\s\S]*tsnb[\s\S]*<\/svg>$/),
+    handle: (c) => {
+      // nbclient applies update_display_data to the output with the same display id: the last update wins.
+      const displays = (c.outputs ?? []).filter((o) => o.output_type === "display_data");
+      expect(displays).toHaveLength(1);
+      expect(mimeText(c, "display_data", "text/html")).toContain("step 3 of 3");
+      expect(streamText(c, "stdout")).toBe("done\n");
+    },
+    "jupyter-display": (c) => {
+      expect(mimeText(c, "execute_result", "text/html")).toBe('<span style="color: crimson">30 °C</span>');
+      expect(result(c)).toBe("30 °C");
+    },
+    error: (c) => {
+      const errors = (c.outputs ?? []).filter((o) => o.output_type === "error");
+      expect(errors).toHaveLength(1);
+      const err = errors[0];
+      expect(err?.ename).toBe("RangeError");
+      expect(err?.evalue).toBe("division by zero");
+      const tb = stripAnsi((err?.traceback ?? []).join("\n"));
+      // Points at the throw on line 2 of the cell and at the call on line 5, and hides tsnb's own frames.
+      expect(tb).toMatch(/divide[\s\S]*:2:\d+/);
+      expect(tb).toMatch(/:5:\d+/);
+      expect(tb).not.toMatch(/dist\/(program|tsnb|chunks)|runtime\//);
+    },
+    "after-error": (c) => expect(streamText(c, "stdout")).toBe("still running, count = 3\n"),
+    shell: (c) => expect(streamText(c, "stdout")).toContain("hello from the shell"),
+  },
+};
+
+const notebookFiles = readdirSync(notebooksDir)
+  .filter((f) => f.endsWith(".ipynb"))
+  .sort();
+
+describe("notebooks/ executed headlessly with nbclient", () => {
+  let env: JupyterEnv | undefined;
+  let outDir = "";
+  const running: RunningProcess[] = [];
+
+  beforeAll(async () => {
+    env = await makeJupyterEnv();
+    outDir = mkdtempSync(join(tmpdir(), "tsnb-nbrun-"));
+  });
+
+  afterAll(async () => {
+    for (const p of running) p.dispose();
+    await env?.dispose();
+    if (outDir !== "") rmSync(outDir, { recursive: true, force: true });
+  });
+
+  it("has notebooks to run, including the basics tour", () => {
+    expect(notebookFiles).toContain("basics.ipynb");
+  });
+
+  it.each(notebookFiles)("%s runs top to bottom and shows the expected outputs", async (file) => {
+    if (env === undefined) throw new Error("beforeAll did not create the Jupyter env");
+    const src = join(notebooksDir, file);
+    const nbIn = JSON.parse(readFileSync(src, "utf8")) as Notebook;
+    const kernelName = nbIn.metadata.kernelspec?.name ?? "tsnb";
+    const dst = join(outDir, file);
+    const proc = runProcess(PYTHON, [runner, src, dst, kernelName, "60"], {
+      cwd: notebooksDir,
+      env: { ...env.vars, PYTHONDONTWRITEBYTECODE: "1" },
+      deadlineMs: 240_000,
+    });
+    running.push(proc);
+    const res = await proc.result;
+    const log = `kernelspec: ${env.tsnbSpec}\n--- nbclient stdout ---\n${res.stdout}\n--- nbclient stderr ---\n${res.stderr}`;
+    expect(res.code, log).toBe(0);
+
+    const nb = JSON.parse(readFileSync(dst, "utf8")) as Notebook;
+    const code = nb.cells.filter((c) => c.cell_type === "code");
+    for (const cell of code) {
+      const where = `${file} cell ${cell.id ?? "?"}:\n${join_(cell.source)}\noutputs: ${JSON.stringify(cell.outputs, null, 1)}`;
+      expect(cell.execution_count, where).toBeTypeOf("number");
+      const failed = (cell.outputs ?? []).some((o) => o.output_type === "error");
+      expect(failed, where).toBe(cell.metadata.tags?.includes("raises-exception") ?? false);
+    }
+
+    const checks = EXPECTATIONS[file] ?? {};
+    for (const [id, check] of Object.entries(checks)) {
+      const cell = code.find((c) => c.id === id);
+      if (cell === undefined) throw new Error(`${file} has no code cell with id "${id}"`);
+      try {
+        check(cell);
+      } catch (err) {
+        throw new Error(
+          `${file} cell "${id}":\n${join_(cell.source)}\noutputs: ${JSON.stringify(cell.outputs, null, 1)}\n` +
+            (err instanceof Error ? err.message : String(err)),
+          { cause: err },
+        );
+      }
+    }
+  }, 300_000);
+});
