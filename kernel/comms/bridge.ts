@@ -1,0 +1,681 @@
+// The kernel's comms hub: every open `tsnb_comm` (one per tab or client), the program's subscriptions,
+// the last-value store, and the batched, rate-budgeted, flow-controlled queues towards the browsers.
+//
+// The kernel is the hub: a value from the program goes to every comm listening on its address; a value
+// from a browser goes to the program (if subscribed) and to the *other* comms listening on it, so tabs
+// stay in sync. Every value is remembered per address and replayed to a late listener.
+//
+// Rate: the Jupyter server drops IOPub messages over 1000/s per websocket (averaged over 3 s), and every
+// websocket receives every comm_msg, so one token bucket budgets all comm_msgs together, well under it.
+// Memory: each comm acknowledges batches; a comm that is too far behind is not sent more, its queue
+// grows to a high-water mark, and then `comm_sync` is answered late, which slows a program that awaits
+// `comms.sync()`; `congested` tells the kernel to stop reading the program's channel.
+
+import { FrameDecoder, describeFrameError } from "../../protocol/framing.js";
+import type { Header, JsonObject, JupyterMessage } from "../../protocol/jupyter.js";
+import {
+  BRIDGE_TARGET,
+  BRIDGE_VERSION,
+  itemSize,
+  joinItems,
+  parseBrowserMessage,
+  parseOpenData,
+  splitItems,
+  type BrowserToKernel,
+  type KernelToBrowser,
+  type ValueItem,
+} from "../../protocol/bridge.js";
+import { parseProgramCommOp, type KernelCommOp, type ProgramCommOp } from "../../protocol/comms-ops.js";
+import type { CellId } from "../../protocol/program.js";
+import { DEFAULT_HEARTBEAT, initialHeartbeat, stepHeartbeat, type HeartbeatConfig, type HeartbeatEvent, type HeartbeatState } from "./heartbeat.js";
+import { blankDisplayContent, shimDisplayContent, stepInjection, type InjectionEvent, type InjectionState, type ShimBoot } from "./shim-display.js";
+
+export interface Disposable {
+  dispose(): void;
+}
+
+export interface BridgeLog {
+  warn(message: string): void;
+}
+
+type Parent = Header | Record<string, never>;
+
+export interface PublishRequest {
+  msg_type: "comm_msg" | "comm_close" | "display_data" | "update_display_data";
+  content: JsonObject;
+  buffers: Uint8Array[];
+  parent: Parent;
+}
+
+/** What the bridge needs from the kernel around it. */
+export interface BridgeHost {
+  now(): number;
+  setTimer(ms: number, fn: () => void): Disposable;
+  /** Publish on IOPub (the host adds header, session and signature). */
+  publish(message: PublishRequest): void;
+  /** Write a comm op to the user program's channel (dropped by the host when no program runs). */
+  toProgram(op: KernelCommOp, buffers: Uint8Array[]): void;
+  /** The parent header for output attributed to a cell (`null`: the most recent cell). */
+  parentForCell(cell: CellId | null): Parent;
+  /** A fresh unique id (display ids). */
+  newId(): string;
+  log: BridgeLog;
+}
+
+export interface BridgeOptions {
+  heartbeat: HeartbeatConfig;
+  /** Sustained comm_msg budget for all comms together, per second. */
+  messagesPerSecond: number;
+  /** Burst allowance of the budget, in messages. */
+  burstMessages: number;
+  /** Largest batch, in (approximate) bytes; a single bigger value still goes alone. */
+  maxBatchBytes: number;
+  maxBatchItems: number;
+  /** Bytes a comm may have unacknowledged before the kernel waits for its acks. */
+  ackWindowBytes: number;
+  /** Queued bytes (all comms) above which `comm_sync` is answered late and `congested` is set. */
+  highWaterBytes: number;
+  /** Queued bytes for ONE comm above which it is closed (it reconnects and gets the last values). */
+  hardLimitBytes: number;
+  /** Largest chunked message a browser may send, in bytes. */
+  maxChunkedBytes: number;
+  /** Re-inject the shim on a later use when none connected within this time. */
+  shimRetryMs: number;
+  /** The shim to inject; null when unavailable (no dist/shim.js or kernel id), then nothing is injected. */
+  shim: ShimBoot | null;
+}
+
+export const DEFAULT_BRIDGE_OPTIONS: BridgeOptions = {
+  heartbeat: DEFAULT_HEARTBEAT,
+  messagesPerSecond: 300,
+  burstMessages: 300,
+  maxBatchBytes: 1024 * 1024,
+  maxBatchItems: 50_000,
+  ackWindowBytes: 16 * 1024 * 1024,
+  highWaterBytes: 32 * 1024 * 1024,
+  hardLimitBytes: 256 * 1024 * 1024,
+  maxChunkedBytes: 512 * 1024 * 1024,
+  shimRetryMs: 10_000,
+  shim: null,
+};
+
+interface QueueEntry {
+  item: ValueItem;
+  size: number;
+  /** A newer value for the same latest-only address was queued after this one. */
+  superseded: boolean;
+}
+
+interface ChunkAssembly {
+  nextIndex: number;
+  bytes: number;
+  decoder: FrameDecoder;
+}
+
+interface CommRecord {
+  id: string;
+  /** Header of the comm_open: parent of everything sent on this comm. */
+  parent: Parent;
+  heartbeat: HeartbeatState;
+  listens: Map<string, { latestOnly: boolean }>;
+  queue: QueueEntry[];
+  queuedBytes: number;
+  /** Latest-only addresses: their pending queue entry, to supersede. */
+  pendingLatest: Map<string, QueueEntry>;
+  nextSeq: number;
+  inflight: { seq: number; bytes: number }[];
+  inflightBytes: number;
+  chunks: Map<string, ChunkAssembly>;
+  wake: Disposable | null;
+}
+
+/** The outcome of a program comm op: null when handled, else what was wrong (the caller shows it). */
+export type ProgramOpError = string | null;
+
+export class CommsBridge {
+  private readonly options: BridgeOptions;
+  private readonly comms = new Map<string, CommRecord>();
+  private readonly lastValues = new Map<string, ValueItem>();
+  private readonly programSubscriptions = new Set<string>();
+  private readonly listenerCounts = new Map<string, number>();
+  private pendingSyncs: string[] = [];
+  private injection: InjectionState = { state: "none" };
+  private injectionWake: Disposable | null = null;
+  private flushTimer: Disposable | null = null;
+  private tokens: number;
+  private tokensAt: number;
+  private nonce = 0;
+  private congestedNow = false;
+  private readonly congestionListeners = new Set<(congested: boolean) => void>();
+  private disposed = false;
+
+  constructor(private readonly host: BridgeHost, options: Partial<BridgeOptions> = {}) {
+    this.options = { ...DEFAULT_BRIDGE_OPTIONS, ...options };
+    this.tokens = this.options.burstMessages;
+    this.tokensAt = host.now();
+  }
+
+  // ---- Jupyter side ------------------------------------------------------------------------------
+
+  commOpen(msg: JupyterMessage): void {
+    const content = msg.content;
+    const commId = content.comm_id;
+    if (typeof commId !== "string" || commId === "") {
+      this.host.log.warn("comm_open without a comm_id ignored");
+      return;
+    }
+    if (content.target_name !== BRIDGE_TARGET) {
+      // Front-ends wait for the kernel to refuse a target it does not know.
+      this.publishClose(commId, msg.header, `unknown comm target ${JSON.stringify(content.target_name)}`);
+      return;
+    }
+    const open = parseOpenData(content.data ?? {});
+    if (!open.ok) {
+      this.publishClose(commId, msg.header, open.error);
+      return;
+    }
+    if (this.comms.has(commId)) {
+      this.host.log.warn(`comm_open for already open comm ${commId} ignored`);
+      return;
+    }
+    const record: CommRecord = {
+      id: commId,
+      parent: msg.header,
+      heartbeat: initialHeartbeat(this.host.now()),
+      listens: new Map(),
+      queue: [],
+      queuedBytes: 0,
+      pendingLatest: new Map(),
+      nextSeq: 0,
+      inflight: [],
+      inflightBytes: 0,
+      chunks: new Map(),
+      wake: null,
+    };
+    this.comms.set(commId, record);
+    this.sendControl(record, { op: "open_ack", comm_id: commId, version: BRIDGE_VERSION });
+    this.frontendsChanged();
+  }
+
+  commMsg(msg: JupyterMessage): void {
+    const commId = msg.content.comm_id;
+    if (typeof commId !== "string") {
+      this.host.log.warn("comm_msg without a comm_id ignored");
+      return;
+    }
+    const record = this.comms.get(commId);
+    if (!record) {
+      // A comm this kernel does not know (closed by the heartbeat, or from before a restart): closing
+      // it makes that shim reconnect instead of talking into the void.
+      this.publishClose(commId, msg.header, "this comm is not open in the kernel");
+      return;
+    }
+    this.heartbeatEvent(record, { type: "heard", now: this.host.now() });
+    if (!this.comms.has(commId)) return;
+    const parsed = parseBrowserMessage(msg.content.data, msg.buffers.length);
+    if (!parsed.ok) {
+      this.refuse(record, parsed.error);
+      return;
+    }
+    this.handleBrowser(record, parsed.message, msg.buffers);
+  }
+
+  commClose(msg: JupyterMessage): void {
+    const commId = msg.content.comm_id;
+    if (typeof commId !== "string") return;
+    const record = this.comms.get(commId);
+    if (record) this.dropComm(record, null);
+  }
+
+  /** The `comms` of comm_info_reply. */
+  commInfo(targetName?: string): { [commId: string]: { target_name: string } } {
+    const out: { [commId: string]: { target_name: string } } = {};
+    if (targetName !== undefined && targetName !== "" && targetName !== BRIDGE_TARGET) return out;
+    for (const id of this.comms.keys()) out[id] = { target_name: BRIDGE_TARGET };
+    return out;
+  }
+
+  // ---- program side ------------------------------------------------------------------------------
+
+  /** Handles a comm op frame from the program. Returns what was wrong with it, if anything. */
+  programOp(header: { [key: string]: unknown }, buffers: Uint8Array[]): ProgramOpError {
+    const parsed = parseProgramCommOp(header, buffers.length);
+    if (!parsed.ok) return parsed.error;
+    this.handleProgram(parsed.message, buffers);
+    return null;
+  }
+
+  /** A (new) program started: it knows nothing yet, so tell it who listens. */
+  programStarted(): void {
+    this.programSubscriptions.clear();
+    this.pendingSyncs = [];
+    this.host.toProgram({ op: "comm_frontends", count: this.comms.size }, []);
+    for (const [address, count] of this.listenerCounts) {
+      if (count > 0) this.host.toProgram({ op: "comm_listeners", address, count }, []);
+    }
+  }
+
+  /** The program exited: its subscriptions and pending syncs go with it. Values stay in the store. */
+  programStopped(): void {
+    this.programSubscriptions.clear();
+    this.pendingSyncs = [];
+  }
+
+  /** True while the queues towards the browsers are above the high-water mark. */
+  get congested(): boolean {
+    return this.congestedNow;
+  }
+
+  onCongestion(listener: (congested: boolean) => void): Disposable {
+    this.congestionListeners.add(listener);
+    let done = false;
+    return {
+      dispose: () => {
+        if (done) return;
+        done = true;
+        this.congestionListeners.delete(listener);
+      },
+    };
+  }
+
+  /** Current value of an address in the store (tests, diagnostics). */
+  lastValue(address: string): ValueItem | undefined {
+    return this.lastValues.get(address);
+  }
+
+  get queuedBytes(): number {
+    let total = 0;
+    for (const c of this.comms.values()) total += c.queuedBytes;
+    return total;
+  }
+
+  dispose(): void {
+    if (this.disposed) return;
+    this.disposed = true;
+    this.flushTimer?.dispose();
+    this.flushTimer = null;
+    this.injectionWake?.dispose();
+    this.injectionWake = null;
+    for (const record of this.comms.values()) record.wake?.dispose();
+    this.comms.clear();
+    this.pendingSyncs = [];
+    this.congestionListeners.clear();
+  }
+
+  // ---- browser messages --------------------------------------------------------------------------
+
+  private handleBrowser(record: CommRecord, message: BrowserToKernel, buffers: Uint8Array[]): void {
+    switch (message.op) {
+      case "listen": {
+        const had = record.listens.has(message.address);
+        record.listens.set(message.address, { latestOnly: message.latest_only });
+        if (!had) this.countListeners(message.address);
+        const last = this.lastValues.get(message.address);
+        if (last) this.enqueue(record, last);
+        return;
+      }
+      case "unlisten":
+        if (record.listens.delete(message.address)) this.countListeners(message.address);
+        return;
+      case "values": {
+        const items = splitItems(message.items, buffers);
+        const toProgram: ValueItem[] = [];
+        for (const item of items) {
+          this.lastValues.set(item.address, item);
+          if (this.programSubscriptions.has(item.address)) toProgram.push(item);
+          for (const other of this.comms.values()) {
+            if (other !== record && other.listens.has(item.address)) this.enqueue(other, item);
+          }
+        }
+        if (toProgram.length > 0) {
+          const batch = joinItems(toProgram);
+          this.host.toProgram({ op: "comm_deliver", items: batch.items }, batch.buffers);
+        }
+        return;
+      }
+      case "pong":
+        this.heartbeatEvent(record, { type: "pong", now: this.host.now(), nonce: message.nonce });
+        return;
+      case "ack": {
+        while (record.inflight.length > 0 && record.inflight[0]!.seq <= message.seq) {
+          record.inflightBytes -= record.inflight.shift()!.bytes;
+        }
+        this.scheduleFlush();
+        return;
+      }
+      case "chunk":
+        this.handleChunk(record, message, buffers[0]!);
+        return;
+      default: {
+        const unreachable: never = message;
+        throw new Error(`unhandled browser op ${JSON.stringify(unreachable)}`);
+      }
+    }
+  }
+
+  private handleChunk(record: CommRecord, message: { id: string; index: number; last: boolean }, bytes: Uint8Array): void {
+    let assembly = record.chunks.get(message.id);
+    if (!assembly) {
+      if (message.index !== 0) {
+        this.refuse(record, `chunk ${message.index} of unknown chunked message ${message.id}`);
+        return;
+      }
+      const limit = this.options.maxChunkedBytes;
+      assembly = { nextIndex: 0, bytes: 0, decoder: new FrameDecoder({ maxHeaderBytes: limit, maxBufferBytes: limit }) };
+      record.chunks.set(message.id, assembly);
+    }
+    if (message.index !== assembly.nextIndex) {
+      record.chunks.delete(message.id);
+      this.refuse(record, `chunked message ${message.id}: expected chunk ${assembly.nextIndex}, got ${message.index}`);
+      return;
+    }
+    assembly.nextIndex++;
+    assembly.bytes += bytes.byteLength;
+    if (assembly.bytes > this.options.maxChunkedBytes) {
+      record.chunks.delete(message.id);
+      this.refuse(record, `chunked message ${message.id} exceeds ${this.options.maxChunkedBytes} bytes`);
+      return;
+    }
+    const out = assembly.decoder.push(bytes);
+    if (out.error) {
+      record.chunks.delete(message.id);
+      this.refuse(record, `chunked message ${message.id}: ${describeFrameError(out.error)}`);
+      return;
+    }
+    if (!message.last) {
+      if (out.frames.length > 0) {
+        record.chunks.delete(message.id);
+        this.refuse(record, `chunked message ${message.id} ended before its last chunk`);
+      }
+      return;
+    }
+    record.chunks.delete(message.id);
+    const frame = out.frames[0];
+    if (out.frames.length !== 1 || frame === undefined || assembly.decoder.bufferedBytes !== 0) {
+      this.refuse(record, `chunked message ${message.id} does not hold exactly one whole message`);
+      return;
+    }
+    const parsed = parseBrowserMessage(frame.header, frame.buffers.length);
+    if (!parsed.ok) {
+      this.refuse(record, `chunked message ${message.id}: ${parsed.error}`);
+      return;
+    }
+    if (parsed.message.op === "chunk") {
+      this.refuse(record, `chunked message ${message.id} holds another chunk`);
+      return;
+    }
+    this.handleBrowser(record, parsed.message, frame.buffers);
+  }
+
+  private refuse(record: CommRecord, error: string): void {
+    this.host.log.warn(`comm ${record.id}: refused: ${error}`);
+    this.sendControl(record, { op: "error", message: error });
+  }
+
+  // ---- program ops -------------------------------------------------------------------------------
+
+  private handleProgram(op: ProgramCommOp, buffers: Uint8Array[]): void {
+    switch (op.op) {
+      case "comm_send": {
+        this.used(op.cell);
+        for (const item of splitItems(op.items, buffers)) {
+          this.lastValues.set(item.address, item);
+          for (const record of this.comms.values()) {
+            if (record.listens.has(item.address)) this.enqueue(record, item);
+          }
+        }
+        return;
+      }
+      case "comm_subscribe":
+        this.used(op.cell);
+        this.programSubscriptions.add(op.address);
+        return;
+      case "comm_unsubscribe":
+        this.programSubscriptions.delete(op.address);
+        return;
+      case "comm_read":
+        this.used(op.cell);
+        for (const record of this.comms.values()) {
+          if (record.listens.has(op.address)) this.sendControl(record, { op: "read", address: op.address });
+        }
+        return;
+      case "comm_sync":
+        if (this.congestedNow) this.pendingSyncs.push(op.id);
+        else this.host.toProgram({ op: "comm_sync_ack", id: op.id }, []);
+        return;
+      default: {
+        const unreachable: never = op;
+        throw new Error(`unhandled program op ${JSON.stringify(unreachable)}`);
+      }
+    }
+  }
+
+  private used(cell: CellId | null): void {
+    if (this.options.shim === null) return;
+    this.injectionEvent({ type: "used", now: this.host.now(), displayId: `tsnb-shim-${this.host.newId()}` }, cell);
+  }
+
+  private frontendsChanged(): void {
+    this.host.toProgram({ op: "comm_frontends", count: this.comms.size }, []);
+    this.injectionEvent({ type: "frontends", count: this.comms.size }, null);
+  }
+
+  private injectionEvent(event: InjectionEvent, cell: CellId | null): void {
+    const step = stepInjection(this.injection, event, this.options.shimRetryMs);
+    this.injection = step.state;
+    for (const effect of step.effects) {
+      switch (effect.type) {
+        case "inject":
+          if (this.options.shim === null) break;
+          this.host.publish({
+            msg_type: "display_data",
+            content: shimDisplayContent(this.options.shim, effect.displayId),
+            buffers: [],
+            parent: this.host.parentForCell(cell),
+          });
+          break;
+        case "blank":
+          this.host.publish({
+            msg_type: "update_display_data",
+            content: blankDisplayContent(effect.displayId),
+            buffers: [],
+            parent: this.host.parentForCell(null),
+          });
+          break;
+        case "wake_at":
+          this.injectionWake?.dispose();
+          this.injectionWake = this.host.setTimer(Math.max(0, effect.at - this.host.now()), () => {
+            this.injectionWake = null;
+            this.injectionEvent({ type: "tick", now: this.host.now() }, null);
+          });
+          break;
+        default: {
+          const unreachable: never = effect;
+          throw new Error(`unhandled injection effect ${JSON.stringify(unreachable)}`);
+        }
+      }
+    }
+  }
+
+  // ---- listeners ---------------------------------------------------------------------------------
+
+  private countListeners(address: string): void {
+    let count = 0;
+    for (const record of this.comms.values()) if (record.listens.has(address)) count++;
+    const before = this.listenerCounts.get(address) ?? 0;
+    if (count === before) return;
+    if (count === 0) this.listenerCounts.delete(address);
+    else this.listenerCounts.set(address, count);
+    this.host.toProgram({ op: "comm_listeners", address, count }, []);
+  }
+
+  // ---- outgoing ----------------------------------------------------------------------------------
+
+  private enqueue(record: CommRecord, item: ValueItem): void {
+    const size = itemSize(item);
+    const entry: QueueEntry = { item, size, superseded: false };
+    if (record.listens.get(item.address)?.latestOnly) {
+      const previous = record.pendingLatest.get(item.address);
+      if (previous) {
+        previous.superseded = true;
+        record.queuedBytes -= previous.size;
+      }
+      record.pendingLatest.set(item.address, entry);
+    }
+    record.queue.push(entry);
+    record.queuedBytes += size;
+    this.heartbeatEvent(record, { type: "outgoing", now: this.host.now(), nonce: this.nonce++ });
+    if (!this.comms.has(record.id)) return;
+    if (record.queuedBytes > this.options.hardLimitBytes) {
+      this.dropComm(record, `it fell ${record.queuedBytes} bytes behind (limit ${this.options.hardLimitBytes})`);
+      return;
+    }
+    this.updateCongestion();
+    this.scheduleFlush();
+  }
+
+  private sendControl(record: CommRecord, data: KernelToBrowser): void {
+    this.host.publish({
+      msg_type: "comm_msg",
+      content: { comm_id: record.id, data: data as unknown as JsonObject },
+      buffers: [],
+      parent: record.parent,
+    });
+  }
+
+  private scheduleFlush(): void {
+    if (this.flushTimer !== null || this.disposed) return;
+    const wait = this.tokens >= 1 ? 0 : Math.ceil(((1 - this.tokens) / this.options.messagesPerSecond) * 1000);
+    this.flushTimer = this.host.setTimer(wait, () => {
+      this.flushTimer = null;
+      this.flush();
+    });
+  }
+
+  private refill(): void {
+    const now = this.host.now();
+    const elapsed = Math.max(0, now - this.tokensAt);
+    this.tokensAt = now;
+    this.tokens = Math.min(this.options.burstMessages, this.tokens + (elapsed / 1000) * this.options.messagesPerSecond);
+  }
+
+  /** Sends batches round-robin over the comms while budget and ack windows allow. */
+  private flush(): void {
+    if (this.disposed) return;
+    this.refill();
+    let progress = true;
+    while (progress) {
+      progress = false;
+      for (const record of this.comms.values()) {
+        if (this.tokens < 1) break;
+        if (record.queue.length === 0 || record.inflightBytes >= this.options.ackWindowBytes) continue;
+        if (this.sendBatch(record)) {
+          this.tokens -= 1;
+          progress = true;
+        }
+      }
+    }
+    this.updateCongestion();
+    const waiting = [...this.comms.values()].some((r) => r.queue.length > 0 && r.inflightBytes < this.options.ackWindowBytes);
+    if (waiting) this.scheduleFlush();
+  }
+
+  private sendBatch(record: CommRecord): boolean {
+    const items: ValueItem[] = [];
+    // A batch never overshoots the comm's ack window by more than one value, so a slow browser
+    // really does hold back what the kernel has in flight.
+    const limit = Math.min(this.options.maxBatchBytes, this.options.ackWindowBytes - record.inflightBytes);
+    let bytes = 0;
+    let taken = 0;
+    for (const entry of record.queue) {
+      if (entry.superseded) {
+        taken++;
+        continue;
+      }
+      if (items.length > 0 && (bytes + entry.size > limit || items.length >= this.options.maxBatchItems)) break;
+      items.push(entry.item);
+      bytes += entry.size;
+      taken++;
+      if (record.pendingLatest.get(entry.item.address) === entry) record.pendingLatest.delete(entry.item.address);
+    }
+    record.queue.splice(0, taken);
+    record.queuedBytes -= bytes;
+    if (items.length === 0) return false;
+    const seq = record.nextSeq++;
+    const batch = joinItems(items);
+    record.inflight.push({ seq, bytes });
+    record.inflightBytes += bytes;
+    const data: KernelToBrowser = { op: "values", seq, items: batch.items };
+    this.host.publish({
+      msg_type: "comm_msg",
+      content: { comm_id: record.id, data: data as unknown as JsonObject },
+      buffers: batch.buffers,
+      parent: record.parent,
+    });
+    return true;
+  }
+
+  private updateCongestion(): void {
+    const congested = this.queuedBytes > this.options.highWaterBytes;
+    if (congested === this.congestedNow) return;
+    this.congestedNow = congested;
+    if (!congested && this.pendingSyncs.length > 0) {
+      const ids = this.pendingSyncs;
+      this.pendingSyncs = [];
+      for (const id of ids) this.host.toProgram({ op: "comm_sync_ack", id }, []);
+    }
+    for (const listener of [...this.congestionListeners]) listener(congested);
+  }
+
+  // ---- heartbeat ---------------------------------------------------------------------------------
+
+  private heartbeatEvent(record: CommRecord, event: HeartbeatEvent): void {
+    const step = stepHeartbeat(record.heartbeat, event, this.options.heartbeat);
+    record.heartbeat = step.state;
+    for (const effect of step.effects) {
+      switch (effect.type) {
+        case "send_ping":
+          this.sendControl(record, { op: "ping", nonce: effect.nonce });
+          break;
+        case "wake_at":
+          record.wake?.dispose();
+          record.wake = this.host.setTimer(Math.max(0, effect.at - this.host.now()), () => {
+            record.wake = null;
+            if (this.comms.get(record.id) === record) this.heartbeatEvent(record, { type: "tick", now: this.host.now() });
+          });
+          break;
+        case "closed":
+          this.dropComm(record, effect.reason);
+          break;
+        default: {
+          const unreachable: never = effect;
+          throw new Error(`unhandled heartbeat effect ${JSON.stringify(unreachable)}`);
+        }
+      }
+    }
+  }
+
+  /** Forgets a comm; with a reason, the kernel closed it and tells the front-end why. */
+  private dropComm(record: CommRecord, reason: string | null): void {
+    if (this.comms.get(record.id) !== record) return;
+    this.comms.delete(record.id);
+    record.wake?.dispose();
+    record.wake = null;
+    if (record.heartbeat.state !== "closed") record.heartbeat = { state: "closed", reason: reason ?? "closed by the front-end" };
+    if (reason !== null) {
+      this.host.log.warn(`comm ${record.id} closed: ${reason}`);
+      this.publishClose(record.id, record.parent, reason);
+    }
+    for (const address of record.listens.keys()) this.countListeners(address);
+    record.queue = [];
+    record.queuedBytes = 0;
+    record.chunks.clear();
+    this.updateCongestion();
+    this.frontendsChanged();
+    this.scheduleFlush();
+  }
+
+  private publishClose(commId: string, parent: Parent, reason: string): void {
+    this.host.publish({ msg_type: "comm_close", content: { comm_id: commId, data: { reason } }, buffers: [], parent });
+  }
+}

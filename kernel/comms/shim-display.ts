@@ -1,0 +1,125 @@
+// The transient output that installs the browser shim (dist/shim.js) in the page, and the state machine
+// that decides when to (re)inject it: the first time a program uses comms, and again only when no live
+// shim is connected, so a notebook does not fill with copies of the script.
+
+import { readFileSync } from "node:fs";
+import type { JsonObject } from "../../protocol/jupyter.js";
+
+export interface ShimBoot {
+  /** The kernel id Jupyter assigned (from the connection file name `kernel-<id>.json`). */
+  kernelId: string;
+  /** The bundled shim (dist/shim.js). */
+  source: string;
+}
+
+/** Reads dist/shim.js beside the running kernel bundle; null when it was not built. */
+export function loadShimSource(url: URL = new URL("./shim.js", import.meta.url)): string | null {
+  try {
+    return readFileSync(url, "utf8");
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === "ENOENT") return null;
+    throw err;
+  }
+}
+
+/** The kernel id from a connection file path, as Jupyter names them (`kernel-<id>.json`). */
+export function kernelIdFromConnectionFile(path: string): string | null {
+  const match = /kernel-([A-Za-z0-9._-]+)\.json$/.exec(path);
+  return match ? match[1]! : null;
+}
+
+/**
+ * The display_data content that boots the shim. Both `application/javascript` (classic Notebook runs it;
+ * JupyterLab with its javascript extension) and `text/html` with a script are given; the front-end
+ * picks the one it renders. The config is JSON-encoded into the script, and `</` is escaped so the
+ * HTML variant cannot be closed early by a value in it.
+ */
+export function shimDisplayContent(boot: ShimBoot, displayId: string): JsonObject {
+  const config = JSON.stringify({ kernelId: boot.kernelId }).replace(/</g, "\\u003c");
+  const script = `${boot.source}\n;globalThis.tsnbShimBoot(${config});\n`;
+  const htmlScript = script.replace(/<\/(script)/gi, "<\\/$1");
+  return {
+    data: {
+      "application/javascript": script,
+      "text/html": `<div class="tsnb-shim"></div><script>${htmlScript}</script>`,
+      "text/plain": "",
+    },
+    metadata: {},
+    transient: { display_id: displayId },
+  };
+}
+
+/** Blank content that replaces the shim output once it connected, so the script is never saved. */
+export function blankDisplayContent(displayId: string): JsonObject {
+  return { data: { "text/plain": "" }, metadata: {}, transient: { display_id: displayId } };
+}
+
+export type InjectionState =
+  | { state: "none" }
+  | { state: "injected"; displayId: string; at: number }
+  | { state: "connected"; displayId: string | null };
+
+export type InjectionEvent =
+  /** A program used comms; `displayId` is used if the shim must be injected now. */
+  | { type: "used"; now: number; displayId: string }
+  /** The number of open comms changed. */
+  | { type: "frontends"; count: number }
+  | { type: "tick"; now: number };
+
+export type InjectionEffect =
+  | { type: "inject"; displayId: string }
+  | { type: "blank"; displayId: string }
+  | { type: "wake_at"; at: number };
+
+export function stepInjection(
+  current: InjectionState,
+  event: InjectionEvent,
+  retryMs: number,
+): { state: InjectionState; effects: InjectionEffect[] } {
+  switch (current.state) {
+    case "none":
+      switch (event.type) {
+        case "used":
+          return {
+            state: { state: "injected", displayId: event.displayId, at: event.now },
+            effects: [{ type: "inject", displayId: event.displayId }, { type: "wake_at", at: event.now + retryMs }],
+          };
+        case "frontends":
+          // A page that still has a shim from before (a kernel restart) reconnected by itself.
+          return event.count > 0 ? { state: { state: "connected", displayId: null }, effects: [] } : { state: current, effects: [] };
+        case "tick":
+          return { state: current, effects: [] };
+        default:
+          return unreachable(event);
+      }
+    case "injected":
+      switch (event.type) {
+        case "used":
+          return { state: current, effects: [] };
+        case "frontends":
+          if (event.count === 0) return { state: current, effects: [] };
+          return { state: { state: "connected", displayId: current.displayId }, effects: [{ type: "blank", displayId: current.displayId }] };
+        case "tick":
+          // No shim answered (no browser: nbclient, nbconvert): allow one more injection on a later use.
+          return event.now - current.at >= retryMs ? { state: { state: "none" }, effects: [] } : { state: current, effects: [] };
+        default:
+          return unreachable(event);
+      }
+    case "connected":
+      switch (event.type) {
+        case "used":
+        case "tick":
+          return { state: current, effects: [] };
+        case "frontends":
+          return event.count === 0 ? { state: { state: "none" }, effects: [] } : { state: current, effects: [] };
+        default:
+          return unreachable(event);
+      }
+    default:
+      return unreachable(current);
+  }
+}
+
+function unreachable(value: never): never {
+  throw new Error(`unhandled injection case ${JSON.stringify(value)}`);
+}

@@ -1,0 +1,268 @@
+// The browser <-> kernel comm protocol of the tsnb bridge: the `data` of comm_open/comm_msg on the
+// `tsnb_comm` target. Flat unions on `op`; `parseBrowserMessage`/`parseKernelMessage` turn unknown JSON
+// into a typed message or a clear error. Pure and browser-safe (the shim imports it).
+//
+// Values are batched: one `values` message carries many items. Each item's value is JSON in which binary
+// parts are placeholders (protocol/values.ts) numbered from 0 *within the item*; the item's `nbuf` binary
+// parts are the next `nbuf` comm buffers of the message, in item order. So a batch never re-numbers
+// placeholders and binary data is never base64.
+
+import type { JsonObject, JsonValue } from "./jupyter.js";
+import { decodeValue, encodeValue } from "./values.js";
+
+export const BRIDGE_TARGET = "tsnb_comm";
+export const BRIDGE_VERSION = 1;
+/** Longest address accepted, in UTF-16 units: addresses are names, not payloads. */
+export const MAX_ADDRESS_LENGTH = 1024;
+/**
+ * Browser -> kernel messages are chunked below this size: the Jupyter server closes a websocket that
+ * receives a message over 10 MiB (tornado's default), so a bigger value would kill the connection.
+ */
+export const BROWSER_CHUNK_BYTES = 8 * 1024 * 1024;
+
+/** One value in a batch, as it travels: JSON with local placeholders plus its binary parts count. */
+export interface WireItem {
+  address: string;
+  value: JsonValue;
+  /** How many of the message's buffers belong to this item (omitted when 0). */
+  nbuf?: number;
+}
+
+/** One value with its own binary parts, as both ends handle it after splitting a batch. */
+export interface ValueItem {
+  address: string;
+  value: JsonValue;
+  buffers: Uint8Array[];
+}
+
+// ---- browser -> kernel ---------------------------------------------------------------------------
+
+/** comm_open data sent by the shim. */
+export interface OpenData {
+  version: number;
+}
+
+export type BrowserToKernel =
+  /** The browser listens to `address`; the kernel replays the last value and forwards new ones. */
+  | { op: "listen"; address: string; latest_only: boolean }
+  | { op: "unlisten"; address: string }
+  | { op: "values"; items: WireItem[] }
+  | { op: "pong"; nonce: number }
+  /** The shim has handled the `values` batch `seq` and every earlier one (flow control). */
+  | { op: "ack"; seq: number }
+  /**
+   * Part of a message too large for one websocket message: buffer 0 holds the next slice of the
+   * message encoded in the pipe framing (protocol/framing.ts). The kernel decodes it once `last`.
+   */
+  | { op: "chunk"; id: string; index: number; last: boolean };
+
+// ---- kernel -> browser ---------------------------------------------------------------------------
+
+export type KernelToBrowser =
+  | { op: "open_ack"; comm_id: string; version: number }
+  | { op: "values"; seq: number; items: WireItem[] }
+  | { op: "ping"; nonce: number }
+  /** The program wants the browser's current value of `address`: a shim holding one sends it. */
+  | { op: "read"; address: string }
+  /** Something the browser sent was refused; nothing of it reached the program. */
+  | { op: "error"; message: string };
+
+export type BrowserOp = BrowserToKernel["op"];
+export type KernelOp = KernelToBrowser["op"];
+
+export type ParseResult<T> = { ok: true; message: T } | { ok: false; error: string };
+
+// ---- validation ----------------------------------------------------------------------------------
+
+function isObject(v: unknown): v is { [key: string]: unknown } {
+  return v !== null && typeof v === "object" && !Array.isArray(v);
+}
+
+function isCount(v: unknown): v is number {
+  return typeof v === "number" && Number.isSafeInteger(v) && v >= 0;
+}
+
+function checkAddress(v: unknown, where: string): string | null {
+  if (typeof v !== "string" || v === "") return `${where}: "address" must be a non-empty string`;
+  if (v.length > MAX_ADDRESS_LENGTH) return `${where}: "address" is longer than ${MAX_ADDRESS_LENGTH} characters`;
+  return null;
+}
+
+/** Validates `items` against the number of binary parts that came with the message. */
+export function checkItems(items: unknown, bufferCount: number): string | null {
+  if (!Array.isArray(items)) return '"items" must be a list';
+  let used = 0;
+  for (let i = 0; i < items.length; i++) {
+    const item: unknown = items[i];
+    const where = `items[${i}]`;
+    if (!isObject(item)) return `${where} must be an object`;
+    const addressError = checkAddress(item.address, where);
+    if (addressError) return addressError;
+    if (!("value" in item)) return `${where}: "value" is missing`;
+    if (item.nbuf !== undefined && !isCount(item.nbuf)) return `${where}: "nbuf" must be a non-negative integer`;
+    used += (item.nbuf as number | undefined) ?? 0;
+  }
+  if (used !== bufferCount) {
+    return `the items use ${used} binary parts but the message carries ${bufferCount}`;
+  }
+  return null;
+}
+
+/** Turns the `data` of a comm_msg from the browser into a typed message, or says what is wrong. */
+export function parseBrowserMessage(data: unknown, bufferCount: number): ParseResult<BrowserToKernel> {
+  if (!isObject(data)) return { ok: false, error: "message data must be a JSON object" };
+  const op = data.op;
+  if (typeof op !== "string") return { ok: false, error: 'message has no "op"' };
+  const fail = (detail: string): ParseResult<BrowserToKernel> => ({ ok: false, error: `"${op}" message: ${detail}` });
+  const noBuffers = () => (bufferCount === 0 ? null : `carries ${bufferCount} unexpected binary parts`);
+  switch (op) {
+    case "listen": {
+      const e = checkAddress(data.address, "listen") ?? noBuffers();
+      if (e) return fail(e);
+      if (data.latest_only !== undefined && typeof data.latest_only !== "boolean") {
+        return fail('"latest_only" must be a boolean');
+      }
+      return { ok: true, message: { op, address: data.address as string, latest_only: data.latest_only === true } };
+    }
+    case "unlisten": {
+      const e = checkAddress(data.address, "unlisten") ?? noBuffers();
+      if (e) return fail(e);
+      return { ok: true, message: { op, address: data.address as string } };
+    }
+    case "values": {
+      const e = checkItems(data.items, bufferCount);
+      if (e) return fail(e);
+      return { ok: true, message: { op, items: data.items as WireItem[] } };
+    }
+    case "pong": {
+      if (!isCount(data.nonce)) return fail('"nonce" must be a non-negative integer');
+      return { ok: true, message: { op, nonce: data.nonce } };
+    }
+    case "ack": {
+      if (!isCount(data.seq)) return fail('"seq" must be a non-negative integer');
+      return { ok: true, message: { op, seq: data.seq } };
+    }
+    case "chunk": {
+      if (typeof data.id !== "string" || data.id === "" || data.id.length > 128) {
+        return fail('"id" must be a short non-empty string');
+      }
+      if (!isCount(data.index)) return fail('"index" must be a non-negative integer');
+      if (typeof data.last !== "boolean") return fail('"last" must be a boolean');
+      if (bufferCount !== 1) return fail(`must carry exactly one binary part, got ${bufferCount}`);
+      return { ok: true, message: { op, id: data.id, index: data.index, last: data.last } };
+    }
+    default:
+      return { ok: false, error: `unknown op ${JSON.stringify(op).slice(0, 80)}` };
+  }
+}
+
+/** Validates comm_open data from the browser. */
+export function parseOpenData(data: unknown): ParseResult<OpenData> {
+  if (!isObject(data)) return { ok: false, error: "comm_open data must be a JSON object" };
+  if (data.version !== BRIDGE_VERSION) {
+    return { ok: false, error: `unsupported tsnb bridge version ${JSON.stringify(data.version)}, expected ${BRIDGE_VERSION}` };
+  }
+  return { ok: true, message: { version: BRIDGE_VERSION } };
+}
+
+/** The shim's side: the `data` of a comm_msg from the kernel. */
+export function parseKernelMessage(data: unknown, bufferCount: number): ParseResult<KernelToBrowser> {
+  if (!isObject(data)) return { ok: false, error: "message data must be a JSON object" };
+  const op = data.op;
+  if (typeof op !== "string") return { ok: false, error: 'message has no "op"' };
+  const fail = (detail: string): ParseResult<KernelToBrowser> => ({ ok: false, error: `"${op}" message: ${detail}` });
+  switch (op) {
+    case "open_ack":
+      if (typeof data.comm_id !== "string" || typeof data.version !== "number") return fail("needs comm_id and version");
+      return { ok: true, message: { op, comm_id: data.comm_id, version: data.version } };
+    case "values": {
+      if (!isCount(data.seq)) return fail('"seq" must be a non-negative integer');
+      const e = checkItems(data.items, bufferCount);
+      if (e) return fail(e);
+      return { ok: true, message: { op, seq: data.seq, items: data.items as WireItem[] } };
+    }
+    case "ping":
+      if (!isCount(data.nonce)) return fail('"nonce" must be a non-negative integer');
+      return { ok: true, message: { op, nonce: data.nonce } };
+    case "read": {
+      const e = checkAddress(data.address, "read");
+      if (e) return fail(e);
+      return { ok: true, message: { op, address: data.address as string } };
+    }
+    case "error":
+      return { ok: true, message: { op, message: typeof data.message === "string" ? data.message : String(data.message) } };
+    default:
+      return { ok: false, error: `unknown op ${JSON.stringify(op).slice(0, 80)}` };
+  }
+}
+
+// ---- batching ------------------------------------------------------------------------------------
+
+/** Splits a validated batch into items that each own their binary parts (no copies). */
+export function splitItems(items: readonly WireItem[], buffers: readonly Uint8Array[]): ValueItem[] {
+  const out: ValueItem[] = [];
+  let next = 0;
+  for (const item of items) {
+    const n = item.nbuf ?? 0;
+    out.push({ address: item.address, value: item.value, buffers: buffers.slice(next, next + n) });
+    next += n;
+  }
+  return out;
+}
+
+/** Joins items into a batch: the wire items plus the message's buffers, in order. */
+export function joinItems(items: readonly ValueItem[]): { items: WireItem[]; buffers: Uint8Array[] } {
+  const wire: WireItem[] = [];
+  const buffers: Uint8Array[] = [];
+  for (const item of items) {
+    const w: WireItem = { address: item.address, value: item.value };
+    if (item.buffers.length > 0) {
+      w.nbuf = item.buffers.length;
+      for (const b of item.buffers) buffers.push(b);
+    }
+    wire.push(w);
+  }
+  return { items: wire, buffers };
+}
+
+/** Encodes a live value (typed arrays anywhere) as an item. Throws ValueEncodeError for what cannot travel. */
+export function itemOf(address: string, value: unknown): ValueItem {
+  const encoded = encodeValue(value);
+  return { address, value: encoded.json, buffers: encoded.buffers };
+}
+
+/** Rebuilds the live value of an item (typed arrays of the same type). Throws ValueDecodeError. */
+export function valueOf(item: ValueItem): unknown {
+  return decodeValue(item.value, item.buffers);
+}
+
+/**
+ * Approximate wire size of an item, for batch limits and memory accounting. Strings count one byte per
+ * UTF-16 unit, which is close enough for budgeting and far cheaper than encoding.
+ */
+export function itemSize(item: ValueItem): number {
+  let size = item.address.length + 32 + jsonSize(item.value);
+  for (const b of item.buffers) size += b.byteLength;
+  return size;
+}
+
+function jsonSize(v: JsonValue): number {
+  if (v === null) return 4;
+  switch (typeof v) {
+    case "string":
+      return v.length + 2;
+    case "number":
+      return 8;
+    case "boolean":
+      return 5;
+    default:
+      break;
+  }
+  let size = 2;
+  if (Array.isArray(v)) {
+    for (const x of v) size += jsonSize(x) + 1;
+  } else {
+    for (const key in v) size += key.length + 4 + jsonSize((v as JsonObject)[key] as JsonValue);
+  }
+  return size;
+}

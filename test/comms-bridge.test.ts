@@ -1,0 +1,520 @@
+// The kernel's comms hub driven in memory: a manual clock, a recording host, Jupyter comm messages as a
+// browser would send them and comm ops as the program would.
+
+import { describe, expect, it } from "vitest";
+import { CommsBridge, type BridgeOptions } from "../kernel/comms/bridge.js";
+import { BROWSER_CHUNK_BYTES } from "../protocol/bridge.js";
+import { ManualClock, RecordingHost, browserValues, commClose, commMsg, commOpen, framed, programSend } from "./helpers/comms-fakes.js";
+
+function setup(options: Partial<BridgeOptions> = {}) {
+  const clock = new ManualClock();
+  const host = new RecordingHost(clock);
+  const bridge = new CommsBridge(host, options);
+  /** Opens a comm and consumes its ack. */
+  const open = (id: string) => {
+    bridge.commOpen(commOpen(id));
+    const acks = host.takeFor(id);
+    expect(acks.map((a) => a.data)).toEqual([{ op: "open_ack", comm_id: id, version: 1 }]);
+  };
+  const listen = (id: string, address: string, latestOnly = false) =>
+    bridge.commMsg(commMsg(id, { op: "listen", address, latest_only: latestOnly }));
+  const send = (values: { address: string; value: unknown }[]) => {
+    const frame = programSend(values);
+    expect(bridge.programOp(frame.header, frame.buffers)).toBeNull();
+  };
+  /** Acks everything a comm received so far, as the shim does. */
+  const ackAll = (id: string, seqs: number[]) => {
+    if (seqs.length > 0) bridge.commMsg(commMsg(id, { op: "ack", seq: Math.max(...seqs) }));
+  };
+  return { clock, host, bridge, open, listen, send, ackAll };
+}
+
+describe("comm lifecycle", () => {
+  it("refuses other targets with comm_close and acknowledges tsnb_comm opens", () => {
+    const { host, bridge, open } = setup();
+    bridge.commOpen(commOpen("x", "jupyter.widget"));
+    expect(host.closes()).toEqual(["x"]);
+    open("a");
+    expect(bridge.commInfo()).toEqual({ a: { target_name: "tsnb_comm" } });
+    expect(bridge.commInfo("tsnb_comm")).toEqual({ a: { target_name: "tsnb_comm" } });
+    expect(bridge.commInfo("other")).toEqual({});
+  });
+
+  it("refuses an open with an unknown bridge version", () => {
+    const { host, bridge } = setup();
+    bridge.commOpen(commOpen("v", "tsnb_comm", { version: 99 }));
+    const close = host.published.find((p) => p.msg_type === "comm_close");
+    expect(close?.content).toMatchObject({ comm_id: "v", data: { reason: expect.stringContaining("version") } });
+    expect(bridge.commInfo()).toEqual({});
+  });
+
+  it("tells the program how many front-ends and listeners there are", () => {
+    const { host, bridge, open, listen } = setup();
+    open("a");
+    open("b");
+    listen("a", "x");
+    listen("b", "x");
+    bridge.commMsg(commMsg("a", { op: "unlisten", address: "x" }));
+    bridge.commClose(commClose("b"));
+    expect(host.program.map((m) => m.op)).toEqual([
+      { op: "comm_frontends", count: 1 },
+      { op: "comm_frontends", count: 2 },
+      { op: "comm_listeners", address: "x", count: 1 },
+      { op: "comm_listeners", address: "x", count: 2 },
+      { op: "comm_listeners", address: "x", count: 1 },
+      { op: "comm_listeners", address: "x", count: 0 },
+      { op: "comm_frontends", count: 1 },
+    ]);
+    expect(bridge.commInfo()).toEqual({ a: { target_name: "tsnb_comm" } });
+  });
+
+  it("answers a message on a comm it does not know with comm_close, so the shim reconnects", () => {
+    const { host, bridge } = setup();
+    bridge.commMsg(commMsg("ghost", { op: "listen", address: "x" }));
+    expect(host.closes()).toEqual(["ghost"]);
+  });
+
+  it("restates front-ends and listeners to a freshly started program", () => {
+    const { host, bridge, open, listen } = setup();
+    open("a");
+    listen("a", "x");
+    host.program = [];
+    bridge.programStarted();
+    expect(host.program.map((m) => m.op)).toEqual([
+      { op: "comm_frontends", count: 1 },
+      { op: "comm_listeners", address: "x", count: 1 },
+    ]);
+  });
+});
+
+describe("values", () => {
+  it("stores values sent with no front-end and replays the last one to a late listener", () => {
+    const { clock, host, bridge, open, listen, send } = setup();
+    send([{ address: "x", value: 1 }, { address: "x", value: 2 }, { address: "y", value: "why" }]);
+    open("a");
+    listen("a", "x");
+    clock.advance(10);
+    expect(host.valuesFor("a")).toEqual([{ address: "x", value: 2 }]);
+    expect(bridge.lastValue("y")?.value).toBe("why");
+  });
+
+  it("delivers falsy values and typed arrays to every listening tab, in order, with binary parts as buffers", () => {
+    const { clock, host, open, listen, send } = setup();
+    open("a");
+    open("b");
+    listen("a", "x");
+    listen("b", "x");
+    const floats = new Float32Array([1.5, -2, 3.25]);
+    const values = [0, "", false, null, { data: floats, n: 0 }, [new Uint8Array([7]), new Int16Array([-3])]];
+    send(values.map((value) => ({ address: "x", value })));
+    clock.advance(10);
+    const published = host.published.filter((p) => p.msg_type === "comm_msg");
+    expect(published.every((p) => p.buffers.every((b) => b instanceof Uint8Array))).toBe(true);
+    for (const id of ["a", "b"]) {
+      const got = host.valuesFor(id).map((v) => v.value);
+      expect(got.slice(0, 4)).toEqual([0, "", false, null]);
+      const obj = got[4] as { data: Float32Array; n: number };
+      expect(obj.data).toBeInstanceOf(Float32Array);
+      expect(Array.from(obj.data)).toEqual([1.5, -2, 3.25]);
+      expect(obj.n).toBe(0);
+      const arr = got[5] as [Uint8Array, Int16Array];
+      expect(arr[0]).toBeInstanceOf(Uint8Array);
+      expect(arr[1]).toBeInstanceOf(Int16Array);
+      expect(Array.from(arr[1])).toEqual([-3]);
+    }
+  });
+
+  it("sends to a comm only the addresses it listens to", () => {
+    const { clock, host, open, listen, send } = setup();
+    open("a");
+    listen("a", "x");
+    send([{ address: "y", value: 1 }, { address: "x", value: 2 }]);
+    clock.advance(10);
+    expect(host.valuesFor("a")).toEqual([{ address: "x", value: 2 }]);
+  });
+
+  it("forwards browser values to the program only for subscribed addresses, and echoes them to other tabs", () => {
+    const { clock, host, bridge, open, listen } = setup();
+    open("a");
+    open("b");
+    listen("a", "x");
+    listen("b", "x");
+    expect(bridge.programOp({ op: "comm_subscribe", cell: "c1", address: "x" }, [])).toBeNull();
+    bridge.commMsg(browserValues("a", [
+      { address: "x", value: 0 },
+      { address: "nobody", value: 5 },
+      { address: "x", value: new Float64Array([2.5]) },
+    ]));
+    clock.advance(10);
+    const got = host.programValues();
+    expect(got.map((v) => v.address)).toEqual(["x", "x"]);
+    expect(got[0]!.value).toBe(0);
+    expect(got[1]!.value).toBeInstanceOf(Float64Array);
+    expect(host.valuesFor("a")).toEqual([]);
+    expect(host.valuesFor("b").map((v) => v.address)).toEqual(["x", "x"]);
+    // Unsubscribed: the next value is stored but does not reach the program.
+    bridge.programOp({ op: "comm_unsubscribe", address: "x" }, []);
+    bridge.commMsg(browserValues("a", [{ address: "x", value: 9 }]));
+    expect(host.programValues()).toEqual([]);
+    expect(bridge.lastValue("x")?.value).toBe(9);
+  });
+
+  it("coalesces latest-only addresses to their newest value and keeps every value elsewhere", () => {
+    const { clock, host, open, listen, send } = setup();
+    open("a");
+    listen("a", "fast", true);
+    listen("a", "all", false);
+    const values: { address: string; value: unknown }[] = [];
+    for (let i = 0; i < 1000; i++) values.push({ address: "fast", value: i }, { address: "all", value: i });
+    send(values);
+    clock.advance(10);
+    const got = host.valuesFor("a");
+    expect(got.filter((v) => v.address === "fast")).toEqual([{ address: "fast", value: 999 }]);
+    expect(got.filter((v) => v.address === "all").map((v) => v.value)).toEqual(Array.from({ length: 1000 }, (_, i) => i));
+  });
+
+  it("asks listening browsers for their value when the program reads", () => {
+    const { host, bridge, open, listen } = setup();
+    open("a");
+    open("b");
+    listen("a", "x");
+    expect(bridge.programOp({ op: "comm_read", cell: "c1", address: "x" }, [])).toBeNull();
+    expect(host.takeFor("a").map((m) => m.data)).toEqual([{ op: "read", address: "x" }]);
+    expect(host.takeFor("b")).toEqual([]);
+  });
+});
+
+describe("batching, rate budget and flow control", () => {
+  it("delivers 100,000 values in order in few messages, never over the IOPub budget", () => {
+    const { clock, host, open, listen, send, ackAll } = setup();
+    open("a");
+    open("b");
+    listen("a", "n");
+    listen("b", "n");
+    const N = 100_000;
+    for (let start = 0; start < N; start += 10_000) {
+      send(Array.from({ length: 10_000 }, (_, i) => ({ address: "n", value: start + i })));
+    }
+    const received: Record<string, number[]> = { a: [], b: [] };
+    const sendTimes: number[] = [];
+    for (let step = 0; step < 2000 && (received.a!.length < N || received.b!.length < N); step++) {
+      clock.advance(5);
+      for (const id of ["a", "b"]) {
+        const messages = host.takeFor(id);
+        for (const m of messages) sendTimes.push(clock.time);
+        const seqs: number[] = [];
+        for (const m of messages) {
+          if (m.data.op !== "values") continue;
+          seqs.push(m.data.seq);
+          for (const item of m.data.items) received[id]!.push(item.value as number);
+        }
+        ackAll(id, seqs);
+      }
+    }
+    const expected = Array.from({ length: N }, (_, i) => i);
+    expect(received.a).toEqual(expected);
+    expect(received.b).toEqual(expected);
+    expect(sendTimes.length).toBeLessThan(100);
+    // No 1-second window holds more comm messages than the budget.
+    for (const t of sendTimes) {
+      expect(sendTimes.filter((u) => u >= t && u < t + 1000).length).toBeLessThanOrEqual(300);
+    }
+  });
+
+  it("holds the sustained message rate to the budget when values trickle in", () => {
+    const { clock, host, open, listen, send, ackAll } = setup({ messagesPerSecond: 100, burstMessages: 10 });
+    open("a");
+    listen("a", "t");
+    let sent = 0;
+    for (let ms = 0; ms < 3000; ms++) {
+      send([{ address: "t", value: ms }]);
+      clock.advance(1);
+      const messages = host.takeFor("a");
+      sent += messages.length;
+      ackAll("a", messages.flatMap((m) => (m.data.op === "values" ? [m.data.seq] : [])));
+    }
+    // 3 s at 100/s plus the burst, never one message per value.
+    expect(sent).toBeLessThanOrEqual(3 * 100 + 10 + 1);
+    clock.advance(1000);
+    const rest = host.takeFor("a").flatMap((m) => (m.data.op === "values" ? m.data.items.map((i) => i.value) : []));
+    expect(rest.at(-1)).toBe(2999);
+  });
+
+  it("keeps each batch under the size limit, a single larger value going alone", () => {
+    const { clock, host, open, listen, send } = setup({ maxBatchBytes: 100_000 });
+    open("a");
+    listen("a", "big");
+    send([
+      { address: "big", value: new Uint8Array(60_000) },
+      { address: "big", value: new Uint8Array(60_000) },
+      { address: "big", value: new Uint8Array(250_000) },
+    ]);
+    clock.advance(10);
+    const messages = host.takeFor("a").filter((m) => m.data.op === "values");
+    expect(messages.map((m) => m.buffers.map((b) => b.byteLength))).toEqual([[60_000], [60_000], [250_000]]);
+  });
+
+  it("stops sending to a stalled browser, answers sync late, and resumes on acks without losing a value", () => {
+    const { clock, host, bridge, open, listen, send } = setup({ ackWindowBytes: 200_000, highWaterBytes: 1_000_000 });
+    open("a");
+    listen("a", "blob");
+    const congestion: boolean[] = [];
+    bridge.onCongestion((c) => congestion.push(c));
+    for (let i = 0; i < 30; i++) send([{ address: "blob", value: { i, bytes: new Uint8Array(50_000) } }]);
+    clock.advance(10);
+    const first = host.takeFor("a");
+    // Only about one ack window went out.
+    expect(first.length).toBeLessThanOrEqual(5);
+    expect(bridge.congested).toBe(true);
+    expect(bridge.queuedBytes).toBeGreaterThan(1_000_000);
+    bridge.programOp({ op: "comm_sync", id: "s1" }, []);
+    expect(host.program.some((m) => m.op.op === "comm_sync_ack")).toBe(false);
+    // The browser heartbeats back (it is alive, just slow) and then acks: everything flows.
+    const got: number[] = [];
+    let batches = first;
+    for (let step = 0; step < 100 && got.length < 30; step++) {
+      for (const m of batches) {
+        if (m.data.op === "ping") bridge.commMsg(commMsg("a", { op: "pong", nonce: m.data.nonce }));
+        if (m.data.op !== "values") continue;
+        for (const item of m.data.items) got.push((item.value as { i: number }).i);
+        bridge.commMsg(commMsg("a", { op: "ack", seq: m.data.seq }));
+      }
+      clock.advance(5);
+      batches = host.takeFor("a");
+    }
+    expect(got).toEqual(Array.from({ length: 30 }, (_, i) => i));
+    expect(host.program.filter((m) => m.op.op === "comm_sync_ack").map((m) => m.op)).toEqual([{ op: "comm_sync_ack", id: "s1" }]);
+    expect(congestion).toEqual([true, false]);
+    expect(bridge.congested).toBe(false);
+  });
+
+  it("answers sync at once when nothing is queued", () => {
+    const { host, bridge } = setup();
+    bridge.programOp({ op: "comm_sync", id: "now" }, []);
+    expect(host.program.map((m) => m.op)).toEqual([{ op: "comm_sync_ack", id: "now" }]);
+  });
+
+  it("closes a comm that falls behind the hard limit instead of growing memory", () => {
+    const { clock, host, bridge, open, listen, send } = setup({ ackWindowBytes: 10_000, highWaterBytes: 50_000, hardLimitBytes: 100_000 });
+    open("a");
+    listen("a", "blob");
+    for (let i = 0; i < 20; i++) send([{ address: "blob", value: new Uint8Array(10_000) }]);
+    clock.advance(10);
+    expect(host.closes()).toEqual(["a"]);
+    expect(bridge.commInfo()).toEqual({});
+    expect(bridge.queuedBytes).toBe(0);
+    // The value is still in the store for when the tab reconnects.
+    expect(bridge.lastValue("blob")).toBeDefined();
+  });
+});
+
+describe("heartbeat", () => {
+  it("pings a silent front-end when a value must go out, and closes it when no pong comes", () => {
+    const { clock, host, bridge, open, listen, send } = setup();
+    open("a");
+    listen("a", "x");
+    clock.advance(1500);
+    send([{ address: "x", value: 1 }]);
+    const ping = host.takeFor("a").find((m) => m.data.op === "ping");
+    expect(ping).toBeDefined();
+    clock.advance(499);
+    expect(host.closes()).toEqual([]);
+    clock.advance(2);
+    expect(host.closes()).toEqual(["a"]);
+    expect(bridge.commInfo()).toEqual({});
+    expect(host.program.at(-1)?.op).toEqual({ op: "comm_frontends", count: 0 });
+  });
+
+  it("keeps a front-end that answers the ping", () => {
+    const { clock, host, bridge, open, listen, send } = setup();
+    open("a");
+    listen("a", "x");
+    clock.advance(1500);
+    send([{ address: "x", value: 1 }]);
+    const ping = host.takeFor("a").find((m) => m.data.op === "ping");
+    if (ping?.data.op !== "ping") throw new Error("no ping");
+    clock.advance(100);
+    bridge.commMsg(commMsg("a", { op: "pong", nonce: ping.data.nonce }));
+    clock.advance(2000);
+    expect(host.closes()).toEqual([]);
+    expect(Object.keys(bridge.commInfo())).toEqual(["a"]);
+  });
+
+  it("does not ping a front-end that was heard recently", () => {
+    const { clock, host, open, listen, send } = setup();
+    open("a");
+    listen("a", "x");
+    clock.advance(900);
+    send([{ address: "x", value: 1 }]);
+    clock.advance(10);
+    expect(host.takeFor("a").map((m) => m.data.op)).toEqual(["values"]);
+  });
+
+  it("uses the configured thresholds", () => {
+    const { clock, host, open, listen, send } = setup({ heartbeat: { silenceMs: 50, pongTimeoutMs: 20 } });
+    open("a");
+    listen("a", "x");
+    clock.advance(60);
+    send([{ address: "x", value: 1 }]);
+    clock.advance(25);
+    expect(host.closes()).toEqual(["a"]);
+  });
+});
+
+describe("bad input from the browser", () => {
+  const cases: [string, unknown, number][] = [
+    ["not an object", "hello", 0],
+    ["no op", { address: "x" }, 0],
+    ["unknown op", { op: "explode" }, 0],
+    ["listen without address", { op: "listen" }, 0],
+    ["listen with a numeric address", { op: "listen", address: 5 }, 0],
+    ["latest_only not boolean", { op: "listen", address: "x", latest_only: "yes" }, 0],
+    ["values without items", { op: "values" }, 0],
+    ["item without value", { op: "values", items: [{ address: "x" }] }, 0],
+    ["item with an empty address", { op: "values", items: [{ address: "", value: 1 }] }, 0],
+    ["more buffers than items use", { op: "values", items: [{ address: "x", value: 1 }] }, 2],
+    ["fewer buffers than items use", { op: "values", items: [{ address: "x", value: 1, nbuf: 3 }] }, 1],
+    ["negative nbuf", { op: "values", items: [{ address: "x", value: 1, nbuf: -1 }] }, 0],
+    ["pong without nonce", { op: "pong" }, 0],
+    ["ack with a string seq", { op: "ack", seq: "1" }, 0],
+    ["chunk without a buffer", { op: "chunk", id: "c", index: 0, last: true }, 0],
+    ["a huge address", { op: "listen", address: "x".repeat(5000) }, 0],
+  ];
+  for (const [name, data, bufferCount] of cases) {
+    it(`refuses ${name} with a clear error and passes nothing on`, () => {
+      const { host, bridge, open } = setup();
+      open("a");
+      bridge.programOp({ op: "comm_subscribe", cell: null, address: "x" }, []);
+      host.program = [];
+      const buffers = Array.from({ length: bufferCount }, () => new Uint8Array(4));
+      bridge.commMsg(commMsg("a", data, buffers));
+      const replies = host.takeFor("a").map((m) => m.data);
+      expect(replies).toHaveLength(1);
+      expect(replies[0]).toMatchObject({ op: "error", message: expect.any(String) });
+      expect(host.warnings).toHaveLength(1);
+      expect(host.program).toEqual([]);
+      // The comm still works afterwards.
+      bridge.commMsg(browserValues("a", [{ address: "x", value: "still fine" }]));
+      expect(host.programValues()).toEqual([{ address: "x", value: "still fine" }]);
+    });
+  }
+
+  it("passes a typed-array placeholder with its binary part through to the program", () => {
+    const { host, bridge, open } = setup();
+    open("a");
+    bridge.programOp({ op: "comm_subscribe", cell: null, address: "x" }, []);
+    host.program = [];
+    bridge.commMsg(commMsg("a", { op: "values", items: [{ address: "x", value: { $tsnb_buffer: 0, kind: "Float32Array" }, nbuf: 1 }] }, [new Uint8Array(8)]));
+    const got = host.programValues();
+    expect(got[0]!.value).toBeInstanceOf(Float32Array);
+  });
+});
+
+describe("bad input from the program", () => {
+  it("reports malformed comm ops and keeps working", () => {
+    const { bridge } = setup();
+    expect(bridge.programOp({ op: "comm_send", cell: null, items: "nope" }, [])).toMatch(/items/);
+    expect(bridge.programOp({ op: "comm_send", cell: 5, items: [] }, [])).toMatch(/cell/);
+    expect(bridge.programOp({ op: "comm_subscribe", cell: null }, [])).toMatch(/address/);
+    expect(bridge.programOp({ op: "comm_sync" }, [])).toMatch(/id/);
+    expect(bridge.programOp({ op: "comm_frobnicate" }, [])).toMatch(/unknown comm op/);
+    expect(bridge.programOp({ op: "comm_subscribe", cell: null, address: "x" }, [new Uint8Array(1)])).toMatch(/binary/);
+    expect(bridge.programOp({ op: "comm_sync", id: "ok" }, [])).toBeNull();
+  });
+});
+
+describe("chunked browser messages", () => {
+  function chunks(bytes: Uint8Array, size: number): Uint8Array[] {
+    const out: Uint8Array[] = [];
+    for (let i = 0; i < bytes.byteLength; i += size) out.push(bytes.subarray(i, i + size));
+    return out;
+  }
+
+  it("reassembles a large message sent in chunks below the websocket limit", () => {
+    const { host, bridge, open } = setup();
+    open("a");
+    bridge.programOp({ op: "comm_subscribe", cell: null, address: "big" }, []);
+    const floats = new Float32Array(3 * 1024 * 1024).map((_, i) => i);
+    const whole = framed({ op: "values", items: [{ address: "big", value: { $tsnb_buffer: 0, kind: "Float32Array" }, nbuf: 1 }] }, [
+      new Uint8Array(floats.buffer),
+    ]);
+    const parts = chunks(whole, BROWSER_CHUNK_BYTES);
+    expect(parts.length).toBe(2);
+    parts.forEach((part, index) => bridge.commMsg(commMsg("a", { op: "chunk", id: "k1", index, last: index === parts.length - 1 }, [part])));
+    const got = host.programValues();
+    expect(got).toHaveLength(1);
+    const value = got[0]!.value as Float32Array;
+    expect(value).toBeInstanceOf(Float32Array);
+    expect(value.length).toBe(floats.length);
+    expect(value[12345]).toBe(12345);
+    expect(host.takeFor("a")).toEqual([]);
+  });
+
+  it("refuses chunks out of order, garbage, and a chunk set over the limit", () => {
+    const { host, bridge, open } = setup({ maxChunkedBytes: 1000 });
+    open("a");
+    bridge.commMsg(commMsg("a", { op: "chunk", id: "k", index: 1, last: true }, [new Uint8Array(4)]));
+    bridge.commMsg(commMsg("a", { op: "chunk", id: "g", index: 0, last: true }, [new Uint8Array([0, 0, 0, 3, 1, 2, 3])]));
+    const first = new Uint8Array(600);
+    new DataView(first.buffer).setUint32(0, 900, false);
+    bridge.commMsg(commMsg("a", { op: "chunk", id: "h", index: 0, last: false }, [first]));
+    bridge.commMsg(commMsg("a", { op: "chunk", id: "h", index: 1, last: true }, [new Uint8Array(600)]));
+    const errors = host.takeFor("a").map((m) => (m.data.op === "error" ? m.data.message : m.data.op));
+    expect(errors).toHaveLength(3);
+    expect(errors[0]).toMatch(/unknown chunked message/);
+    expect(errors[1]).toMatch(/not valid JSON|invalid/);
+    expect(errors[2]).toMatch(/exceeds/);
+    expect(host.program.filter((m) => m.op.op === "comm_deliver")).toEqual([]);
+  });
+});
+
+describe("shim injection", () => {
+  const shim = { kernelId: "k-123", source: "globalThis.tsnbShimBoot = function () {};" };
+
+  it("injects the shim under the cell that first used comms, blanks it once connected, and re-injects only when none is live", () => {
+    const { clock, host, bridge, open, send } = setup({ shim });
+    send([{ address: "x", value: 1 }]);
+    send([{ address: "x", value: 2 }]);
+    const displays = host.published.filter((p) => p.msg_type === "display_data");
+    expect(displays).toHaveLength(1);
+    const display = displays[0]!;
+    expect((display.parent as { msg_id: string }).msg_id).toBe("parent-c1");
+    const data = display.content.data as Record<string, string>;
+    expect(data["application/javascript"]).toContain('tsnbShimBoot({"kernelId":"k-123"})');
+    expect(data["text/html"]).toContain("<script>");
+    const displayId = (display.content.transient as { display_id: string }).display_id;
+    open("a");
+    const blank = host.published.find((p) => p.msg_type === "update_display_data");
+    expect(blank?.content).toMatchObject({ data: { "text/plain": "" }, transient: { display_id: displayId } });
+    send([{ address: "x", value: 3 }]);
+    expect(host.published.filter((p) => p.msg_type === "display_data")).toHaveLength(1);
+    bridge.commClose(commClose("a"));
+    clock.advance(10);
+    send([{ address: "x", value: 4 }]);
+    expect(host.published.filter((p) => p.msg_type === "display_data")).toHaveLength(2);
+  });
+
+  it("tries again later when no browser ever connected (nbclient), not on every use", () => {
+    const { clock, host, send } = setup({ shim, shimRetryMs: 1000 });
+    send([{ address: "x", value: 1 }]);
+    clock.advance(500);
+    send([{ address: "x", value: 2 }]);
+    expect(host.published.filter((p) => p.msg_type === "display_data")).toHaveLength(1);
+    clock.advance(600);
+    send([{ address: "x", value: 3 }]);
+    expect(host.published.filter((p) => p.msg_type === "display_data")).toHaveLength(2);
+  });
+});
+
+describe("dispose", () => {
+  it("cancels every timer and is idempotent", () => {
+    const { clock, bridge, open, listen, send } = setup({ shim: { kernelId: "k", source: "" } });
+    open("a");
+    listen("a", "x");
+    clock.advance(2000);
+    send([{ address: "x", value: 1 }]);
+    bridge.dispose();
+    bridge.dispose();
+    expect(clock.pending).toBe(0);
+  });
+});
