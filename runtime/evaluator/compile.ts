@@ -1,0 +1,254 @@
+// Turns a cell's TypeScript into JavaScript that V8's REPL mode can evaluate:
+//   1. magic lines (`!cmd`, `%cd dir`, ...) become awaited calls of runtime helpers, on the same line;
+//   2. esbuild strips types (enums, decorators, namespaces supported) and produces a source map;
+//   3. acorn parses the output and import declarations, `import()`, `import.meta` and `export` keywords
+//      are rewritten in place, keeping every line where it was so the source map stays valid.
+
+import { transform, type Message, type TransformFailure } from "esbuild";
+import { parse, type Node } from "acorn";
+import { SourceMap, type SourceMapPayload } from "node:module";
+import type { ErrorContent } from "../../protocol/jupyter.js";
+import { formatSyntaxError } from "./errors.js";
+
+/** Names of the runtime helpers the rewritten code calls. They live on globalThis, non-enumerable. */
+export const HELPERS = {
+  import: "__tsnb_import",
+  named: "__tsnb_named",
+  meta: "__tsnb_import_meta",
+  magic: "__tsnb_magic",
+  shell: "__tsnb_shell",
+} as const;
+
+export interface CompiledCell {
+  type: "ok";
+  js: string;
+  map: SourceMap;
+  fileName: string;
+  /** The cell's source lines (after magic translation is NOT applied: what the user wrote). */
+  sourceLines: string[];
+}
+
+export type CompileResult = CompiledCell | ({ type: "syntax_error" } & ErrorContent);
+
+export interface CompileOptions {
+  code: string;
+  fileName: string;
+  experimentalDecorators: boolean;
+}
+
+const MAGIC_LINE = /^(\s*)%([A-Za-z_][\w-]*)(?:[ \t]+(.*))?$/;
+const SHELL_LINE = /^(\s*)!(.*)$/;
+
+/** Replaces magic and shell lines with awaited helper calls; line count is preserved. */
+export function translateMagics(code: string): string {
+  return code
+    .split("\n")
+    .map((line) => {
+      const magic = MAGIC_LINE.exec(line);
+      if (magic) {
+        const [, indent, name, args] = magic;
+        return `${indent}await ${HELPERS.magic}(${JSON.stringify(name)}, ${JSON.stringify((args ?? "").trim())});`;
+      }
+      const shell = SHELL_LINE.exec(line);
+      // `!=` / `!!x` / `!(...)` style lines are TypeScript, not shell commands.
+      if (shell && /^[^\s=!(]/.test(shell[2] ?? "")) {
+        const [, indent, command] = shell;
+        return `${indent}await ${HELPERS.shell}(${JSON.stringify((command ?? "").trim())});`;
+      }
+      return line;
+    })
+    .join("\n");
+}
+
+export async function compileCell(options: CompileOptions): Promise<CompileResult> {
+  const sourceLines = options.code.split("\n");
+  const translated = translateMagics(options.code);
+  let code: string;
+  let mapText: string;
+  try {
+    const result = await transform(translated, {
+      loader: "ts",
+      format: "esm",
+      target: "es2022",
+      sourcemap: "external",
+      sourcefile: options.fileName,
+      // Keep imports whose bindings look unused: a later cell may use them. Type-only imports
+      // (`import type`) are still removed.
+      tsconfigRaw: {
+        compilerOptions: {
+          verbatimModuleSyntax: true,
+          experimentalDecorators: options.experimentalDecorators,
+          useDefineForClassFields: true,
+        },
+      },
+      logLevel: "silent",
+    });
+    code = result.code;
+    mapText = result.map;
+  } catch (err) {
+    const failure = err as Partial<TransformFailure>;
+    const first: Message | undefined = failure.errors?.[0];
+    if (!first) throw err;
+    return {
+      type: "syntax_error",
+      ...formatSyntaxError({
+        fileName: options.fileName,
+        message: first.text,
+        line: first.location?.line ?? null,
+        column: first.location?.column ?? null,
+        sourceLines,
+      }),
+    };
+  }
+  const rewritten = rewriteModuleSyntax(code);
+  if (rewritten.type === "error") {
+    return {
+      type: "syntax_error",
+      ...formatSyntaxError({ fileName: options.fileName, message: rewritten.message, line: null, column: null, sourceLines }),
+    };
+  }
+  const map = new SourceMap(JSON.parse(mapText) as SourceMapPayload);
+  return {
+    type: "ok",
+    js: `${rewritten.code}\n//# sourceURL=${options.fileName}`,
+    map,
+    fileName: options.fileName,
+    sourceLines,
+  };
+}
+
+interface Edit {
+  start: number;
+  end: number;
+  text: string;
+}
+
+type AnyNode = Node & { [key: string]: unknown };
+
+function isNode(value: unknown): value is AnyNode {
+  return typeof value === "object" && value !== null && typeof (value as { type?: unknown }).type === "string";
+}
+
+function walk(node: AnyNode, visit: (node: AnyNode) => void): void {
+  visit(node);
+  for (const key of Object.keys(node)) {
+    const child = node[key];
+    if (Array.isArray(child)) {
+      for (const item of child) if (isNode(item)) walk(item, visit);
+    } else if (isNode(child)) walk(child, visit);
+  }
+}
+
+/** Replacement text that keeps the replaced range's line count, so later lines do not move. */
+function sameLines(original: string, replacement: string): string {
+  const lines = original.split("\n").length - 1;
+  return replacement + "\n".repeat(Math.max(0, lines - (replacement.split("\n").length - 1)));
+}
+
+function blank(original: string): string {
+  return original.replace(/[^\n]/g, " ");
+}
+
+function importCall(code: string, source: AnyNode, attributes: unknown): string {
+  const spec = code.slice(source.start, source.end);
+  if (Array.isArray(attributes) && attributes.length > 0) {
+    const first = attributes[0] as AnyNode;
+    const last = attributes[attributes.length - 1] as AnyNode;
+    return `${HELPERS.import}(${spec}, { with: { ${code.slice(first.start, last.end)} } })`;
+  }
+  return `${HELPERS.import}(${spec})`;
+}
+
+function rewriteImportDeclaration(code: string, node: AnyNode): string {
+  const specifiers = (node.specifiers as AnyNode[]) ?? [];
+  const call = `await ${importCall(code, node.source as AnyNode, node.attributes)}`;
+  if (specifiers.length === 0) return `${call};`;
+  const namespace = specifiers.find((s) => s.type === "ImportNamespaceSpecifier");
+  const named: string[] = [];
+  const names: string[] = [];
+  for (const spec of specifiers) {
+    const local = (spec.local as AnyNode & { name: string }).name;
+    if (spec.type === "ImportDefaultSpecifier") {
+      named.push(`default: ${local}`);
+      names.push("default");
+    } else if (spec.type === "ImportSpecifier") {
+      const imported = spec.imported as AnyNode & { name?: string; value?: string };
+      const importedName = imported.name ?? String(imported.value);
+      named.push(`${JSON.stringify(importedName)}: ${local}`);
+      names.push(importedName);
+    }
+  }
+  if (namespace) {
+    const ns = (namespace.local as AnyNode & { name: string }).name;
+    const rest = named.length > 0 ? ` const { ${named.join(", ")} } = ${HELPERS.named}(${ns}, ${JSON.stringify(names)});` : "";
+    return `const ${ns} = ${call};${rest}`;
+  }
+  return `const { ${named.join(", ")} } = ${HELPERS.named}(${call}, ${JSON.stringify(names)});`;
+}
+
+export function rewriteModuleSyntax(code: string): { type: "ok"; code: string } | { type: "error"; message: string } {
+  let program: AnyNode;
+  try {
+    program = parse(code, {
+      ecmaVersion: "latest",
+      sourceType: "module",
+      allowAwaitOutsideFunction: true,
+      allowHashBang: true,
+    }) as unknown as AnyNode;
+  } catch (err) {
+    return { type: "error", message: err instanceof Error ? err.message : String(err) };
+  }
+  const edits: Edit[] = [];
+  for (const statement of program.body as AnyNode[]) {
+    const text = code.slice(statement.start, statement.end);
+    switch (statement.type) {
+      case "ImportDeclaration":
+        edits.push({ start: statement.start, end: statement.end, text: sameLines(text, rewriteImportDeclaration(code, statement)) });
+        break;
+      case "ExportAllDeclaration":
+        edits.push({
+          start: statement.start,
+          end: statement.end,
+          text: sameLines(text, `await ${importCall(code, statement.source as AnyNode, statement.attributes)};`),
+        });
+        break;
+      case "ExportNamedDeclaration": {
+        const declaration = statement.declaration as AnyNode | null;
+        if (declaration) {
+          // `export const x = 1` -> `       const x = 1`: the declaration stays, global as in any cell.
+          edits.push({ start: statement.start, end: declaration.start, text: blank(code.slice(statement.start, declaration.start)) });
+        } else if (statement.source) {
+          edits.push({ start: statement.start, end: statement.end, text: sameLines(text, `await ${importCall(code, statement.source as AnyNode, statement.attributes)};`) });
+        } else {
+          edits.push({ start: statement.start, end: statement.end, text: blank(text) });
+        }
+        break;
+      }
+      case "ExportDefaultDeclaration": {
+        const declaration = statement.declaration as AnyNode;
+        const prefix = code.slice(statement.start, declaration.start);
+        const named = (declaration.type === "FunctionDeclaration" || declaration.type === "ClassDeclaration") && declaration.id;
+        if (named) edits.push({ start: statement.start, end: declaration.start, text: blank(prefix) });
+        else {
+          edits.push({ start: statement.start, end: declaration.start, text: blank(prefix).slice(1) + "(" });
+          edits.push({ start: declaration.end, end: declaration.end, text: ")" });
+        }
+        break;
+      }
+      default:
+        break;
+    }
+  }
+  walk(program, (node) => {
+    if (node.type === "ImportExpression") {
+      edits.push({ start: node.start, end: node.start + "import".length, text: HELPERS.import });
+    } else if (node.type === "MetaProperty") {
+      const meta = node.meta as AnyNode & { name: string };
+      if (meta.name === "import") edits.push({ start: node.start, end: node.end, text: HELPERS.meta });
+    }
+  });
+  edits.sort((a, b) => b.start - a.start);
+  let out = code;
+  for (const edit of edits) out = out.slice(0, edit.start) + edit.text + out.slice(edit.end);
+  return { type: "ok", code: out };
+}

@@ -1,0 +1,19 @@
+// Entry point of the user program (dist/program.js), started by the kernel with fd 3 = main channel and
+// fd 4 = interrupt channel. The URLs of the sibling bundles are computed here because only the entry
+// module's import.meta.url is guaranteed to be dist/program.js after bundling.
+
+import { dirname } from "node:path";
+import { fileURLToPath } from "node:url";
+import { Runtime } from "./runtime.js";
+
+const distDir = dirname(fileURLToPath(import.meta.url));
+const metaResolve = (import.meta as { resolve?: (specifier: string, parent?: string) => string }).resolve;
+
+new Runtime({
+  channelFd: 3,
+  interruptFd: 4,
+  tsnbUrl: new URL("./tsnb.js", import.meta.url).href,
+  interrupterUrl: new URL("./interrupter.js", import.meta.url),
+  resolve: metaResolve ? (specifier, parent) => metaResolve.call(import.meta, specifier, parent) : undefined,
+  internalPrefixes: [distDir + "/", new URL("./", import.meta.url).href],
+});

@@ -1,0 +1,332 @@
+// The user program: receives ops from the kernel on the main channel, runs cells one at a time, and sends
+// output, displays, input requests and results back. See ARCHITECTURE.md ("The program channel").
+
+import { AsyncLocalStorage } from "node:async_hooks";
+import { transform } from "esbuild";
+import type { ErrorContent, JsonObject } from "../protocol/jupyter.js";
+import type { RawFrame } from "../protocol/framing.js";
+import type { CompleteOp, ExecuteOp, InputReplyOp, InspectOp, ProgramToKernel } from "../protocol/program.js";
+import { Channel, ChannelClosedError, type ChannelEvent } from "./channel.js";
+import { DisposedError, type Disposable } from "./disposable.js";
+import { compileCell, HELPERS } from "./evaluator/compile.js";
+import { StackMapper } from "./evaluator/errors.js";
+import { Evaluator } from "./evaluator/evaluate.js";
+import { InterruptController } from "./interrupt.js";
+import { complete, inspectAt } from "./introspect.js";
+import { Magics } from "./magics.js";
+import { createImporter, type Importer } from "./modules.js";
+import { Output, type CellContext } from "./output.js";
+import { API_KEY, createTsnb, type Tsnb } from "./tsnb/api.js";
+
+export interface RuntimeOptions {
+  channelFd: number;
+  interruptFd: number;
+  tsnbUrl: string;
+  interrupterUrl: URL;
+  resolve: ((specifier: string, parent?: string) => string) | undefined;
+  /** Prefixes of file names whose stack frames are tsnb internals. */
+  internalPrefixes: string[];
+}
+
+export class InterruptedError extends Error {
+  override readonly name = "Interrupted";
+}
+
+export class InputError extends Error {
+  override readonly name = "InputError";
+}
+
+interface PendingInput {
+  cell: string | null;
+  resolve(value: string): void;
+  reject(err: Error): void;
+}
+
+const RED = "\u001b[31m";
+const BOLD = "\u001b[1m";
+const RESET = "\u001b[0m";
+
+function interruptedContent(): ErrorContent {
+  const evalue = "Execution interrupted by the user; variables from earlier cells are kept.";
+  return { ename: "Interrupted", evalue, traceback: [`${RED}${BOLD}Interrupted${RESET}: ${evalue}`] };
+}
+
+export class Runtime implements Disposable {
+  private readonly als = new AsyncLocalStorage<CellContext>();
+  private readonly channel: Channel;
+  private readonly output: Output;
+  private readonly evaluator: Evaluator;
+  private readonly interrupts: InterruptController;
+  private readonly mapper: StackMapper;
+  private readonly importer: Importer;
+  private readonly magics: Magics;
+  private readonly tsnb: Tsnb;
+  private readonly pendingInputs = new Map<string, PendingInput>();
+  private readonly fileNameUses = new Map<string, number>();
+  private queue: Promise<void> = Promise.resolve();
+  private nextDisplay = 0;
+  private nextInput = 0;
+  private disposed = false;
+
+  constructor(private readonly options: RuntimeOptions) {
+    this.channel = new Channel({ fd: options.channelFd, onEvent: (event) => this.onChannelEvent(event) });
+    this.channel.send({ op: "hello", pid: process.pid, node_version: process.version });
+    this.output = new Output({ als: this.als, send: (op) => this.channel.send(op) });
+    this.evaluator = new Evaluator();
+    this.mapper = new StackMapper({ internalPrefixes: options.internalPrefixes });
+    this.importer = createImporter({ tsnbUrl: options.tsnbUrl, resolve: options.resolve });
+    this.magics = new Magics({ write: (name, text) => this.output.write(name, text) });
+    this.tsnb = createTsnb({
+      send: (op) => this.send(op),
+      currentCell: () => this.output.currentCell(),
+      requestInput: (request) => this.requestInput(request),
+      newDisplayId: () => `tsnb-${process.pid}-${++this.nextDisplay}`,
+    });
+    this.interrupts = new InterruptController({
+      workerUrl: options.interrupterUrl,
+      fd: options.interruptFd,
+      log: (text) => this.log(text),
+      onInterrupt: () => this.onInterrupt(),
+    });
+    this.installGlobals();
+    this.installProcessHandlers();
+    // Start esbuild's service now so the first cell does not pay for it.
+    transform("", { loader: "ts" }).catch((err: unknown) => this.log(`esbuild warm-up failed: ${String(err)}`));
+  }
+
+  private log(text: string): void {
+    this.output.rawStderr(`[tsnb runtime] ${text}\n`);
+  }
+
+  private send(op: ProgramToKernel): void {
+    this.output.send(op);
+  }
+
+  private installGlobals(): void {
+    const define = (name: string, value: unknown) =>
+      Object.defineProperty(globalThis, name, { value, writable: true, configurable: true, enumerable: false });
+    Object.defineProperty(globalThis, API_KEY, { value: this.tsnb, configurable: true, enumerable: false });
+    define("display", this.tsnb.display);
+    define("input", this.tsnb.input);
+    define("clearOutput", this.tsnb.clearOutput);
+    define("require", this.importer.require);
+    define(HELPERS.import, this.importer.importFromCell);
+    define(HELPERS.named, this.importer.named);
+    define(HELPERS.magic, (name: string, args: string) => this.magics.magic(name, args));
+    // The exit code is reported as text on failure; as a cell's last line the command shows no result.
+    define(HELPERS.shell, async (command: string) => {
+      await this.magics.shell(command);
+    });
+    Object.defineProperty(globalThis, HELPERS.meta, { get: () => this.importer.importMeta(), configurable: true, enumerable: false });
+  }
+
+  private installProcessHandlers(): void {
+    const report = (err: unknown) => {
+      if (err instanceof ChannelClosedError) {
+        this.shutdown(0);
+        return;
+      }
+      const cell = this.output.currentCell();
+      try {
+        this.send({ op: "error_output", cell, ...this.mapper.format(err) });
+      } catch (sendErr) {
+        this.log(`could not report an error: ${String(sendErr)}; the error was: ${String(err)}`);
+      }
+    };
+    process.on("uncaughtException", report);
+    process.on("unhandledRejection", report);
+    process.on("exit", () => this.dispose());
+  }
+
+  private onChannelEvent(event: ChannelEvent): void {
+    switch (event.type) {
+      case "frame":
+        this.onFrame(event.frame);
+        break;
+      case "bad_frame":
+        this.log(event.detail);
+        break;
+      case "closed":
+        // The kernel is gone (or restarting us): nothing can be delivered any more.
+        this.shutdown(0);
+        break;
+      default: {
+        const unreachable: never = event;
+        this.log(`unknown channel event ${JSON.stringify(unreachable)}`);
+      }
+    }
+  }
+
+  private onFrame(frame: RawFrame): void {
+    const h = frame.header as JsonObject;
+    const str = (key: string) => (typeof h[key] === "string" ? (h[key] as string) : null);
+    switch (h.op) {
+      case "execute": {
+        const id = str("id");
+        if (id === null) return this.log(`execute without a string id ignored`);
+        const code = str("code");
+        const count = typeof h.execution_count === "number" ? h.execution_count : 0;
+        if (code === null) {
+          this.send({ op: "execute_done", id, status: "error", ename: "TypeError", evalue: "execute: code must be a string", traceback: [] });
+          return;
+        }
+        const op: ExecuteOp = { op: "execute", id, code, execution_count: count, silent: h.silent === true, store_history: h.store_history !== false, allow_stdin: h.allow_stdin === true };
+        this.queue = this.queue.then(() => this.runCell(op));
+        return;
+      }
+      case "complete":
+      case "inspect": {
+        const id = str("id");
+        const code = str("code");
+        const cursor = typeof h.cursor_pos === "number" ? h.cursor_pos : null;
+        if (id === null) return this.log(`${h.op} without a string id ignored`);
+        if (code === null || cursor === null) {
+          if (h.op === "complete") this.send({ op: "complete_reply", id, matches: [], cursor_start: 0, cursor_end: 0, metadata: {} });
+          else this.send({ op: "inspect_reply", id, found: false, data: {} });
+          return;
+        }
+        if (h.op === "complete") void this.complete({ op: "complete", id, code, cursor_pos: cursor });
+        else void this.inspect({ op: "inspect", id, code, cursor_pos: cursor, detail_level: h.detail_level === 1 ? 1 : 0 });
+        return;
+      }
+      case "input_reply":
+        return this.onInputReply(h as unknown as InputReplyOp);
+      case "shutdown":
+        return this.shutdown(0);
+      case "interrupt":
+        return this.log("interrupt ops belong on the interrupt channel (fd 4); ignored on the main channel");
+      default:
+        return this.log(`unknown op ${JSON.stringify(h.op)} ignored`);
+    }
+  }
+
+  private cellFileName(op: ExecuteOp): string {
+    const base = `cell[${op.execution_count}]`;
+    const uses = (this.fileNameUses.get(base) ?? 0) + 1;
+    this.fileNameUses.set(base, uses);
+    return uses === 1 ? `${base}.ts` : `${base}~${uses}.ts`;
+  }
+
+  private async runCell(op: ExecuteOp): Promise<void> {
+    const signal = this.interrupts.signal();
+    try {
+      const done = await this.evaluateCell(op, signal);
+      this.send(done);
+    } catch (err) {
+      if (err instanceof ChannelClosedError) return this.shutdown(0);
+      // A failure of the runtime itself: still answer, so the kernel's queue moves on.
+      this.log(`cell ${op.id} failed inside the runtime: ${err instanceof Error ? err.stack : String(err)}`);
+      this.send({ op: "execute_done", id: op.id, status: "error", ename: "InternalError", evalue: String(err), traceback: [] });
+    } finally {
+      signal.dispose();
+    }
+  }
+
+  private async evaluateCell(op: ExecuteOp, signal: ReturnType<InterruptController["signal"]>): Promise<ProgramToKernel> {
+    const fileName = this.cellFileName(op);
+    const compiled = await compileCell({ code: op.code, fileName, experimentalDecorators: false });
+    if (signal.isInterrupted()) return { op: "execute_done", id: op.id, status: "error", ...interruptedContent() };
+    if (compiled.type === "syntax_error") {
+      const { type: _type, ...error } = compiled;
+      return { op: "execute_done", id: op.id, status: "error", ...error };
+    }
+    this.mapper.register(fileName, { map: compiled.map, sourceLines: compiled.sourceLines });
+    const context: CellContext = { cell: op.id, allowStdin: op.allow_stdin };
+    const outcome = await this.als.run(context, () => this.evaluator.evaluate(compiled.js, signal));
+    switch (outcome.type) {
+      case "interrupted":
+        return { op: "execute_done", id: op.id, status: "error", ...interruptedContent() };
+      case "exception":
+        return { op: "execute_done", id: op.id, status: "error", ...this.mapper.format(outcome.value) };
+      case "value": {
+        if (op.silent || outcome.value === undefined) return { op: "execute_done", id: op.id, status: "ok", result: null };
+        try {
+          const data = await this.als.run(context, () => this.tsnb.toMimeBundle(outcome.value));
+          return { op: "execute_done", id: op.id, status: "ok", result: { data, metadata: {} } };
+        } catch (err) {
+          return { op: "execute_done", id: op.id, status: "error", ...this.mapper.format(err) };
+        }
+      }
+      default: {
+        const unreachable: never = outcome;
+        throw new Error(`unknown outcome ${JSON.stringify(unreachable)}`);
+      }
+    }
+  }
+
+  private onInterrupt(): void {
+    this.magics.killChildren();
+    for (const [id, pending] of this.pendingInputs) {
+      this.pendingInputs.delete(id);
+      pending.reject(new InterruptedError("input() was interrupted"));
+    }
+  }
+
+  private requestInput(request: { prompt: string; password: boolean }): Promise<string> {
+    const context = this.als.getStore();
+    if (!context) return Promise.reject(new InputError("input() can only be called while a cell is running"));
+    if (!context.allowStdin) {
+      return Promise.reject(new InputError("input() is not available: this front-end does not accept input (allow_stdin is false)"));
+    }
+    const id = `input-${++this.nextInput}`;
+    return new Promise<string>((resolve, reject) => {
+      this.pendingInputs.set(id, { cell: context.cell, resolve, reject });
+      this.send({ op: "input_request", id, cell: context.cell, prompt: request.prompt, password: request.password });
+    });
+  }
+
+  private onInputReply(reply: InputReplyOp): void {
+    const pending = typeof reply.id === "string" ? this.pendingInputs.get(reply.id) : undefined;
+    if (!pending) return this.log(`input_reply for unknown request ${JSON.stringify(reply.id)} ignored`);
+    this.pendingInputs.delete(reply.id);
+    if (reply.status === "ok" && typeof reply.value === "string") pending.resolve(reply.value);
+    else if (reply.status === "error") pending.reject(new InputError(`${reply.ename}: ${reply.evalue}`));
+    else pending.reject(new InputError("malformed input_reply"));
+  }
+
+  private async complete(op: CompleteOp): Promise<void> {
+    try {
+      const reply = await complete({ evaluator: this.evaluator, code: op.code, cursorPos: op.cursor_pos });
+      this.send({ op: "complete_reply", id: op.id, ...reply, metadata: {} });
+    } catch (err) {
+      this.log(`complete failed: ${String(err)}`);
+      this.send({ op: "complete_reply", id: op.id, matches: [], cursor_start: op.cursor_pos, cursor_end: op.cursor_pos, metadata: {} });
+    }
+  }
+
+  private async inspect(op: InspectOp): Promise<void> {
+    try {
+      const reply = await inspectAt({ evaluator: this.evaluator, code: op.code, cursorPos: op.cursor_pos, detailLevel: op.detail_level });
+      this.send({ op: "inspect_reply", id: op.id, ...reply });
+    } catch (err) {
+      this.log(`inspect failed: ${String(err)}`);
+      this.send({ op: "inspect_reply", id: op.id, found: false, data: {} });
+    }
+  }
+
+  private shutdown(code: number): void {
+    this.dispose();
+    process.exit(code);
+  }
+
+  dispose(): void {
+    if (this.disposed) return;
+    this.disposed = true;
+    for (const [id, pending] of this.pendingInputs) {
+      this.pendingInputs.delete(id);
+      pending.reject(new DisposedError("the runtime"));
+    }
+    if (!this.channel.isClosed) {
+      try {
+        this.output.flush();
+      } catch (err) {
+        this.log(`could not flush output at exit: ${String(err)}`);
+      }
+    }
+    this.output.dispose();
+    this.magics.dispose();
+    this.interrupts.dispose();
+    this.evaluator.dispose();
+    this.channel.dispose();
+  }
+}

@@ -1,0 +1,148 @@
+// The `tsnb` library that cells use: display (with rich variants and updatable handles), clearOutput and
+// input. One instance per program, created by the runtime and published on globalThis under API_KEY, so
+// the cell globals and `import ... from "tsnb"` are the very same functions.
+
+import { inspect } from "node:util";
+import type { JsonObject, JsonValue, MimeBundle } from "../../protocol/jupyter.js";
+import type { CellId, ProgramToKernel } from "../../protocol/program.js";
+
+export const API_KEY = Symbol.for("tsnb.api");
+/** Deno's protocol: `obj[Symbol.for("Jupyter.display")]()` returns a MIME bundle. */
+export const JUPYTER_DISPLAY = Symbol.for("Jupyter.display");
+
+export interface TsnbHost {
+  /** Sends an op after any buffered stream output. */
+  send(op: ProgramToKernel): void;
+  currentCell(): CellId | null;
+  requestInput(options: { prompt: string; password: boolean }): Promise<string>;
+  newDisplayId(): string;
+}
+
+export interface DisplayOptions {
+  metadata?: JsonObject;
+}
+
+export interface DisplayHandle<T = unknown> {
+  /** The display_id; updates target every output that shows it. */
+  readonly id: string;
+  /** Replaces the shown content (update_display_data) with a new value of the same kind. */
+  update(value: T, options?: DisplayOptions): void;
+}
+
+export type Binary = Uint8Array | ArrayBuffer | string;
+
+export interface DisplayFunction {
+  (value: unknown, options?: DisplayOptions): DisplayHandle<unknown>;
+  html(html: string, options?: DisplayOptions): DisplayHandle<string>;
+  markdown(markdown: string, options?: DisplayOptions): DisplayHandle<string>;
+  svg(svg: string, options?: DisplayOptions): DisplayHandle<string>;
+  png(data: Binary, options?: DisplayOptions): DisplayHandle<Binary>;
+  jpeg(data: Binary, options?: DisplayOptions): DisplayHandle<Binary>;
+  json(value: JsonValue, options?: DisplayOptions): DisplayHandle<JsonValue>;
+  latex(latex: string, options?: DisplayOptions): DisplayHandle<string>;
+  /** Shows a raw MIME bundle as it is. */
+  bundle(bundle: MimeBundle, options?: DisplayOptions): DisplayHandle<MimeBundle>;
+}
+
+export interface InputFunction {
+  (prompt?: string): Promise<string>;
+  password(prompt?: string): Promise<string>;
+}
+
+export interface ClearOutputOptions {
+  /** Clear only when the next output arrives (avoids flicker in animations). */
+  wait?: boolean;
+}
+
+export interface Tsnb {
+  display: DisplayFunction;
+  input: InputFunction;
+  clearOutput(options?: ClearOutputOptions): void;
+  /** Formats a value the way cell results are shown. */
+  toMimeBundle(value: unknown): Promise<MimeBundle>;
+}
+
+export class DisplayError extends Error {
+  override readonly name = "DisplayError";
+}
+
+function plain(value: unknown): string {
+  return inspect(value, { depth: 4, colors: false, maxArrayLength: 200, breakLength: 100 });
+}
+
+function base64(data: Binary, what: string): string {
+  if (typeof data === "string") return data;
+  if (data instanceof ArrayBuffer) return Buffer.from(data).toString("base64");
+  if (data instanceof Uint8Array) return Buffer.from(data.buffer, data.byteOffset, data.byteLength).toString("base64");
+  throw new DisplayError(`${what} expects a Uint8Array, Buffer, ArrayBuffer or base64 string, got ${plain(data)}`);
+}
+
+function isBundle(value: unknown): value is MimeBundle {
+  return typeof value === "object" && value !== null && !Array.isArray(value);
+}
+
+/** Rich bundle from Jupyter.display (may be async), else util.inspect text. text/plain is always present. */
+export async function toMimeBundle(value: unknown): Promise<MimeBundle> {
+  const method = (value as { [JUPYTER_DISPLAY]?: unknown } | null | undefined)?.[JUPYTER_DISPLAY];
+  if ((typeof value === "object" || typeof value === "function") && value !== null && typeof method === "function") {
+    const bundle: unknown = await (method as () => unknown).call(value);
+    if (!isBundle(bundle)) throw new DisplayError(`[Symbol.for("Jupyter.display")]() must return a MIME bundle object, got ${plain(bundle)}`);
+    return { "text/plain": plain(value), ...bundle };
+  }
+  return { "text/plain": plain(value) };
+}
+
+function syncBundle(value: unknown): MimeBundle | Promise<MimeBundle> {
+  const method = (value as { [JUPYTER_DISPLAY]?: unknown } | null | undefined)?.[JUPYTER_DISPLAY];
+  if (typeof method === "function") return toMimeBundle(value);
+  return { "text/plain": plain(value) };
+}
+
+export function createTsnb(host: TsnbHost): Tsnb {
+  const show = <T>(toBundle: (value: T) => MimeBundle | Promise<MimeBundle>, value: T, options?: DisplayOptions): DisplayHandle<T> => {
+    const id = host.newDisplayId();
+    const cell = host.currentCell();
+    const emit = (bundle: MimeBundle, opts: DisplayOptions | undefined, update: boolean) => {
+      const metadata = opts?.metadata ?? {};
+      if (update) host.send({ op: "update_display", cell: host.currentCell() ?? cell, data: bundle, metadata, transient: { display_id: id } });
+      else host.send({ op: "display", cell, data: bundle, metadata, transient: { display_id: id } });
+    };
+    const run = (v: T, opts: DisplayOptions | undefined, update: boolean) => {
+      const bundle = toBundle(v);
+      if (bundle instanceof Promise) {
+        // A rich display whose bundle is computed asynchronously: failures surface as rejections.
+        bundle.then((b) => emit(b, opts, update), (err: unknown) => Promise.reject(err));
+      } else emit(bundle, opts, update);
+    };
+    run(value, options, false);
+    return { id, update: (v: T, opts?: DisplayOptions) => run(v, opts, true) };
+  };
+
+  const text = (mime: string, label: string) => (s: string) => {
+    if (typeof s !== "string") throw new DisplayError(`display.${label} expects a string, got ${plain(s)}`);
+    return { [mime]: s, "text/plain": `[${label}]` };
+  };
+
+  const display = ((value: unknown, options?: DisplayOptions) => show(syncBundle, value, options)) as DisplayFunction;
+  display.html = (s, o) => show(text("text/html", "html"), s, o);
+  display.markdown = (s, o) => show((v: string) => ({ ...text("text/markdown", "markdown")(v), "text/plain": v }), s, o);
+  display.svg = (s, o) => show(text("image/svg+xml", "svg"), s, o);
+  display.latex = (s, o) => show((v: string) => ({ ...text("text/latex", "latex")(v), "text/plain": v }), s, o);
+  display.png = (d, o) => show((v: Binary) => ({ "image/png": base64(v, "display.png"), "text/plain": "[png image]" }), d, o);
+  display.jpeg = (d, o) => show((v: Binary) => ({ "image/jpeg": base64(v, "display.jpeg"), "text/plain": "[jpeg image]" }), d, o);
+  display.json = (v, o) => show((j: JsonValue) => ({ "application/json": j, "text/plain": plain(j) }), v, o);
+  display.bundle = (b, o) =>
+    show((v: MimeBundle) => {
+      if (!isBundle(v)) throw new DisplayError(`display.bundle expects a MIME bundle object, got ${plain(v)}`);
+      return v;
+    }, b, o);
+
+  const input = ((prompt = "") => host.requestInput({ prompt: String(prompt), password: false })) as InputFunction;
+  input.password = (prompt = "") => host.requestInput({ prompt: String(prompt), password: true });
+
+  const clearOutput = (options: ClearOutputOptions = {}) => {
+    host.send({ op: "clear_output", cell: host.currentCell(), wait: options.wait === true });
+  };
+
+  return { display, input, clearOutput, toMimeBundle };
+}

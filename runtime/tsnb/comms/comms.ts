@@ -1,0 +1,480 @@
+// The program side of the comms bridge: `comms.send/subscribe/listen/read/sync/hasListeners` and
+// `SyncedVariable`, speaking the comm ops of protocol/comms-ops.ts to the kernel over the program channel.
+//
+// Sends are batched: values queue in order and go out as one `comm_send` op on the next turn of the event
+// loop, or at once when the batch is large, so a tight loop of 100,000 sends costs a handful of frames.
+// The program channel writes synchronously and blocks while the kernel is not reading, which is what
+// slows a sender whose browser fell behind.
+//
+// Callbacks run in the async context of the cell that subscribed (so their output lands under that cell)
+// and keep working after it finished; an error thrown in one is reported as error output, never swallowed.
+
+import { AsyncResource } from "node:async_hooks";
+import { itemOf, joinItems, splitItems, valueOf, type ValueItem } from "../../../protocol/bridge.js";
+import { parseKernelCommOp, type KernelCommOp, type ProgramCommOp } from "../../../protocol/comms-ops.js";
+import type { CellId } from "../../../protocol/program.js";
+
+export interface Disposable {
+  dispose(): void;
+}
+
+export interface CommsHost {
+  /** Writes one op to the kernel (after any buffered stream output). */
+  send(op: ProgramCommOp, buffers: Uint8Array[]): void;
+  currentCell(): CellId | null;
+  /** Shows an error thrown by a user callback as error output (called in the callback's async context). */
+  reportError(error: unknown): void;
+}
+
+export interface ListenOptions {
+  /** Keep only the newest value not yet consumed, instead of every value in order. */
+  latestOnly?: boolean;
+}
+
+export interface ReadOptions {
+  /** Milliseconds to wait for the browser's value (default 10,000). */
+  timeout?: number;
+}
+
+export interface WaitOptions {
+  timeout?: number;
+}
+
+/** A read or wait that found no answer in time. */
+export class CommsTimeoutError extends Error {
+  override readonly name = "CommsTimeoutError";
+}
+
+/** Pending comms work cancelled because the comms (or the program) shut down. */
+export class CommsClosedError extends Error {
+  override readonly name = "CommsClosedError";
+}
+
+export interface Comms {
+  /** Sends a value (any JSON value; typed arrays anywhere) to every browser listening on `address`. */
+  send(address: string, value: unknown): void;
+  /** Calls `callback` with every value a browser sends to `address`, until disposed. */
+  subscribe<T = unknown>(address: string, callback: (value: T, address: string) => void | Promise<void>): Disposable;
+  /** `for await (const v of comms.listen(address))`: values a browser sends to `address`. */
+  listen<T = unknown>(address: string, options?: ListenOptions): AsyncIterableIterator<T> & Disposable;
+  /** The browser's current value at `address` (a shim holding one answers), or a CommsTimeoutError. */
+  read<T = unknown>(address: string, options?: ReadOptions): Promise<T>;
+  /** Resolves when every value sent so far reached the kernel and its queue to the browsers has room. */
+  sync(): Promise<void>;
+  /** Whether any browser listens on `address` right now. */
+  hasListeners(address: string): boolean;
+  /** Resolves when a browser listens on `address` (at once if one does). */
+  whenListening(address: string, options?: WaitOptions): Promise<void>;
+  /** Calls back with the listener count of `address` each time it changes. */
+  onListeners(address: string, callback: (count: number) => void): Disposable;
+  /** How many front-ends (tabs, clients) are connected. */
+  readonly frontends: number;
+}
+
+const BATCH_BYTES = 256 * 1024;
+const DEFAULT_READ_TIMEOUT = 10_000;
+
+interface Subscriber {
+  deliver(value: unknown, address: string): void;
+}
+
+interface Waiter {
+  resolve(value: unknown): void;
+  reject(error: Error): void;
+}
+
+export class ProgramComms implements Comms, Disposable {
+  private batch: ValueItem[] = [];
+  private batchBytes = 0;
+  private batchCell: CellId | null = null;
+  private scheduled: NodeJS.Immediate | null = null;
+  private readonly subscribers = new Map<string, Set<Subscriber>>();
+  private readonly listenerCounts = new Map<string, number>();
+  private readonly listenerWatchers = new Map<string, Set<(count: number) => void>>();
+  private readonly syncs = new Map<string, Waiter>();
+  private readonly timers = new Set<NodeJS.Timeout>();
+  private frontendCount = 0;
+  private nextSync = 0;
+  private disposed = false;
+
+  constructor(private readonly host: CommsHost) {}
+
+  get frontends(): number {
+    return this.frontendCount;
+  }
+
+  send(address: string, value: unknown): void {
+    this.checkOpen();
+    checkAddress(address);
+    const item = itemOf(address, value);
+    const cell = this.host.currentCell();
+    // A batch is attributed to one cell (the shim is injected there): a new cell starts a new batch.
+    if (this.batch.length > 0 && cell !== this.batchCell) this.flush();
+    this.batchCell = cell;
+    this.batch.push(item);
+    this.batchBytes += item.value === null ? 4 : 16 + item.buffers.reduce((n, b) => n + b.byteLength, 0);
+    if (this.batchBytes >= BATCH_BYTES || this.batch.length >= 10_000) this.flush();
+    else if (this.scheduled === null) this.scheduled = setImmediate(() => this.flush());
+  }
+
+  /** Writes the queued values now. */
+  flush(): void {
+    if (this.scheduled !== null) {
+      clearImmediate(this.scheduled);
+      this.scheduled = null;
+    }
+    if (this.batch.length === 0) return;
+    const items = this.batch;
+    this.batch = [];
+    this.batchBytes = 0;
+    const wire = joinItems(items);
+    this.host.send({ op: "comm_send", cell: this.batchCell, items: wire.items }, wire.buffers);
+  }
+
+  subscribe<T = unknown>(address: string, callback: (value: T, address: string) => void | Promise<void>): Disposable {
+    this.checkOpen();
+    checkAddress(address);
+    if (typeof callback !== "function") throw new TypeError("comms.subscribe needs a callback function");
+    // Bound to the subscribing cell's async context: output and errors from the callback land there.
+    const run = AsyncResource.bind((value: unknown, addr: string) => {
+      try {
+        const result = callback(value as T, addr);
+        if (result && typeof (result as Promise<void>).then === "function") {
+          (result as Promise<void>).then(undefined, (err: unknown) => this.host.reportError(err));
+        }
+      } catch (err) {
+        this.host.reportError(err);
+      }
+    });
+    return this.addSubscriber(address, { deliver: run });
+  }
+
+  listen<T = unknown>(address: string, options: ListenOptions = {}): AsyncIterableIterator<T> & Disposable {
+    this.checkOpen();
+    checkAddress(address);
+    const latestOnly = options.latestOnly === true;
+    const buffered: unknown[] = [];
+    let waiting: { resolve(r: IteratorResult<T>): void; reject(e: Error): void } | null = null;
+    let finished: Error | "done" | null = null;
+    const subscription = this.addSubscriber(address, {
+      deliver: (value) => {
+        if (waiting) {
+          const w = waiting;
+          waiting = null;
+          w.resolve({ value: value as T, done: false });
+        } else if (latestOnly) {
+          buffered.length = 0;
+          buffered.push(value);
+        } else buffered.push(value);
+      },
+    });
+    const end = (reason: Error | "done") => {
+      if (finished !== null) return;
+      finished = reason;
+      subscription.dispose();
+      buffered.length = 0;
+      if (waiting) {
+        const w = waiting;
+        waiting = null;
+        if (reason === "done") w.resolve({ value: undefined as never, done: true });
+        else w.reject(reason);
+      }
+    };
+    this.onDispose.add(() => end(new CommsClosedError(`comms.listen("${address}") ended: the comms shut down`)));
+    const iterator: AsyncIterableIterator<T> & Disposable = {
+      next: () => {
+        if (buffered.length > 0) return Promise.resolve({ value: buffered.shift() as T, done: false });
+        if (finished === "done") return Promise.resolve({ value: undefined as never, done: true });
+        if (finished !== null) return Promise.reject(finished);
+        if (waiting) return Promise.reject(new Error(`comms.listen("${address}"): next() called while another next() is pending`));
+        return new Promise((resolve, reject) => (waiting = { resolve, reject }));
+      },
+      return: () => {
+        end("done");
+        return Promise.resolve({ value: undefined as never, done: true });
+      },
+      [Symbol.asyncIterator]() {
+        return iterator;
+      },
+      dispose: () => end("done"),
+    };
+    return iterator;
+  }
+
+  read<T = unknown>(address: string, options: ReadOptions = {}): Promise<T> {
+    this.checkOpen();
+    checkAddress(address);
+    const timeout = options.timeout ?? DEFAULT_READ_TIMEOUT;
+    return new Promise<T>((resolve, reject) => {
+      let done = false;
+      const finish = (fn: () => void) => {
+        if (done) return;
+        done = true;
+        subscription.dispose();
+        clearTimeout(timer);
+        this.timers.delete(timer);
+        this.onDispose.delete(cancel);
+        fn();
+      };
+      const subscription = this.addSubscriber(address, { deliver: (value) => finish(() => resolve(value as T)) });
+      const timer = setTimeout(() => {
+        const why =
+          this.frontendCount === 0
+            ? "no front-end is connected (is this notebook open in a browser?)"
+            : this.hasListeners(address)
+              ? "the browsers listening there did not answer"
+              : "no browser listens on that address";
+        finish(() => reject(new CommsTimeoutError(`comms.read("${address}") got no value within ${timeout} ms: ${why}`)));
+      }, timeout);
+      this.timers.add(timer);
+      const cancel = () => finish(() => reject(new CommsClosedError(`comms.read("${address}") was cancelled: the comms shut down`)));
+      this.onDispose.add(cancel);
+      this.flush();
+      this.host.send({ op: "comm_read", cell: this.host.currentCell(), address }, []);
+    });
+  }
+
+  sync(): Promise<void> {
+    this.checkOpen();
+    this.flush();
+    const id = `sync-${++this.nextSync}`;
+    return new Promise<void>((resolve, reject) => {
+      this.syncs.set(id, { resolve: () => resolve(), reject });
+      this.host.send({ op: "comm_sync", id }, []);
+    });
+  }
+
+  hasListeners(address: string): boolean {
+    return (this.listenerCounts.get(address) ?? 0) > 0;
+  }
+
+  whenListening(address: string, options: WaitOptions = {}): Promise<void> {
+    this.checkOpen();
+    if (this.hasListeners(address)) return Promise.resolve();
+    return new Promise<void>((resolve, reject) => {
+      let timer: NodeJS.Timeout | null = null;
+      const watcher = this.onListeners(address, (count) => {
+        if (count === 0) return;
+        cleanup();
+        resolve();
+      });
+      const cancel = () => {
+        cleanup();
+        reject(new CommsClosedError(`comms.whenListening("${address}") was cancelled: the comms shut down`));
+      };
+      const cleanup = () => {
+        watcher.dispose();
+        this.onDispose.delete(cancel);
+        if (timer !== null) {
+          clearTimeout(timer);
+          this.timers.delete(timer);
+        }
+      };
+      this.onDispose.add(cancel);
+      if (options.timeout !== undefined) {
+        const ms = options.timeout;
+        timer = setTimeout(() => {
+          cleanup();
+          reject(new CommsTimeoutError(`no browser listened on "${address}" within ${ms} ms`));
+        }, ms);
+        this.timers.add(timer);
+      }
+      // Using comms is what makes the kernel install the browser side, so say we are here.
+      this.host.send({ op: "comm_subscribe", cell: this.host.currentCell(), address }, []);
+      if (!this.subscribers.has(address)) this.host.send({ op: "comm_unsubscribe", address }, []);
+    });
+  }
+
+  onListeners(address: string, callback: (count: number) => void): Disposable {
+    checkAddress(address);
+    const bound = AsyncResource.bind(callback);
+    let set = this.listenerWatchers.get(address);
+    if (!set) this.listenerWatchers.set(address, (set = new Set()));
+    set.add(bound);
+    let done = false;
+    return {
+      dispose: () => {
+        if (done) return;
+        done = true;
+        const current = this.listenerWatchers.get(address);
+        current?.delete(bound);
+        if (current?.size === 0) this.listenerWatchers.delete(address);
+      },
+    };
+  }
+
+  /** Handles a comm op frame from the kernel; returns what was wrong with it, if anything. */
+  handleKernelOp(header: { [key: string]: unknown }, buffers: Uint8Array[]): string | null {
+    const parsed = parseKernelCommOp(header, buffers.length);
+    if (!parsed.ok) return parsed.error;
+    this.dispatch(parsed.message, buffers);
+    return null;
+  }
+
+  private dispatch(op: KernelCommOp, buffers: Uint8Array[]): void {
+    switch (op.op) {
+      case "comm_deliver":
+        for (const item of splitItems(op.items, buffers)) this.deliver(item);
+        return;
+      case "comm_sync_ack": {
+        const waiter = this.syncs.get(op.id);
+        this.syncs.delete(op.id);
+        waiter?.resolve(undefined);
+        return;
+      }
+      case "comm_listeners": {
+        if (op.count > 0) this.listenerCounts.set(op.address, op.count);
+        else this.listenerCounts.delete(op.address);
+        const watchers = this.listenerWatchers.get(op.address);
+        if (watchers) for (const w of [...watchers]) this.guard(() => w(op.count));
+        return;
+      }
+      case "comm_frontends":
+        this.frontendCount = op.count;
+        return;
+      default: {
+        const unreachable: never = op;
+        throw new Error(`unhandled kernel comm op ${JSON.stringify(unreachable)}`);
+      }
+    }
+  }
+
+  private deliver(item: ValueItem): void {
+    const subscribers = this.subscribers.get(item.address);
+    if (!subscribers || subscribers.size === 0) return;
+    let value: unknown;
+    try {
+      value = valueOf(item);
+    } catch (err) {
+      this.host.reportError(new Error(`a value from the browser for "${item.address}" could not be decoded: ${String(err)}`));
+      return;
+    }
+    for (const s of [...subscribers]) s.deliver(value, item.address);
+  }
+
+  private guard(fn: () => void): void {
+    try {
+      fn();
+    } catch (err) {
+      this.host.reportError(err);
+    }
+  }
+
+  private addSubscriber(address: string, subscriber: Subscriber): Disposable {
+    let set = this.subscribers.get(address);
+    if (!set) {
+      this.subscribers.set(address, (set = new Set()));
+      this.flush();
+      this.host.send({ op: "comm_subscribe", cell: this.host.currentCell(), address }, []);
+    }
+    set.add(subscriber);
+    let done = false;
+    return {
+      dispose: () => {
+        if (done) return;
+        done = true;
+        const current = this.subscribers.get(address);
+        if (!current) return;
+        current.delete(subscriber);
+        if (current.size === 0) {
+          this.subscribers.delete(address);
+          if (!this.disposed) this.host.send({ op: "comm_unsubscribe", address }, []);
+        }
+      },
+    };
+  }
+
+  private readonly onDispose = new Set<() => void>();
+
+  private checkOpen(): void {
+    if (this.disposed) throw new CommsClosedError("comms are shut down");
+  }
+
+  dispose(): void {
+    if (this.disposed) return;
+    try {
+      this.flush();
+    } finally {
+      this.disposed = true;
+      for (const cancel of [...this.onDispose]) cancel();
+      this.onDispose.clear();
+      for (const [id, waiter] of this.syncs) {
+        this.syncs.delete(id);
+        waiter.reject(new CommsClosedError("comms.sync() was cancelled: the comms shut down"));
+      }
+      for (const t of this.timers) clearTimeout(t);
+      this.timers.clear();
+      this.subscribers.clear();
+      this.listenerWatchers.clear();
+    }
+  }
+}
+
+function checkAddress(address: unknown): asserts address is string {
+  if (typeof address !== "string" || address === "") throw new TypeError(`a comms address must be a non-empty string, got ${String(address)}`);
+  if (address.length > 1024) throw new TypeError("a comms address must be at most 1024 characters");
+}
+
+// ---- SyncedVariable --------------------------------------------------------------------------------
+
+export const COMMS_KEY = Symbol.for("tsnb.comms");
+
+function globalComms(): Comms {
+  const comms = (globalThis as { [COMMS_KEY]?: Comms })[COMMS_KEY];
+  if (!comms) throw new Error("tsnb comms only work inside a tsnb kernel (no runtime found in this process)");
+  return comms;
+}
+
+export interface SyncedVariableOptions {
+  comms?: Comms;
+}
+
+/**
+ * A value shared with the browser at one address: setting `value` sends it; a browser setting it (a
+ * shim's `newSyncedVariable` on the same address) updates it here and fires the change callbacks.
+ */
+export class SyncedVariable<T = unknown> implements Disposable {
+  private current: T;
+  private readonly subscription: Disposable;
+  private readonly callbacks = new Set<(value: T, from: "browser" | "program") => void>();
+  private readonly comms: Comms;
+
+  constructor(readonly address: string, initial: T, options: SyncedVariableOptions = {}) {
+    this.comms = options.comms ?? globalComms();
+    this.current = initial;
+    this.subscription = this.comms.subscribe<T>(address, (value) => {
+      this.current = value;
+      for (const cb of [...this.callbacks]) cb(value, "browser");
+    });
+    this.comms.send(address, initial);
+  }
+
+  get value(): T {
+    return this.current;
+  }
+
+  set value(value: T) {
+    this.current = value;
+    this.comms.send(this.address, value);
+    for (const cb of [...this.callbacks]) cb(value, "program");
+  }
+
+  /** Calls back on every change, from the browser or from this program. */
+  onChange(callback: (value: T, from: "browser" | "program") => void): Disposable {
+    const bound = AsyncResource.bind(callback);
+    this.callbacks.add(bound);
+    let done = false;
+    return {
+      dispose: () => {
+        if (done) return;
+        done = true;
+        this.callbacks.delete(bound);
+      },
+    };
+  }
+
+  dispose(): void {
+    this.subscription.dispose();
+    this.callbacks.clear();
+  }
+}

@@ -1,0 +1,29 @@
+// `import { display } from "tsnb"` inside a notebook. The runtime creates the one library instance and
+// publishes it on globalThis before any cell runs; this module re-exports that instance, so the imported
+// functions are identical to the cell globals (and a second copy of this file changes nothing).
+
+import { API_KEY, type Tsnb } from "./api.js";
+
+export type {
+  Binary,
+  ClearOutputOptions,
+  DisplayFunction,
+  DisplayHandle,
+  DisplayOptions,
+  InputFunction,
+  Tsnb,
+} from "./api.js";
+
+function instance(): Tsnb {
+  const api = (globalThis as { [API_KEY]?: Tsnb })[API_KEY];
+  if (!api) throw new Error('The "tsnb" library only works inside a tsnb kernel (no runtime found in this process).');
+  return api;
+}
+
+const api = instance();
+
+export const display = api.display;
+export const input = api.input;
+export const clearOutput = api.clearOutput;
+export const toMimeBundle = api.toMimeBundle;
+export default api;

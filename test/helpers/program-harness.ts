@@ -1,0 +1,203 @@
+// Starts dist/program.js exactly as the kernel does (fd 3 = main channel, fd 4 = interrupt channel, cwd =
+// notebook directory) and speaks the pipe framing to it. Every wait has a deadline.
+
+import { spawn, type ChildProcess } from "node:child_process";
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
+import type { Duplex, Writable } from "node:stream";
+import { encodeFrame, FrameDecoder, describeFrameError } from "../../protocol/framing.js";
+import type { JsonObject } from "../../protocol/jupyter.js";
+import type { ExecuteDoneOp, KernelToProgram, ProgramToKernel } from "../../protocol/program.js";
+
+export const ROOT = join(dirname(fileURLToPath(import.meta.url)), "..", "..");
+export const PROGRAM = join(ROOT, "dist", "program.js");
+
+export class DeadlineError extends Error {
+  override readonly name = "DeadlineError";
+}
+
+interface Waiter {
+  from: number;
+  match(op: ProgramToKernel): boolean;
+  resolve(op: ProgramToKernel): void;
+  reject(err: Error): void;
+}
+
+export interface CellRun {
+  done: ExecuteDoneOp;
+  /** Every op tagged with this cell that arrived before execute_done, in arrival order. */
+  outputs: ProgramToKernel[];
+  stdout: string;
+  stderr: string;
+}
+
+let nextCell = 0;
+
+export class ProgramHarness {
+  readonly received: ProgramToKernel[] = [];
+  rawStdout = "";
+  rawStderr = "";
+  private readonly waiters = new Set<Waiter>();
+  private readonly decoder = new FrameDecoder();
+  private exitInfo: { code: number | null; signal: NodeJS.Signals | null } | null = null;
+  private readonly exited: Promise<void>;
+  private count = 0;
+
+  private constructor(readonly child: ChildProcess) {
+    const channel = child.stdio[3] as Duplex;
+    channel.on("data", (chunk: Buffer) => {
+      const { frames, error } = this.decoder.push(chunk);
+      for (const frame of frames) this.onOp(frame.header as unknown as ProgramToKernel);
+      if (error) throw new Error(`program sent a bad frame: ${describeFrameError(error)}`);
+    });
+    channel.on("error", () => undefined);
+    (child.stdio[4] as Duplex).on("error", () => undefined);
+    child.stdout!.setEncoding("utf8").on("data", (t: string) => (this.rawStdout += t));
+    child.stderr!.setEncoding("utf8").on("data", (t: string) => (this.rawStderr += t));
+    this.exited = new Promise((resolve) => {
+      child.on("exit", (code, signal) => {
+        this.exitInfo = { code, signal };
+        resolve();
+        // Nothing more can arrive: fail waiters now instead of at their deadlines.
+        for (const waiter of this.waiters) {
+          this.waiters.delete(waiter);
+          waiter.reject(new Error(`program exited (code ${code}, signal ${signal}) while waiting; stderr: ${this.rawStderr.slice(-2000)}`));
+        }
+      });
+    });
+  }
+
+  static async start(options: { cwd: string; env?: NodeJS.ProcessEnv; timeoutMs?: number }): Promise<ProgramHarness> {
+    const child = spawn(process.execPath, ["--experimental-import-meta-resolve", PROGRAM], {
+      cwd: options.cwd,
+      env: options.env ?? process.env,
+      stdio: ["ignore", "pipe", "pipe", "pipe", "pipe"],
+    });
+    const harness = new ProgramHarness(child);
+    await harness.waitFor((op) => op.op === "hello", { timeoutMs: options.timeoutMs ?? 10_000, what: "hello" });
+    return harness;
+  }
+
+  get exit() {
+    return this.exitInfo;
+  }
+
+  private onOp(op: ProgramToKernel): void {
+    const index = this.received.length;
+    this.received.push(op);
+    for (const waiter of this.waiters) {
+      if (index >= waiter.from && waiter.match(op)) {
+        this.waiters.delete(waiter);
+        waiter.resolve(op);
+      }
+    }
+  }
+
+  waitFor<T extends ProgramToKernel = ProgramToKernel>(
+    match: (op: ProgramToKernel) => boolean,
+    options: { timeoutMs?: number; from?: number; what?: string } = {},
+  ): Promise<T> {
+    const from = options.from ?? 0;
+    const existing = this.received.slice(from).find(match);
+    if (existing) return Promise.resolve(existing as T);
+    const timeoutMs = options.timeoutMs ?? 10_000;
+    return new Promise<T>((resolve, reject) => {
+      const waiter: Waiter = {
+        from,
+        match,
+        resolve: (op) => {
+          clearTimeout(timer);
+          resolve(op as T);
+        },
+        reject: (err) => {
+          clearTimeout(timer);
+          reject(err);
+        },
+      };
+      const timer = setTimeout(() => {
+        this.waiters.delete(waiter);
+        reject(
+          new DeadlineError(
+            `no ${options.what ?? "matching op"} within ${timeoutMs} ms; received ${JSON.stringify(this.received.slice(from)).slice(0, 2000)}; stderr: ${this.rawStderr.slice(-2000)}`,
+          ),
+        );
+      }, timeoutMs);
+      this.waiters.add(waiter);
+    });
+  }
+
+  send(op: KernelToProgram): void {
+    writeFrame(this.child.stdio[3] as Writable, op);
+  }
+
+  interrupt(): void {
+    writeFrame(this.child.stdio[4] as Writable, { op: "interrupt" });
+  }
+
+  /** Sends an execute op; returns its id and the index of the first op that can belong to it. */
+  startExecute(code: string, options: { allowStdin?: boolean; silent?: boolean } = {}): { id: string; from: number } {
+    const id = `cell-${process.pid}-${++nextCell}`;
+    const from = this.received.length;
+    this.send({
+      op: "execute",
+      id,
+      code,
+      silent: options.silent ?? false,
+      store_history: true,
+      allow_stdin: options.allowStdin ?? false,
+      execution_count: ++this.count,
+    });
+    return { id, from };
+  }
+
+  async finish(started: { id: string; from: number }, timeoutMs = 15_000): Promise<CellRun> {
+    const done = await this.waitFor<ExecuteDoneOp>((op) => op.op === "execute_done" && op.id === started.id, {
+      from: started.from,
+      timeoutMs,
+      what: `execute_done for ${started.id}`,
+    });
+    const end = this.received.indexOf(done);
+    const outputs = this.received.slice(started.from, end).filter((op) => "cell" in op && op.cell === started.id);
+    const text = (name: string) =>
+      outputs
+        .filter((op): op is Extract<ProgramToKernel, { op: "stream" }> => op.op === "stream" && op.name === name)
+        .map((op) => op.text)
+        .join("");
+    return { done, outputs, stdout: text("stdout"), stderr: text("stderr") };
+  }
+
+  async execute(code: string, options: { allowStdin?: boolean; silent?: boolean; timeoutMs?: number } = {}): Promise<CellRun> {
+    return this.finish(this.startExecute(code, options), options.timeoutMs);
+  }
+
+  /** Kills the program (if still running) and waits for it to exit. */
+  async close(): Promise<void> {
+    if (this.exitInfo === null) {
+      this.child.kill("SIGKILL");
+      await this.exited;
+    }
+    for (const waiter of this.waiters) this.waiters.delete(waiter);
+  }
+
+  async waitExit(timeoutMs: number): Promise<{ code: number | null; signal: NodeJS.Signals | null }> {
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([
+      this.exited,
+      new Promise((_, reject) => {
+        timer = setTimeout(() => reject(new DeadlineError(`program did not exit within ${timeoutMs} ms`)), timeoutMs);
+      }),
+    ]).finally(() => clearTimeout(timer));
+    return this.exitInfo!;
+  }
+}
+
+function writeFrame(stream: Writable, op: KernelToProgram | JsonObject): void {
+  for (const chunk of encodeFrame(op as JsonObject & { op: string })) stream.write(chunk);
+}
+
+/** Text result of a cell, or a readable failure. */
+export function resultText(run: CellRun): string | null {
+  if (run.done.status !== "ok") throw new Error(`cell failed: ${run.done.ename}: ${run.done.evalue}\n${run.done.traceback.join("\n")}`);
+  const plain = run.done.result?.data["text/plain"];
+  return typeof plain === "string" ? plain : null;
+}
