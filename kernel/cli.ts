@@ -1,0 +1,163 @@
+// The `tsnb` command: `kernel` (what the kernelspec runs), `install`, `uninstall`.
+
+import { fileURLToPath } from "node:url";
+import { parseArgs } from "node:util";
+import { NoComms } from "./core/comms.js";
+import { KernelIO } from "./core/io.js";
+import { KernelCore } from "./core/kernel.js";
+import { Executor } from "./execution/executor.js";
+import { dataDir, findJupyter, install, InstallError, uninstall, type Location } from "./install.js";
+import { errorMessage, stderrLog } from "./log.js";
+import { ConnectionFileError, readConnectionFile } from "./transport/connection.js";
+import { ZmqTransport } from "./transport/zmq.js";
+import { TSNB_VERSION } from "./version.js";
+
+const HELP = `tsnb ${TSNB_VERSION}: a Jupyter kernel for TypeScript
+
+Usage:
+  tsnb install [--user | --sys-prefix | --prefix DIR] [--name NAME] [--display-name TEXT]
+      Register the kernel with Jupyter (default: --user). Pick "TypeScript (tsnb)" in Jupyter afterwards.
+  tsnb uninstall [--user | --sys-prefix | --prefix DIR] [--name NAME]
+      Remove the kernelspec that install wrote.
+  tsnb kernel --connection-file FILE
+      Run the kernel (Jupyter does this, using the kernelspec).
+  tsnb --help
+`;
+
+/** Exit codes: 0 ok, 1 failure, 2 bad usage or bad input file. */
+class UsageError extends Error {}
+
+function fail(message: string, code: number): never {
+  process.stderr.write(`tsnb: ${message}\n`);
+  process.exit(code);
+}
+
+async function runKernel(args: string[]): Promise<void> {
+  const { values } = parseArgs({ args, options: { "connection-file": { type: "string", short: "f" } }, strict: true });
+  const file = values["connection-file"];
+  if (!file) throw new UsageError("kernel needs --connection-file FILE");
+  let connection;
+  try {
+    connection = readConnectionFile(file);
+  } catch (err) {
+    if (err instanceof ConnectionFileError) fail(err.message, 2);
+    throw err;
+  }
+  const log = stderrLog();
+  let transport: ZmqTransport;
+  try {
+    transport = await ZmqTransport.bind({ connection, log });
+  } catch (err) {
+    fail(`cannot bind the kernel's sockets on ${connection.ip}: ${errorMessage(err)}`, 1);
+  }
+  const io = new KernelIO(transport);
+  const executor = new Executor({
+    io,
+    log,
+    programPath: fileURLToPath(new URL("./program.js", import.meta.url)),
+    cwd: process.cwd(),
+  });
+  const comms = new NoComms(log);
+  let stopping: Promise<void> | null = null;
+  const stop = (exitCode: number) => {
+    stopping ??= (async () => {
+      core.stop();
+      await Promise.allSettled([executor.dispose(), Promise.resolve(comms.dispose())]);
+      await transport.close({ graceMs: 1000 });
+      io.dispose();
+      process.exit(exitCode);
+    })();
+    return stopping;
+  };
+  const core = new KernelCore({
+    transport,
+    execution: executor,
+    comms,
+    log,
+    io,
+    // The kernel process always exits: on a restart, Jupyter's kernel manager waits for the process to end and
+    // starts a fresh one (with a new session id); a kernel that stayed up would be killed after a timeout.
+    onShutdown: () => void stop(0),
+  });
+  core.start();
+  // Spawning forks the process; doing it after the first turn lets an early kernel_info be answered first.
+  setImmediate(() => executor.start());
+  process.on("SIGINT", () => executor.interrupt());
+  process.on("SIGTERM", () => void stop(0));
+  process.on("SIGHUP", () => void stop(0));
+}
+
+function location(values: { user?: boolean; "sys-prefix"?: boolean; prefix?: string }): Location {
+  const chosen = [values.user, values["sys-prefix"], values.prefix !== undefined].filter(Boolean).length;
+  if (chosen > 1) throw new UsageError("choose only one of --user, --sys-prefix and --prefix DIR");
+  if (values.prefix !== undefined) return { type: "prefix", dir: values.prefix };
+  if (values["sys-prefix"]) return { type: "sys-prefix" };
+  return { type: "user" };
+}
+
+function runInstall(args: string[], remove: boolean): void {
+  const { values } = parseArgs({
+    args,
+    strict: true,
+    options: {
+      user: { type: "boolean" },
+      "sys-prefix": { type: "boolean" },
+      prefix: { type: "string" },
+      name: { type: "string" },
+      "display-name": { type: "string" },
+    },
+  });
+  const name = values.name ?? "tsnb";
+  const warn = (message: string) => process.stderr.write(`tsnb: warning: ${message}\n`);
+  const dir = dataDir(location(values), { jupyter: findJupyter(), warn });
+  if (remove) {
+    const removed = uninstall({ name, dataDir: dir });
+    if (removed) process.stdout.write(`Removed the kernelspec ${name} from ${removed}\n`);
+    else process.stdout.write(`No kernelspec named ${name} in ${dir}/kernels: nothing to remove\n`);
+    return;
+  }
+  const installed = install({
+    name,
+    displayName: values["display-name"] ?? "TypeScript (tsnb)",
+    binPath: fileURLToPath(new URL("../bin/tsnb.mjs", import.meta.url)),
+    nodePath: process.execPath,
+    dataDir: dir,
+  });
+  process.stdout.write(`Installed the kernelspec ${name} in ${installed}\n`);
+}
+
+async function main(argv: string[]): Promise<void> {
+  const [command, ...rest] = argv;
+  try {
+    switch (command) {
+      case "kernel":
+        await runKernel(rest);
+        return;
+      case "install":
+        runInstall(rest, false);
+        return;
+      case "uninstall":
+        runInstall(rest, true);
+        return;
+      case undefined:
+      case "help":
+      case "--help":
+      case "-h":
+        process.stdout.write(HELP);
+        return;
+      case "--version":
+        process.stdout.write(`${TSNB_VERSION}\n`);
+        return;
+      default:
+        throw new UsageError(`unknown command ${JSON.stringify(command)}`);
+    }
+  } catch (err) {
+    if (err instanceof UsageError || (err as { code?: string }).code?.startsWith("ERR_PARSE_ARGS")) {
+      fail(`${errorMessage(err)}\n\n${HELP}`, 2);
+    }
+    if (err instanceof InstallError) fail(err.message, 1);
+    fail(err instanceof Error ? err.stack ?? err.message : String(err), 1);
+  }
+}
+
+void main(process.argv.slice(2));

@@ -1,0 +1,121 @@
+// `tsnb install` / `tsnb uninstall`: write or remove the kernelspec where Jupyter looks for it.
+
+import { execFileSync } from "node:child_process";
+import { existsSync, mkdirSync, rmSync, writeFileSync } from "node:fs";
+import { homedir } from "node:os";
+import { delimiter, join } from "node:path";
+import { logoPng } from "./logo.js";
+import { TSNB_VERSION } from "./version.js";
+
+export type Location = { type: "user" } | { type: "sys-prefix" } | { type: "prefix"; dir: string };
+
+export class InstallError extends Error {
+  override readonly name = "InstallError";
+}
+
+export interface Jupyter {
+  /** The `jupyter` executable, or null when none was found. */
+  executable: string | null;
+}
+
+/** Finds `jupyter` on PATH, then at /usr/bin/jupyter (Debian's, when PATH has another Python first). */
+export function findJupyter(env: NodeJS.ProcessEnv = process.env): string | null {
+  for (const dir of (env.PATH ?? "").split(delimiter)) {
+    if (dir && existsSync(join(dir, "jupyter"))) return join(dir, "jupyter");
+  }
+  return existsSync("/usr/bin/jupyter") ? "/usr/bin/jupyter" : null;
+}
+
+function run(executable: string, args: string[]): string | null {
+  try {
+    return execFileSync(executable, args, { encoding: "utf8", stdio: ["ignore", "pipe", "pipe"], timeout: 20_000 }).trim();
+  } catch {
+    // A jupyter that cannot answer is treated as absent; the caller says so and falls back.
+    return null;
+  }
+}
+
+/** The data directory (the one holding `kernels/`) for a location. */
+export function dataDir(location: Location, options: { jupyter: string | null; warn(message: string): void }): string {
+  switch (location.type) {
+    case "prefix":
+      return join(location.dir, "share", "jupyter");
+    case "user": {
+      const fromJupyter = options.jupyter ? run(options.jupyter, ["--data-dir"]) : null;
+      if (fromJupyter) return fromJupyter;
+      if (!options.jupyter) {
+        options.warn(
+          "Jupyter was not found (no `jupyter` on PATH or at /usr/bin/jupyter); installing the kernelspec into the default user directory anyway. Install Jupyter (for example `apt-get install jupyter-notebook` or `pip install notebook`) to use it.",
+        );
+      }
+      return process.env.JUPYTER_DATA_DIR ?? join(homedir(), ".local", "share", "jupyter");
+    }
+    case "sys-prefix": {
+      if (!options.jupyter) {
+        throw new InstallError("--sys-prefix needs Jupyter, and none was found (no `jupyter` on PATH or at /usr/bin/jupyter). Use --user or --prefix DIR.");
+      }
+      const python = pythonOf(options.jupyter);
+      const prefix = python ? run(python, ["-c", "import sys; print(sys.prefix)"]) : null;
+      if (!prefix) throw new InstallError(`could not ask ${options.jupyter}'s Python for sys.prefix. Use --user or --prefix DIR.`);
+      return join(prefix, "share", "jupyter");
+    }
+    default: {
+      const unreachable: never = location;
+      throw new InstallError(`unknown location ${JSON.stringify(unreachable)}`);
+    }
+  }
+}
+
+/** The interpreter in a script's shebang line (`#!/usr/bin/python3`). */
+function pythonOf(script: string): string | null {
+  const first = run("head", ["-n1", script]);
+  if (first?.startsWith("#!")) {
+    const parts = first.slice(2).trim().split(/\s+/);
+    if (parts[0]?.endsWith("/env") && parts[1]) return parts[1];
+    if (parts[0]) return parts[0];
+  }
+  return null;
+}
+
+export interface KernelSpecOptions {
+  name: string;
+  displayName: string;
+  /** Absolute path of bin/tsnb.mjs. */
+  binPath: string;
+  nodePath: string;
+}
+
+export function kernelSpec(options: KernelSpecOptions): Record<string, unknown> {
+  return {
+    argv: [options.nodePath, options.binPath, "kernel", "--connection-file", "{connection_file}"],
+    display_name: options.displayName,
+    language: "typescript",
+    interrupt_mode: "message",
+    env: {},
+    metadata: { debugger: false, tsnb: { version: TSNB_VERSION } },
+  };
+}
+
+export function validateName(name: string): string {
+  // Jupyter's own rule for kernelspec directory names.
+  if (!/^[a-z0-9._-]+$/i.test(name)) {
+    throw new InstallError(`invalid kernel name ${JSON.stringify(name)}: use letters, digits, ".", "_" and "-" only`);
+  }
+  return name;
+}
+
+export function install(options: KernelSpecOptions & { dataDir: string }): string {
+  const dir = join(options.dataDir, "kernels", validateName(options.name));
+  mkdirSync(dir, { recursive: true });
+  writeFileSync(join(dir, "kernel.json"), JSON.stringify(kernelSpec(options), null, 2) + "\n");
+  writeFileSync(join(dir, "logo-32x32.png"), logoPng(32));
+  writeFileSync(join(dir, "logo-64x64.png"), logoPng(64));
+  return dir;
+}
+
+export function uninstall(options: { name: string; dataDir: string }): string | null {
+  const dir = join(options.dataDir, "kernels", validateName(options.name));
+  if (!existsSync(join(dir, "kernel.json"))) return null;
+  rmSync(dir, { recursive: true, force: true });
+  return dir;
+}

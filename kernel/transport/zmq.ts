@@ -1,0 +1,148 @@
+// Real zeromq sockets bound from a connection file: shell/control/stdin ROUTER, iopub PUB, heartbeat REP.
+
+import * as zmq from "zeromq";
+import type { Channel, OutgoingMessage } from "../../protocol/jupyter.js";
+import { encodeFrames, type Signer } from "../../protocol/wire.js";
+import type { Disposable } from "../disposable.js";
+import type { Log } from "../log.js";
+import type { ConnectionInfo } from "./connection.js";
+import { SendQueue } from "./send-queue.js";
+import { HmacSigner } from "./signer.js";
+import { decodeInbound, InboundQueue, type Incoming, type InboundChannel, type QueueStats, type Transport } from "./transport.js";
+
+const encoder = new TextEncoder();
+
+export interface ZmqTransportOptions {
+  connection: ConnectionInfo;
+  log: Log;
+}
+
+export class ZmqTransport implements Transport {
+  private readonly inbound: InboundQueue;
+  private readonly queues: Record<Channel, SendQueue>;
+  private closing: Promise<void> | null = null;
+
+  private constructor(
+    private readonly sockets: {
+      shell: zmq.Router;
+      control: zmq.Router;
+      stdin: zmq.Router;
+      iopub: zmq.Publisher;
+      hb: zmq.Reply;
+    },
+    private readonly signer: Signer,
+    private readonly log: Log,
+  ) {
+    this.inbound = new InboundQueue(log);
+    const queue = (name: Channel, socket: zmq.Router | zmq.Publisher) =>
+      new SendQueue(name, (frames) => socket.send(frames), log);
+    this.queues = {
+      shell: queue("shell", sockets.shell),
+      control: queue("control", sockets.control),
+      stdin: queue("stdin", sockets.stdin),
+      iopub: queue("iopub", sockets.iopub),
+    };
+  }
+
+  static async bind(options: ZmqTransportOptions): Promise<ZmqTransport> {
+    const { connection, log } = options;
+    const sockets = {
+      shell: new zmq.Router({ linger: 1000 }),
+      control: new zmq.Router({ linger: 1000 }),
+      stdin: new zmq.Router({ linger: 1000 }),
+      // A PUB socket drops messages over its high-water mark instead of blocking; losing `idle` that way
+      // leaves a cell busy forever, so never drop. Memory stays bounded because the execution layer
+      // throttles its output producer on this transport's queues.
+      iopub: new zmq.Publisher({ linger: 1000, sendHighWaterMark: 0 }),
+      hb: new zmq.Reply({ linger: 0 }),
+    };
+    const address = (port: number) => `tcp://${connection.ip}:${port}`;
+    try {
+      await Promise.all([
+        sockets.shell.bind(address(connection.shell_port)),
+        sockets.control.bind(address(connection.control_port)),
+        sockets.stdin.bind(address(connection.stdin_port)),
+        sockets.iopub.bind(address(connection.iopub_port)),
+        sockets.hb.bind(address(connection.hb_port)),
+      ]);
+    } catch (err) {
+      for (const s of Object.values(sockets)) s.close();
+      throw err;
+    }
+    const transport = new ZmqTransport(sockets, new HmacSigner(connection.key), log);
+    transport.startReceiving();
+    return transport;
+  }
+
+  onMessage(handler: (incoming: Incoming) => void): Disposable {
+    return this.inbound.register(handler);
+  }
+
+  send(message: OutgoingMessage): void {
+    let frames = encodeFrames(message, this.signer);
+    if (message.channel === "iopub") {
+      // PUB messages start with a topic; Jupyter subscribers take everything, the topic is informational.
+      frames = [encoder.encode(`kernel.${message.header.msg_type}`), ...frames.slice(message.identities.length)];
+    }
+    this.queues[message.channel].push(frames);
+  }
+
+  pending(channel: Channel): QueueStats {
+    return this.queues[channel].stats();
+  }
+
+  drained(channel: Channel): Promise<void> {
+    return this.queues[channel].drained();
+  }
+
+  close(options: { graceMs?: number } = {}): Promise<void> {
+    if (this.closing) return this.closing;
+    const graceMs = options.graceMs ?? 1000;
+    this.closing = (async () => {
+      const queues = Object.values(this.queues);
+      for (const q of queues) q.close();
+      let graceTimer: NodeJS.Timeout | undefined;
+      await Promise.race([
+        Promise.all(queues.map((q) => q.drained())),
+        new Promise<void>((resolve) => {
+          graceTimer = setTimeout(resolve, graceMs);
+        }),
+      ]);
+      clearTimeout(graceTimer);
+      for (const q of queues) q.abandon();
+      for (const s of Object.values(this.sockets)) s.close();
+    })();
+    return this.closing;
+  }
+
+  private startReceiving(): void {
+    const routers: Array<[InboundChannel, zmq.Router]> = [
+      ["shell", this.sockets.shell],
+      ["control", this.sockets.control],
+      ["stdin", this.sockets.stdin],
+    ];
+    for (const [channel, socket] of routers) void this.receiveLoop(channel, socket);
+    void this.heartbeatLoop();
+  }
+
+  private async receiveLoop(channel: InboundChannel, socket: zmq.Router): Promise<void> {
+    try {
+      for await (const frames of socket) {
+        const incoming = decodeInbound(channel, frames, this.signer, this.log);
+        if (incoming) this.inbound.push(incoming);
+      }
+    } catch (err) {
+      if (!socket.closed) this.log.error(`${channel} receive loop stopped: ${err instanceof Error ? err.message : String(err)}`);
+    }
+  }
+
+  private async heartbeatLoop(): Promise<void> {
+    const hb = this.sockets.hb;
+    try {
+      // REP strictly alternates receive/send, so awaiting the echo here is the whole queue it needs.
+      for await (const frames of hb) await hb.send(frames);
+    } catch (err) {
+      if (!hb.closed) this.log.error(`heartbeat stopped: ${err instanceof Error ? err.message : String(err)}`);
+    }
+  }
+}
