@@ -62,6 +62,12 @@ function mimeText(cell: Cell, type: "display_data" | "execute_result", mime: str
 
 const result = (cell: Cell): string | undefined => mimeText(cell, "execute_result", "text/plain");
 
+/** A `display.*(...);` cell shows its display and nothing else: the returned handle is not echoed as a result. */
+function onlyDisplay(cell: Cell, mime: string): string {
+  expect(cell.outputs?.map((o) => o.output_type)).toEqual(["display_data"]);
+  return mimeText(cell, "display_data", mime) ?? "";
+}
+
 /** Per notebook, per cell id: what its outputs must show after a headless run. */
 const EXPECTATIONS: { [notebook: string]: { [cellId: string]: (cell: Cell) => void } } = {
   "basics.ipynb": {
@@ -72,9 +78,9 @@ const EXPECTATIONS: { [notebook: string]: { [cellId: string]: (cell: Cell) => vo
     await: (c) => expect(streamText(c, "stdout")).toBe("tick 1\ntick 2\ntick 3\n"),
     "node-import": (c) => expect(result(c)).toBe("'a4a524e4fb9f'"),
     "npm-import": (c) => expect(result(c)).toBe("'ExpressionStatement'"),
-    html: (c) => expect(mimeText(c, "display_data", "text/html")).toContain("<b>Bold</b> and <i>italic</i> HTML"),
-    markdown: (c) => expect(mimeText(c, "display_data", "text/markdown")).toContain("**Markdown** with a list"),
-    svg: (c) => expect(mimeText(c, "display_data", "image/svg+xml")).toMatch(/^<svg[\s\S]*tsnb[\s\S]*<\/svg>$/),
+    html: (c) => expect(onlyDisplay(c, "text/html")).toBe("<b>Bold</b> and <i>italic</i> HTML"),
+    markdown: (c) => expect(onlyDisplay(c, "text/markdown")).toContain("**Markdown** with a list"),
+    svg: (c) => expect(onlyDisplay(c, "image/svg+xml")).toMatch(/^<svg[\s\S]*tsnb[\s\S]*<\/svg>$/),
     handle: (c) => {
       // nbclient applies update_display_data to the output with the same display id: the last update wins.
       const displays = (c.outputs ?? []).filter((o) => o.output_type === "display_data");
@@ -152,19 +158,24 @@ describe("notebooks/ executed headlessly with nbclient", () => {
       expect(failed, where).toBe(cell.metadata.tags?.includes("raises-exception") ?? false);
     }
 
+    // Every failing cell is reported at once, so one run shows everything that is wrong.
     const checks = EXPECTATIONS[file] ?? {};
+    const problems: string[] = [];
     for (const [id, check] of Object.entries(checks)) {
       const cell = code.find((c) => c.id === id);
-      if (cell === undefined) throw new Error(`${file} has no code cell with id "${id}"`);
+      if (cell === undefined) {
+        problems.push(`${file} has no code cell with id "${id}"`);
+        continue;
+      }
       try {
         check(cell);
       } catch (err) {
-        throw new Error(
-          `${file} cell "${id}":\n${join_(cell.source)}\noutputs: ${JSON.stringify(cell.outputs, null, 1)}\n` +
+        problems.push(
+          `${file} cell "${id}":\n${join_(cell.source)}\noutputs: ${JSON.stringify(cell.outputs)}\n` +
             (err instanceof Error ? err.message : String(err)),
-          { cause: err },
         );
       }
     }
+    if (problems.length > 0) throw new Error(`${problems.length} cell(s) failed their checks:\n\n${problems.join("\n\n")}`);
   }, 300_000);
 });
