@@ -112,6 +112,7 @@ export class Runtime implements Disposable {
     define("require", this.importer.require);
     define(HELPERS.import, this.importer.importFromCell);
     define(HELPERS.named, this.importer.named);
+    define(HELPERS.keep, <T>(value: T): T => value);
     define(HELPERS.magic, (name: string, args: string) => this.magics.magic(name, args));
     // The exit code is reported as text on failure; as a cell's last line the command shows no result.
     define(HELPERS.shell, async (command: string) => {
@@ -230,7 +231,7 @@ export class Runtime implements Disposable {
       const { type: _type, ...error } = compiled;
       return { op: "execute_done", id: op.id, status: "error", ...error };
     }
-    this.mapper.register(fileName, { map: compiled.map, sourceLines: compiled.sourceLines });
+    this.mapper.register(fileName, { map: compiled.map, sourceLines: compiled.sourceLines, columnShift: compiled.columnShift });
     const context: CellContext = { cell: op.id, allowStdin: op.allow_stdin };
     const outcome = await this.als.run(context, () => this.evaluator.evaluate(compiled.js, signal));
     switch (outcome.type) {

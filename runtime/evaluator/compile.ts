@@ -17,6 +17,7 @@ export const HELPERS = {
   meta: "__tsnb_import_meta",
   magic: "__tsnb_magic",
   shell: "__tsnb_shell",
+  keep: "__tsnb_keep",
 } as const;
 
 export interface CompiledCell {
@@ -24,8 +25,10 @@ export interface CompiledCell {
   js: string;
   map: SourceMap;
   fileName: string;
-  /** The cell's source lines (after magic translation is NOT applied: what the user wrote). */
+  /** The cell's source lines as the user wrote them (before magic translation). */
   sourceLines: string[];
+  /** Columns the last-expression wrapper inserted on one line; source-mapped columns there are shifted. */
+  columnShift: { line: number; by: number } | null;
 }
 
 export type CompileResult = CompiledCell | ({ type: "syntax_error" } & ErrorContent);
@@ -60,13 +63,11 @@ export function translateMagics(code: string): string {
     .join("\n");
 }
 
-export async function compileCell(options: CompileOptions): Promise<CompileResult> {
-  const sourceLines = options.code.split("\n");
-  const translated = translateMagics(options.code);
-  let code: string;
-  let mapText: string;
+type TransformOutcome = { type: "ok"; code: string; map: string } | { type: "error"; error: Message | undefined; thrown: unknown };
+
+async function transformTs(code: string, options: CompileOptions): Promise<TransformOutcome> {
   try {
-    const result = await transform(translated, {
+    const result = await transform(code, {
       loader: "ts",
       format: "esm",
       target: "es2022",
@@ -83,37 +84,90 @@ export async function compileCell(options: CompileOptions): Promise<CompileResul
       },
       logLevel: "silent",
     });
-    code = result.code;
-    mapText = result.map;
+    return { type: "ok", code: result.code, map: result.map };
   } catch (err) {
     const failure = err as Partial<TransformFailure>;
-    const first: Message | undefined = failure.errors?.[0];
-    if (!first) throw err;
+    if (!Array.isArray(failure.errors)) throw err;
+    return { type: "error", error: failure.errors[0], thrown: err };
+  }
+}
+
+// Lines that cannot start an expression statement at the top level.
+const NOT_EXPRESSION_START =
+  /^\s*(?:$|\/\/|\/\*|[})\].,;:?=&|*%>]|export\b|import\b|function\b|async\s+function\b|class\b|abstract\b|const\b|let\b|var\b|enum\b|interface\b|type\s+[A-Za-z_$][\w$]*\s*[=<]|namespace\b|module\s|declare\b|@|if\b|else\b|for\b|while\b|do\b|switch\b|case\b|default\b|try\b|catch\b|finally\b|return\b|throw\b|break\b|continue\b|using\b)/;
+const MAX_TAIL_LINES = 40;
+
+/**
+ * esbuild drops expression statements it considers pure (`-1`, `NaN`, `"a" + "b"`...), which would lose
+ * the cell's completion value. So the last top-level expression is found by trial: for each candidate
+ * start line, counting up from the end, wrap the rest in `__tsnb_keep(...)` and keep the first variant
+ * that compiles. Candidates start at column 0 (or on the last line), which is where top-level statements
+ * start in practice, so a cell needs few tries.
+ */
+async function transformKeepingLastExpression(
+  translated: string,
+  options: CompileOptions,
+): Promise<{ outcome: Extract<TransformOutcome, { type: "ok" }>; shift: CompiledCell["columnShift"] } | null> {
+  const lines = translated.split("\n");
+  let end = lines.length;
+  while (end > 0 && /^\s*(?:\/\/.*)?$/.test(lines[end - 1]!)) end--;
+  if (end === 0) return null;
+  const prefix = `;${HELPERS.keep}(`;
+  for (let k = end - 1; k >= Math.max(0, end - MAX_TAIL_LINES); k--) {
+    const first = lines[k]!;
+    if (NOT_EXPRESSION_START.test(first)) continue;
+    if (k !== end - 1 && /^\s/.test(first)) continue;
+    const tail = lines.slice(k, end);
+    tail[tail.length - 1] = tail[tail.length - 1]!.replace(/;\s*$/, "");
+    const indent = /^\s*/.exec(first)![0];
+    tail[0] = indent + prefix + tail[0]!.slice(indent.length);
+    const candidate = [...lines.slice(0, k), ...tail.slice(0, -1), `${tail[tail.length - 1]}\n)`, ...lines.slice(end)].join("\n");
+    const outcome = await transformTs(candidate, options);
+    if (outcome.type === "ok") return { outcome, shift: { line: k + 1, by: prefix.length } };
+  }
+  return null;
+}
+
+export async function compileCell(options: CompileOptions): Promise<CompileResult> {
+  const sourceLines = options.code.split("\n");
+  const translated = translateMagics(options.code);
+  let outcome: TransformOutcome;
+  let columnShift: CompiledCell["columnShift"] = null;
+  const kept = await transformKeepingLastExpression(translated, options);
+  if (kept) {
+    outcome = kept.outcome;
+    columnShift = kept.shift;
+  } else {
+    outcome = await transformTs(translated, options);
+  }
+  if (outcome.type === "error") {
+    if (!outcome.error) throw outcome.thrown;
     return {
       type: "syntax_error",
       ...formatSyntaxError({
         fileName: options.fileName,
-        message: first.text,
-        line: first.location?.line ?? null,
-        column: first.location?.column ?? null,
+        message: outcome.error.text,
+        line: outcome.error.location?.line ?? null,
+        column: outcome.error.location?.column ?? null,
         sourceLines,
       }),
     };
   }
-  const rewritten = rewriteModuleSyntax(code);
+  const rewritten = rewriteModuleSyntax(outcome.code);
   if (rewritten.type === "error") {
     return {
       type: "syntax_error",
       ...formatSyntaxError({ fileName: options.fileName, message: rewritten.message, line: null, column: null, sourceLines }),
     };
   }
-  const map = new SourceMap(JSON.parse(mapText) as SourceMapPayload);
+  const map = new SourceMap(JSON.parse(outcome.map) as SourceMapPayload);
   return {
     type: "ok",
     js: `${rewritten.code}\n//# sourceURL=${options.fileName}`,
     map,
     fileName: options.fileName,
     sourceLines,
+    columnShift,
   };
 }
 

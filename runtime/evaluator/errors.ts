@@ -15,6 +15,8 @@ const RESET = "\u001b[0m";
 export interface CellSource {
   map: SourceMap;
   sourceLines: string[];
+  /** Columns inserted by the compiler on one (1-based) line, to subtract after mapping. */
+  columnShift: { line: number; by: number } | null;
 }
 
 export interface Position {
@@ -87,7 +89,11 @@ export class StackMapper {
     if (!cell) return null;
     const entry = cell.map.findEntry(line - 1, column - 1) as Partial<{ originalLine: number; originalColumn: number }>;
     if (typeof entry.originalLine !== "number" || typeof entry.originalColumn !== "number") return null;
-    return { fileName, line: entry.originalLine + 1, column: entry.originalColumn + 1 };
+    const mappedLine = entry.originalLine + 1;
+    let mappedColumn = entry.originalColumn + 1;
+    const shift = cell.columnShift;
+    if (shift && shift.line === mappedLine) mappedColumn = Math.max(1, mappedColumn - shift.by);
+    return { fileName, line: mappedLine, column: mappedColumn };
   }
 
   private isInternal(file: string): boolean {

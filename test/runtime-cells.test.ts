@@ -1,0 +1,155 @@
+// Cell semantics of the real user program (dist/program.js spawned as the kernel spawns it).
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { ProgramHarness, resultText, type CellRun } from "./helpers/program-harness.js";
+
+const strip = (s: string) => s.replace(/\u001b\[[0-9;]*m/g, "");
+
+function errorOf(run: CellRun) {
+  if (run.done.status !== "error") throw new Error(`expected an error, got ${JSON.stringify(run.done)}`);
+  return { ename: run.done.ename, evalue: run.done.evalue, traceback: run.done.traceback.map(strip) };
+}
+
+describe("runtime: cells", () => {
+  let dir: string;
+  let program: ProgramHarness;
+
+  beforeAll(async () => {
+    dir = mkdtempSync(join(tmpdir(), "tsnb-cells-"));
+    program = await ProgramHarness.start({ cwd: dir });
+  });
+  afterAll(async () => {
+    await program?.close();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it("redeclares const, let and class when a cell is re-run", async () => {
+    const cell = "const k: number = 1\nlet l = 'a'\nclass A { v = 1 }\nk";
+    expect(resultText(await program.execute(cell))).toBe("1");
+    expect(resultText(await program.execute(cell.replace("= 1\n", "= 2\n")))).toBe("2");
+    expect(resultText(await program.execute("new A().v + l"))).toBe("'1a'");
+  });
+
+  it("keeps functions and variables for later cells", async () => {
+    await program.execute("function twice(n: number): number { return n * 2 }\nvar total = 10");
+    expect(resultText(await program.execute("twice(total)"))).toBe("20");
+  });
+
+  it("supports top-level await and returns the last expression", async () => {
+    const run = await program.execute("const v = await new Promise<number>((r) => setTimeout(() => r(41), 5))\nv + 1");
+    expect(resultText(run)).toBe("42");
+  });
+
+  it("gives no result for undefined and formats values like util.inspect", async () => {
+    expect((await program.execute("let nothing = undefined; nothing")).done).toMatchObject({ status: "ok", result: null });
+    expect(resultText(await program.execute("({ a: 1, b: [1, 2], s: 'x' })"))).toBe("{ a: 1, b: [ 1, 2 ], s: 'x' }");
+    expect(resultText(await program.execute("new Map([[1, 'one']])"))).toBe("Map(1) { 1 => 'one' }");
+    expect(resultText(await program.execute("10n ** 20n"))).toBe("100000000000000000000n");
+    expect(resultText(await program.execute("-0"))).toBe("-0");
+  });
+
+  it("keeps last expressions that esbuild considers pure, across lines and before comments", async () => {
+    expect(resultText(await program.execute("-1"))).toBe("-1");
+    expect(resultText(await program.execute("NaN"))).toBe("NaN");
+    expect(resultText(await program.execute("'a' + 'b';"))).toBe("'ab'");
+    expect(resultText(await program.execute("const base = 2\n[\n  base,\n  base * 2,\n]\n// trailing comment\n"))).toBe("[ 2, 4 ]");
+    expect(resultText(await program.execute("{ a: 1 }"))).toBe("{ a: 1 }");
+    // A trailing declaration is a statement: it is declared and there is no result.
+    expect((await program.execute("function declaredLast() { return 5 }")).done).toMatchObject({ status: "ok", result: null });
+    expect(resultText(await program.execute("declaredLast()"))).toBe("5");
+  });
+
+  it("points at the right column when the failing expression is the cell's last line", async () => {
+    const error = errorOf(await program.execute("const empty: any = null\nconst n = 1; empty.field"));
+    expect(error.ename).toBe("TypeError");
+    expect(error.traceback.join("\n")).toMatch(/cell\[\d+\]\.ts:2:20/);
+  });
+
+  it("silent cells run but produce no result", async () => {
+    const run = await program.execute("const silentValue = 7; silentValue", { silent: true });
+    expect(run.done).toMatchObject({ status: "ok", result: null });
+    expect(resultText(await program.execute("silentValue"))).toBe("7");
+  });
+
+  it("supports enums, namespaces and (standard) decorators", async () => {
+    expect(resultText(await program.execute("enum Color { Red, Green = 'g' }\n[Color.Red, Color.Green]"))).toBe("[ 0, 'g' ]");
+    const decorated = [
+      "const seen: string[] = []",
+      "function logged(value: any, context: ClassMethodDecoratorContext) {",
+      "  seen.push(String(context.name))",
+      "  return function (this: any, ...args: any[]) { return value.call(this, ...args) * 10 }",
+      "}",
+      "class Calc { @logged add(a: number, b: number) { return a + b } }",
+      "[new Calc().add(1, 2), seen]",
+    ].join("\n");
+    expect(resultText(await program.execute(decorated))).toBe("[ 30, [ 'add' ] ]");
+  });
+
+  it("renders objects with Symbol.for('Jupyter.display') richly", async () => {
+    const run = await program.execute(
+      "({ [Symbol.for('Jupyter.display')]() { return { 'text/html': '<b>rich</b>' } } })",
+    );
+    expect(run.done.status).toBe("ok");
+    if (run.done.status !== "ok") return;
+    expect(run.done.result?.data["text/html"]).toBe("<b>rich</b>");
+    expect(typeof run.done.result?.data["text/plain"]).toBe("string");
+  });
+
+  it("maps a runtime error to the TypeScript line and column, without tsnb frames", async () => {
+    const code = [
+      "type Point = { x: number; y: number }",
+      "const origin: Point = { x: 0, y: 0 }",
+      "function explode(p: Point): never { throw new RangeError(`bad ${p.x}`) }",
+      "explode(origin)",
+    ].join("\n");
+    const error = errorOf(await program.execute(code));
+    expect(error.ename).toBe("RangeError");
+    expect(error.evalue).toBe("bad 0");
+    const text = error.traceback.join("\n");
+    expect(text).toMatch(/at explode \(cell\[\d+\]\.ts:3:43\)/);
+    expect(text).toMatch(/cell\[\d+\]\.ts:4:1/);
+    expect(text).not.toMatch(/dist\/|node:internal|node:inspector|program\.js/);
+    // The excerpt shows the offending TypeScript line with a caret under the column.
+    const lines = error.traceback;
+    const at = lines.findIndex((l) => l.startsWith("3 |"));
+    expect(lines[at]).toContain("throw new RangeError");
+    expect(lines[at + 1]!.indexOf("^")).toBe(lines[at]!.indexOf("new RangeError"));
+  });
+
+  it("reports syntax errors with line, column and a caret", async () => {
+    const error = errorOf(await program.execute("const ok = 1\nconst broken: number = ;\n"));
+    expect(error.ename).toBe("SyntaxError");
+    expect(error.evalue).toMatch(/cell\[\d+\]\.ts:2:24/);
+    expect(error.traceback).toContain("2 | const broken: number = ;");
+    expect(error.traceback).toContain("  |                        ^");
+  });
+
+  it("reports thrown non-Errors", async () => {
+    expect(errorOf(await program.execute("throw null"))).toMatchObject({ ename: "Uncaught", evalue: "null" });
+    expect(errorOf(await program.execute("throw 42"))).toMatchObject({ ename: "Uncaught", evalue: "42" });
+    expect(errorOf(await program.execute("await Promise.reject('nope')"))).toMatchObject({ ename: "Uncaught", evalue: "'nope'" });
+  });
+
+  it("reports unhandled rejections and throwing callbacks as error_output of their cell, and survives", async () => {
+    const run = await program.execute(
+      "Promise.reject(new TypeError('late rejection'))\nsetTimeout(() => { throw new Error('from a timer') }, 1)\n'started'",
+    );
+    expect(resultText(run)).toBe("'started'");
+    const rejection = await program.waitFor((op) => op.op === "error_output" && op.evalue === "late rejection", { what: "rejection report" });
+    const thrown = await program.waitFor((op) => op.op === "error_output" && op.evalue === "from a timer", { what: "timer error report" });
+    expect(rejection).toMatchObject({ cell: run.done.id, ename: "TypeError" });
+    expect(thrown).toMatchObject({ cell: run.done.id, ename: "Error" });
+    if (thrown.op === "error_output") expect(thrown.traceback.map(strip).join("\n")).toMatch(/cell\[\d+\]\.ts:2:/);
+    expect(resultText(await program.execute("1 + 1"))).toBe("2");
+  });
+
+  it("rejects an execute with non-string code with a clear error and keeps going", async () => {
+    const from = program.received.length;
+    program.send({ op: "execute", id: "bad-code", code: 42 as unknown as string, silent: false, store_history: true, allow_stdin: false, execution_count: 99 });
+    const done = await program.waitFor((op) => op.op === "execute_done" && op.id === "bad-code", { from });
+    expect(done).toMatchObject({ status: "error", ename: "TypeError" });
+    expect(resultText(await program.execute("'alive'"))).toBe("'alive'");
+  });
+});
