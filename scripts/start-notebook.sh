@@ -25,6 +25,8 @@ node bin/tsnb.mjs install --prefix "$prefix" --name tsnb
 
 # Jupyter finds kernelspecs in JUPYTER_PATH/kernels; the system ones (python3) stay visible.
 export JUPYTER_PATH="$prefix/share/jupyter${JUPYTER_PATH:+:$JUPYTER_PATH}"
+# Python 3.11's debugger warns about frozen modules on every ipykernel start; it is noise for users.
+export PYDEVD_DISABLE_FILE_VALIDATION=1
 
 args=(
   notebook

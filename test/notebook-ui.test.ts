@@ -59,62 +59,80 @@ describe("classic Notebook UI", () => {
   });
 
   it("runs TypeScript cells and shows text, rich HTML and an error with its traceback", async () => {
-    if (server === undefined || browser === undefined || env === undefined) throw new Error("beforeAll failed");
-    const path = await createNotebook(server, { path: "ui.ipynb", kernelName: TSNB_KERNEL_NAME, cells: ["", "", ""] });
-    const page = await browser.newPage();
+    if (server === undefined || browser === undefined) throw new Error("beforeAll failed");
+    await runScenario(server, browser);
+  }, 180_000);
+
+  // JupyterHub-style deployments: a URL prefix and https. Kernel websockets must follow both.
+  it("works the same under a base_url over https", async () => {
+    if (browser === undefined || env === undefined) throw new Error("beforeAll failed");
+    const hubLike = await startNotebookServer({ env, notebookDir, baseUrl: "/user/alice/", https: true });
     try {
-      await page.goto(server.pageUrl(`notebooks/${path}`), { timeout: 60_000 });
-      // The kernel is ready once the page's kernel object is connected and has its kernel_info reply.
-      await page.waitForFunction(
-        () => {
-          const k = (window as unknown as Notebook6Page).Jupyter?.notebook?.kernel;
-          return k != null && k.is_connected() && k.info_reply?.implementation !== undefined;
-        },
-        undefined,
-        { timeout: 60_000 },
-      );
-      const kernel = await page.evaluate(() => {
-        const k = (window as unknown as Notebook6Page).Jupyter?.notebook?.kernel;
-        return { name: k?.name, implementation: k?.info_reply?.implementation };
-      });
-      expect(kernel).toEqual({ name: TSNB_KERNEL_NAME, implementation: "tsnb" });
-
-      // set_text instead of typing: CodeMirror auto-indents and auto-closes brackets while typing.
-      await page.evaluate((cells) => {
-        const nb = (window as unknown as Notebook6Page).Jupyter?.notebook;
-        if (nb == null) throw new Error("Jupyter.notebook is missing");
-        cells.forEach((text, i) => nb.get_cell(i)?.set_text(text));
-        nb.execute_cells(cells.map((_, i) => i));
-      }, CELLS);
-
-      const cell = (i: number) => page.locator("#notebook-container .cell").nth(i);
-
-      // 1. printed text
-      const stdout = cell(0).locator(".output_stdout");
-      await stdout.filter({ hasText: "hello from the UI" }).first().waitFor({ state: "visible", timeout: 60_000 });
-
-      // 2. rich display: rendered as HTML (an element), not shown as escaped text
-      const rich = cell(1).locator("#tsnb-rich");
-      await rich.waitFor({ state: "visible", timeout: 30_000 });
-      expect(await rich.locator("i").innerText()).toBe("html");
-
-      // 3. the error: name, message and a traceback pointing at the cell's line 2
-      const error = cell(2).locator(".output_error");
-      await error.first().waitFor({ state: "visible", timeout: 30_000 });
-      const errorText = await error.first().innerText();
-      expect(errorText).toContain("TypeError");
-      expect(errorText).toContain("ui boom");
-      expect(errorText).toMatch(/:2:\d+/);
-
-      // Each cell got an execution count in its prompt, like any kernel's.
-      for (let i = 0; i < CELLS.length; i++) {
-        await expect.poll(async () => (await cell(i).locator(".input_prompt").innerText()).trim(), { timeout: 10_000 }).toMatch(/^In\s*\[\d+\]:$/);
-      }
-    } catch (err) {
-      throw await withDiagnostics(err, page, browser, server);
+      expect(hubLike.url).toMatch(/^https:\/\/127\.0\.0\.1:\d+\/user\/alice\/$/);
+      await runScenario(hubLike, browser, "hub.ipynb");
+    } finally {
+      await hubLike.dispose();
     }
   }, 180_000);
 });
+
+async function runScenario(server: NotebookServer, browser: TestBrowser, file = "ui.ipynb"): Promise<void> {
+  const path = await createNotebook(server, { path: file, kernelName: TSNB_KERNEL_NAME, cells: ["", "", ""] });
+  const page = await browser.newPage();
+  try {
+    await page.goto(server.pageUrl(`notebooks/${path}`), { timeout: 60_000 });
+    // The kernel is ready once the page's kernel object is connected and has its kernel_info reply.
+    await page.waitForFunction(
+      () => {
+        const k = (window as unknown as Notebook6Page).Jupyter?.notebook?.kernel;
+        return k != null && k.is_connected() && k.info_reply?.implementation !== undefined;
+      },
+      undefined,
+      { timeout: 60_000 },
+    );
+    const kernel = await page.evaluate(() => {
+      const k = (window as unknown as Notebook6Page).Jupyter?.notebook?.kernel;
+      return { name: k?.name, implementation: k?.info_reply?.implementation };
+    });
+    expect(kernel).toEqual({ name: TSNB_KERNEL_NAME, implementation: "tsnb" });
+
+    // set_text instead of typing: CodeMirror auto-indents and auto-closes brackets while typing.
+    await page.evaluate((cells) => {
+      const nb = (window as unknown as Notebook6Page).Jupyter?.notebook;
+      if (nb == null) throw new Error("Jupyter.notebook is missing");
+      cells.forEach((text, i) => nb.get_cell(i)?.set_text(text));
+      nb.execute_cells(cells.map((_, i) => i));
+    }, CELLS);
+
+    const cell = (i: number) => page.locator("#notebook-container .cell").nth(i);
+
+    // 1. printed text
+    const stdout = cell(0).locator(".output_stdout");
+    await stdout.filter({ hasText: "hello from the UI" }).first().waitFor({ state: "visible", timeout: 60_000 });
+
+    // 2. rich display: rendered as HTML (an element), not shown as escaped text
+    const rich = cell(1).locator("#tsnb-rich");
+    await rich.waitFor({ state: "visible", timeout: 30_000 });
+    expect(await rich.locator("i").innerText()).toBe("html");
+
+    // 3. the error: name, message and a traceback pointing at the cell's line 2
+    const error = cell(2).locator(".output_error");
+    await error.first().waitFor({ state: "visible", timeout: 30_000 });
+    const errorText = await error.first().innerText();
+    expect(errorText).toContain("TypeError");
+    expect(errorText).toContain("ui boom");
+    expect(errorText).toMatch(/:2:\d+/);
+
+    // Each cell got an execution count in its prompt, like any kernel's.
+    for (let i = 0; i < CELLS.length; i++) {
+      await expect.poll(async () => (await cell(i).locator(".input_prompt").innerText()).trim(), { timeout: 10_000 }).toMatch(/^In\s*\[\d+\]:$/);
+    }
+  } catch (err) {
+    throw await withDiagnostics(err, page, browser, server);
+  } finally {
+    await page.close();
+  }
+}
 
 async function withDiagnostics(err: unknown, page: Page, browser: TestBrowser, server: NotebookServer): Promise<Error> {
   const shot = await browser.screenshotOnFailure(page, "notebook-ui");
