@@ -40,8 +40,8 @@ def log(*args):
     print(*args, file=sys.stderr, flush=True)
 
 
-def descendants_rss_kb(root_pid):
-    """Sum of VmRSS over root_pid and every process below it, read from /proc."""
+def process_tree_rss(root_pid):
+    """[(pid, command, VmRSS kB)] for root_pid and every process below it, read from /proc."""
     children = {}
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
@@ -54,19 +54,24 @@ def descendants_rss_kb(root_pid):
         # Field 4 is the parent pid; the command name (field 2) may contain spaces, so split after ')'.
         ppid = int(stat.rsplit(")", 1)[1].split()[1])
         children.setdefault(ppid, []).append(int(entry))
-    total = 0
+    rows = []
     stack = [root_pid]
     while stack:
         pid = stack.pop()
         stack.extend(children.get(pid, []))
         try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                cmd = f.read().replace(b"\0", b" ").decode(errors="replace").strip()
             with open(f"/proc/{pid}/status") as f:
-                for line in f:
-                    if line.startswith("VmRSS:"):
-                        total += int(line.split()[1])
+                rss = next((int(l.split()[1]) for l in f if l.startswith("VmRSS:")), 0)
         except OSError:
             continue
-    return total
+        rows.append((pid, cmd, rss))
+    return rows
+
+
+def tree_rss_mb(root_pid):
+    return sum(r[2] for r in process_tree_rss(root_pid)) / 1024
 
 
 class Deadline(Exception):
@@ -154,7 +159,10 @@ def bench_kernel(name, rounds, lines):
         result["rtt_median_ms"] = statistics.median(samples)
         result["rtt_p99_ms"] = samples[min(len(samples) - 1, int(round(0.99 * len(samples))) - 1)]
         result["rtt_rounds"] = rounds
-        result["rss_mb"] = descendants_rss_kb(pid) / 1024
+        result["rss_mb"] = tree_rss_mb(pid)
+        result["rss_by_process"] = [
+            {"pid": p, "command": cmd[:120], "rss_mb": round(kb / 1024, 1)} for p, cmd, kb in process_tree_rss(pid)
+        ]
 
         received = {"lines": 0}
 
@@ -175,7 +183,7 @@ def bench_kernel(name, rounds, lines):
                 break
         result["burst_lines_total"] = received["lines"]
         result["burst_lines_expected"] = lines
-        result["rss_after_burst_mb"] = descendants_rss_kb(pid) / 1024
+        result["rss_after_burst_mb"] = tree_rss_mb(pid)
     finally:
         kc.stop_channels()
         km.shutdown_kernel(now=False)

@@ -114,6 +114,12 @@ try {
   console.log();
   for (const r of table) console.log(r.map((c, i) => (i === 0 ? c.padEnd(widths[i]) : c.padStart(widths[i]))).join("  "));
 
+  for (const [label, r] of Object.entries(byLabel)) {
+    if (!Array.isArray(r.rss_by_process) || r.rss_by_process.length < 2) continue;
+    console.log(`\n${label} memory by process:`);
+    for (const p of r.rss_by_process) console.log(`  ${String(p.rss_mb.toFixed(1)).padStart(7)} MB  ${p.command}`);
+  }
+
   // The issue's targets.
   const t = byLabel.tsnb ?? {};
   const py = byLabel.ipykernel ?? {};
