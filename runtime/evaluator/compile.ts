@@ -71,6 +71,8 @@ async function transformTs(code: string, options: CompileOptions): Promise<Trans
       loader: "ts",
       format: "esm",
       target: "es2022",
+      // es2022 keeps esbuild lowering decorators (Node 20 has none) but would drop import attributes.
+      supported: { "import-attributes": true },
       sourcemap: "external",
       sourcefile: options.fileName,
       // Keep imports whose bindings look unused: a later cell may use them. Type-only imports
