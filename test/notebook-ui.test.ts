@@ -73,6 +73,10 @@ describe("classic Notebook UI", () => {
     } finally {
       await hubLike.dispose();
     }
+    // dispose() leaves nothing behind: the server's process group (server + the tsnb kernel + its program) is gone.
+    const pgid = hubLike.process.pid;
+    expect(pgid).toBeTypeOf("number");
+    expect(() => process.kill(-(pgid ?? 0), 0)).toThrow(expect.objectContaining({ code: "ESRCH" }));
   }, 180_000);
 });
 

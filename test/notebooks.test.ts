@@ -1,6 +1,8 @@
 // Every notebook in notebooks/ executed headlessly with nbclient (Debian python3-nbclient) on the kernel its
 // metadata names, then its outputs checked. Cells tagged `raises-exception` must fail; every other cell must
-// succeed. Notebooks listed in EXPECTATIONS also get their outputs checked cell by cell (by cell id).
+// succeed. Cells tagged `skip-execution` (nbclient's tag) are not run: for cells that need a person or a
+// browser page on the other end. Notebooks listed in EXPECTATIONS also get their outputs checked cell by
+// cell (by cell id).
 
 import { mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -152,6 +154,7 @@ describe("notebooks/ executed headlessly with nbclient", () => {
     const nb = JSON.parse(readFileSync(dst, "utf8")) as Notebook;
     const code = nb.cells.filter((c) => c.cell_type === "code");
     for (const cell of code) {
+      if (cell.metadata.tags?.includes("skip-execution") ?? false) continue;
       const where = `${file} cell ${cell.id ?? "?"}:\n${join_(cell.source)}\noutputs: ${JSON.stringify(cell.outputs, null, 1)}`;
       expect(cell.execution_count, where).toBeTypeOf("number");
       const failed = (cell.outputs ?? []).some((o) => o.output_type === "error");
