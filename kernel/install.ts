@@ -18,8 +18,14 @@ export interface Jupyter {
   executable: string | null;
 }
 
-/** Finds `jupyter` on PATH, then at /usr/bin/jupyter (Debian's, when PATH has another Python first). */
+/**
+ * Finds `jupyter`: $TSNB_JUPYTER if set ("none" means: act as if Jupyter were absent), then PATH, then
+ * /usr/bin/jupyter (Debian's, for machines where PATH has another Python first).
+ */
 export function findJupyter(env: NodeJS.ProcessEnv = process.env): string | null {
+  const chosen = env.TSNB_JUPYTER;
+  if (chosen === "none") return null;
+  if (chosen) return chosen;
   for (const dir of (env.PATH ?? "").split(delimiter)) {
     if (dir && existsSync(join(dir, "jupyter"))) return join(dir, "jupyter");
   }
