@@ -1,0 +1,502 @@
+// The browser side of the bridge, independent of how the comm is carried: `TsnbComm` speaks the
+// protocol of protocol/bridge.ts over a `CommPort` (a @jupyterlab/services comm in the page, a fake in
+// tests). It opens a comm with target `tsnb_comm`, waits for the kernel's ack, re-declares what it
+// listens to after every reconnect (the kernel replays the last values), answers pings and acks batches.
+// Browser code: no Node built-ins.
+
+import {
+  BRIDGE_VERSION,
+  BROWSER_CHUNK_BYTES,
+  itemOf,
+  itemSize,
+  joinItems,
+  parseKernelMessage,
+  splitItems,
+  valueOf,
+  type BrowserToKernel,
+  type KernelToBrowser,
+  type ValueItem,
+} from "../protocol/bridge.js";
+import { encodeFrame } from "../protocol/framing.js";
+import type { JsonObject } from "../protocol/jupyter.js";
+
+/** One open comm, as the page's kernel connection provides it. */
+export interface CommPort {
+  send(data: JsonObject, buffers: Uint8Array[]): void;
+  close(): void;
+}
+
+export interface CommPortHandlers {
+  onMessage(data: unknown, buffers: Uint8Array[]): void;
+  /** The comm closed (by the kernel, or the connection went away). */
+  onClose(reason: string): void;
+}
+
+/** Opens a comm with target `tsnb_comm` and the given open data. */
+export type CommOpener = (openData: JsonObject, handlers: CommPortHandlers) => Promise<CommPort>;
+
+export type ConnectionStatus = "connecting" | "open" | "reconnecting" | "closed";
+
+export interface TsnbCommOptions {
+  open: CommOpener;
+  kernelId: string;
+  /** Wait this long for the kernel's open ack before retrying (GoNB waits 500 ms; we allow more). */
+  ackTimeoutMs?: number;
+  /** Delay before reconnecting after the comm closed. */
+  retryMs?: number;
+  /** Browser -> kernel messages larger than this are chunked (the server closes websockets over 10 MiB). */
+  chunkBytes?: number;
+  log?: (message: string) => void;
+}
+
+export interface SyncedVariable<T = unknown> {
+  get(): T;
+  set(value: T): void;
+  subscribe(callback: (value: T) => void): number;
+  unsubscribe(id: number): void;
+}
+
+type State =
+  | { state: "connecting"; attempt: number }
+  | { state: "awaiting_ack"; attempt: number; port: CommPort }
+  | { state: "open"; port: CommPort }
+  | { state: "reconnecting"; attempt: number }
+  | { state: "closed" };
+
+type Event =
+  | { type: "port_opened"; port: CommPort }
+  | { type: "open_failed"; reason: string }
+  | { type: "acked" }
+  | { type: "ack_timeout" }
+  | { type: "port_closed"; reason: string }
+  | { type: "retry" }
+  | { type: "close_requested" };
+
+type Effect =
+  | { type: "open_port" }
+  | { type: "start_ack_timer" }
+  | { type: "schedule_retry" }
+  | { type: "close_port"; port: CommPort }
+  | { type: "resubscribe" }
+  | { type: "status"; status: ConnectionStatus };
+
+/** The connection's one transition function: what each event does in each state. */
+function transition(current: State, event: Event): { state: State; effects: Effect[] } {
+  const stay = { state: current, effects: [] as Effect[] };
+  if (event.type === "close_requested") {
+    const effects: Effect[] = [{ type: "status", status: "closed" }];
+    if (current.state === "awaiting_ack" || current.state === "open") effects.unshift({ type: "close_port", port: current.port });
+    return current.state === "closed" ? stay : { state: { state: "closed" }, effects };
+  }
+  switch (current.state) {
+    case "connecting":
+    case "reconnecting":
+      switch (event.type) {
+        case "port_opened":
+          return { state: { state: "awaiting_ack", attempt: current.attempt, port: event.port }, effects: [{ type: "start_ack_timer" }] };
+        case "open_failed":
+          return { state: { state: "reconnecting", attempt: current.attempt + 1 }, effects: [{ type: "status", status: "reconnecting" }, { type: "schedule_retry" }] };
+        case "retry":
+          return { state: current, effects: [{ type: "open_port" }] };
+        default:
+          return stay;
+      }
+    case "awaiting_ack":
+      switch (event.type) {
+        case "acked":
+          return { state: { state: "open", port: current.port }, effects: [{ type: "status", status: "open" }, { type: "resubscribe" }] };
+        case "ack_timeout":
+        case "port_closed":
+          return {
+            state: { state: "reconnecting", attempt: current.attempt + 1 },
+            effects: [{ type: "close_port", port: current.port }, { type: "status", status: "reconnecting" }, { type: "schedule_retry" }],
+          };
+        default:
+          return stay;
+      }
+    case "open":
+      switch (event.type) {
+        case "port_closed":
+          return { state: { state: "reconnecting", attempt: 1 }, effects: [{ type: "status", status: "reconnecting" }, { type: "schedule_retry" }] };
+        default:
+          return stay;
+      }
+    case "closed":
+      return stay;
+    default: {
+      const unreachable: never = current;
+      throw new Error(`unhandled state ${JSON.stringify(unreachable)}`);
+    }
+  }
+}
+
+interface Subscription {
+  address: string;
+  callback: (value: unknown, address: string) => void;
+}
+
+let idCounter = 0;
+/** Ids without crypto.randomUUID, which only exists on secure origins. */
+export function randomId(): string {
+  const random = Math.random().toString(36).slice(2, 10);
+  return `${Date.now().toString(36)}-${(idCounter++).toString(36)}-${random}`;
+}
+
+export class TsnbComm {
+  readonly kernelId: string;
+  /** Resolves the first time the kernel acknowledges the comm. */
+  readonly ready: Promise<void>;
+  private resolveReady!: () => void;
+  private rejectReady!: (error: Error) => void;
+  private current: State = { state: "connecting", attempt: 1 };
+  private readonly subscriptions = new Map<number, Subscription>();
+  private readonly byAddress = new Map<string, Set<number>>();
+  private readonly latestOnly = new Set<string>();
+  /** The last value seen or sent per address: given to a new subscriber and answered to reads. */
+  private readonly lastValues = new Map<string, unknown>();
+  private readonly statusCallbacks = new Map<number, (status: ConnectionStatus) => void>();
+  private outbox: ValueItem[] = [];
+  private outboxTimer: ReturnType<typeof setTimeout> | null = null;
+  private ackSeq: number | null = null;
+  private ackTimer: ReturnType<typeof setTimeout> | null = null;
+  private openAckTimer: ReturnType<typeof setTimeout> | null = null;
+  private retryTimer: ReturnType<typeof setTimeout> | null = null;
+  private nextId = 1;
+  private readonly options: Required<Omit<TsnbCommOptions, "log">> & { log: (m: string) => void };
+
+  constructor(options: TsnbCommOptions) {
+    this.options = {
+      open: options.open,
+      kernelId: options.kernelId,
+      ackTimeoutMs: options.ackTimeoutMs ?? 3000,
+      retryMs: options.retryMs ?? 1000,
+      chunkBytes: options.chunkBytes ?? BROWSER_CHUNK_BYTES,
+      log: options.log ?? (() => {}),
+    };
+    this.kernelId = options.kernelId;
+    this.ready = new Promise<void>((resolve, reject) => {
+      this.resolveReady = resolve;
+      this.rejectReady = reject;
+    });
+    // A page that never connects must not leave an unhandled rejection behind.
+    this.ready.catch(() => {});
+    this.apply([{ type: "open_port" }, { type: "status", status: "connecting" }]);
+  }
+
+  get status(): ConnectionStatus {
+    switch (this.current.state) {
+      case "connecting":
+      case "awaiting_ack":
+        return this.current.attempt === 1 ? "connecting" : "reconnecting";
+      case "open":
+        return "open";
+      case "reconnecting":
+        return "reconnecting";
+      case "closed":
+        return "closed";
+      default: {
+        const unreachable: never = this.current;
+        return unreachable;
+      }
+    }
+  }
+
+  // ---- public API (GoNB's names) -----------------------------------------------------------------
+
+  send(address: string, value: unknown): void {
+    this.checkNotClosed();
+    if (typeof address !== "string" || address === "") throw new TypeError("tsnb_comm.send: address must be a non-empty string");
+    const item = itemOf(address, value);
+    this.lastValues.set(address, value);
+    this.outbox.push(item);
+    if (this.outboxTimer === null) this.outboxTimer = setTimeout(() => this.flush(), 0);
+  }
+
+  subscribe(address: string, callback: (value: any, address: string) => void, options: { latestOnly?: boolean } = {}): number {
+    this.checkNotClosed();
+    if (typeof callback !== "function") throw new TypeError("tsnb_comm.subscribe: callback must be a function");
+    const id = this.nextId++;
+    this.subscriptions.set(id, { address, callback });
+    let ids = this.byAddress.get(address);
+    const first = !ids;
+    if (!ids) this.byAddress.set(address, (ids = new Set()));
+    ids.add(id);
+    if (options.latestOnly) this.latestOnly.add(address);
+    if (first) {
+      // The kernel replays its last value for the address in answer.
+      if (this.current.state === "open") this.sendNow({ op: "listen", address, latest_only: this.latestOnly.has(address) });
+    } else if (this.lastValues.has(address)) {
+      const value = this.lastValues.get(address);
+      queueMicrotask(() => this.subscriptions.has(id) && this.call(callback, value, address));
+    }
+    return id;
+  }
+
+  unsubscribe(id: number): void {
+    const sub = this.subscriptions.get(id);
+    if (!sub) return;
+    this.subscriptions.delete(id);
+    const ids = this.byAddress.get(sub.address);
+    ids?.delete(id);
+    if (ids && ids.size === 0) {
+      this.byAddress.delete(sub.address);
+      this.latestOnly.delete(sub.address);
+      if (this.current.state === "open") this.sendNow({ op: "unlisten", address: sub.address });
+    }
+  }
+
+  newSyncedVariable<T>(address: string, initial: T): SyncedVariable<T> {
+    let value = initial;
+    const callbacks = new Map<number, (value: T) => void>();
+    let local = 0;
+    this.lastValues.set(address, initial);
+    this.subscribe(address, (v: T) => {
+      value = v;
+      for (const cb of [...callbacks.values()]) this.call(cb as (v: unknown) => void, v, address);
+    });
+    return {
+      get: () => value,
+      set: (v: T) => {
+        value = v;
+        this.send(address, v);
+      },
+      subscribe: (cb) => {
+        const id = ++local;
+        callbacks.set(id, cb);
+        return id;
+      },
+      unsubscribe: (id) => void callbacks.delete(id),
+    };
+  }
+
+  /**
+   * Checks that the kernel still knows this comm: a kernel that does not answers with comm_close, and
+   * the client reopens. (A pong is harmless to a kernel that does know it.)
+   */
+  probe(): void {
+    if (this.current.state === "open") this.sendNow({ op: "pong", nonce: 0 });
+  }
+
+  /** Calls back on every connection status change; returns an id for `offStatus`. */
+  onStatus(callback: (status: ConnectionStatus) => void): number {
+    const id = this.nextId++;
+    this.statusCallbacks.set(id, callback);
+    return id;
+  }
+
+  offStatus(id: number): void {
+    this.statusCallbacks.delete(id);
+  }
+
+  close(): void {
+    this.flush();
+    this.dispatch({ type: "close_requested" });
+    for (const t of [this.outboxTimer, this.ackTimer, this.openAckTimer, this.retryTimer]) if (t !== null) clearTimeout(t);
+    this.outboxTimer = this.ackTimer = this.openAckTimer = this.retryTimer = null;
+    this.rejectReady(new Error("tsnb_comm was closed"));
+  }
+
+  // ---- protocol ----------------------------------------------------------------------------------
+
+  private checkNotClosed(): void {
+    if (this.current.state === "closed") throw new Error("tsnb_comm is closed");
+  }
+
+  private dispatch(event: Event): void {
+    const step = transition(this.current, event);
+    this.current = step.state;
+    this.apply(step.effects);
+  }
+
+  private apply(effects: Effect[]): void {
+    for (const effect of effects) {
+      switch (effect.type) {
+        case "open_port": {
+          const handlers: CommPortHandlers = {
+            onMessage: (data, buffers) => this.onMessage(port, data, buffers),
+            onClose: (reason) => {
+              if (this.portOf() === port) this.dispatch({ type: "port_closed", reason });
+            },
+          };
+          let port: CommPort | null = null;
+          this.options.open({ version: BRIDGE_VERSION }, handlers).then(
+            (p) => {
+              port = p;
+              if (this.current.state === "closed") p.close();
+              else this.dispatch({ type: "port_opened", port: p });
+            },
+            (err: unknown) => {
+              this.options.log(`could not open the tsnb comm: ${String(err)}`);
+              this.dispatch({ type: "open_failed", reason: String(err) });
+            },
+          );
+          break;
+        }
+        case "start_ack_timer":
+          if (this.openAckTimer !== null) clearTimeout(this.openAckTimer);
+          this.openAckTimer = setTimeout(() => {
+            this.openAckTimer = null;
+            this.dispatch({ type: "ack_timeout" });
+          }, this.options.ackTimeoutMs);
+          break;
+        case "schedule_retry":
+          if (this.retryTimer !== null) clearTimeout(this.retryTimer);
+          this.retryTimer = setTimeout(() => {
+            this.retryTimer = null;
+            this.dispatch({ type: "retry" });
+          }, this.options.retryMs);
+          break;
+        case "close_port":
+          try {
+            effect.port.close();
+          } catch (err) {
+            this.options.log(`closing the tsnb comm failed: ${String(err)}`);
+          }
+          break;
+        case "resubscribe":
+          if (this.openAckTimer !== null) clearTimeout(this.openAckTimer);
+          this.openAckTimer = null;
+          for (const address of this.byAddress.keys()) {
+            this.sendNow({ op: "listen", address, latest_only: this.latestOnly.has(address) });
+          }
+          this.flush();
+          this.resolveReady();
+          break;
+        case "status":
+          for (const cb of [...this.statusCallbacks.values()]) this.call(cb as (v: unknown) => void, effect.status, "#status");
+          break;
+        default: {
+          const unreachable: never = effect;
+          throw new Error(`unhandled effect ${JSON.stringify(unreachable)}`);
+        }
+      }
+    }
+  }
+
+  private portOf(): CommPort | null {
+    return this.current.state === "awaiting_ack" || this.current.state === "open" ? this.current.port : null;
+  }
+
+  private onMessage(port: CommPort | null, data: unknown, buffers: Uint8Array[]): void {
+    if (port !== null && this.portOf() !== port) return;
+    const parsed = parseKernelMessage(data, buffers.length);
+    if (!parsed.ok) {
+      this.options.log(`ignored a message from the kernel: ${parsed.error}`);
+      return;
+    }
+    this.handle(parsed.message, buffers);
+  }
+
+  private handle(message: KernelToBrowser, buffers: Uint8Array[]): void {
+    switch (message.op) {
+      case "open_ack":
+        this.dispatch({ type: "acked" });
+        return;
+      case "ping":
+        this.sendNow({ op: "pong", nonce: message.nonce });
+        return;
+      case "values":
+        for (const item of splitItems(message.items, buffers)) {
+          let value: unknown;
+          try {
+            value = valueOf(item);
+          } catch (err) {
+            this.options.log(`a value for "${item.address}" could not be decoded: ${String(err)}`);
+            continue;
+          }
+          this.lastValues.set(item.address, value);
+          const ids = this.byAddress.get(item.address);
+          if (!ids) continue;
+          for (const id of [...ids]) {
+            const sub = this.subscriptions.get(id);
+            if (sub) this.call(sub.callback, value, item.address);
+          }
+        }
+        this.ackLater(message.seq);
+        return;
+      case "read":
+        if (this.lastValues.has(message.address)) {
+          this.outbox.push(itemOf(message.address, this.lastValues.get(message.address)));
+          this.flush();
+        }
+        return;
+      case "error":
+        this.options.log(`the kernel refused a message: ${message.message}`);
+        return;
+      default: {
+        const unreachable: never = message;
+        this.options.log(`unknown message ${JSON.stringify(unreachable)}`);
+      }
+    }
+  }
+
+  private call(callback: (value: unknown, address: string) => void, value: unknown, address: string): void {
+    try {
+      callback(value, address);
+    } catch (err) {
+      // The page's own callback failed: show it where developers look, keep delivering to the others.
+      console.error(`tsnb_comm: a callback for "${address}" threw`, err);
+    }
+  }
+
+  /** Acks are coalesced: one per event-loop turn, for the newest batch handled. */
+  private ackLater(seq: number): void {
+    this.ackSeq = this.ackSeq === null ? seq : Math.max(this.ackSeq, seq);
+    if (this.ackTimer !== null) return;
+    this.ackTimer = setTimeout(() => {
+      this.ackTimer = null;
+      const s = this.ackSeq;
+      this.ackSeq = null;
+      if (s !== null && this.current.state === "open") this.sendNow({ op: "ack", seq: s });
+    }, 0);
+  }
+
+  private flush(): void {
+    if (this.outboxTimer !== null) {
+      clearTimeout(this.outboxTimer);
+      this.outboxTimer = null;
+    }
+    if (this.current.state !== "open" || this.outbox.length === 0) return;
+    // Batches stay below the chunk size where possible; a single larger value is chunked.
+    let start = 0;
+    while (start < this.outbox.length) {
+      let end = start;
+      let bytes = 0;
+      while (end < this.outbox.length) {
+        const size = itemSize(this.outbox[end]!);
+        if (end > start && bytes + size > this.options.chunkBytes / 2) break;
+        bytes += size;
+        end++;
+      }
+      const batch = joinItems(this.outbox.slice(start, end));
+      this.sendNow({ op: "values", items: batch.items }, batch.buffers, bytes);
+      start = end;
+    }
+    this.outbox = [];
+  }
+
+  private sendNow(message: BrowserToKernel, buffers: Uint8Array[] = [], approxBytes = 0): void {
+    const port = this.portOf();
+    if (port === null) return;
+    const total = approxBytes + buffers.reduce((n, b) => n + b.byteLength, 0);
+    if (total < this.options.chunkBytes) {
+      port.send(message as unknown as JsonObject, buffers);
+      return;
+    }
+    // Too big for one websocket message: frame it and send the bytes in slices.
+    const parts = encodeFrame(message as unknown as JsonObject & { op: string }, buffers);
+    const length = parts.reduce((n, p) => n + p.byteLength, 0);
+    const whole = new Uint8Array(length);
+    let offset = 0;
+    for (const p of parts) {
+      whole.set(p, offset);
+      offset += p.byteLength;
+    }
+    const id = randomId();
+    const size = this.options.chunkBytes;
+    for (let index = 0, at = 0; at < length; index++, at += size) {
+      const slice = whole.subarray(at, Math.min(length, at + size));
+      port.send({ op: "chunk", id, index, last: at + size >= length }, [slice]);
+    }
+  }
+}

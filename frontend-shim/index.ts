@@ -1,0 +1,150 @@
+// The browser shim (bundled to dist/shim.js as an iife): defines `tsnbShimBoot(config)`, which the kernel's
+// injected output calls with the kernel id. It connects to that kernel through @jupyterlab/services with
+// the page's own base URL, websocket scheme and token, opens the `tsnb_comm` comm and publishes the
+// global `tsnb_comm`. Running it again leaves one live object (it only re-checks the connection).
+
+import { KernelManager, ServerConnection } from "@jupyterlab/services";
+import type { Kernel } from "@jupyterlab/services";
+import { BRIDGE_TARGET } from "../protocol/bridge.js";
+import { randomId, TsnbComm, type CommOpener, type CommPort } from "./client.js";
+
+export interface BootConfig {
+  kernelId: string;
+  /** Overrides for pages whose settings cannot be discovered (tests, embedding). */
+  baseUrl?: string;
+  wsUrl?: string;
+  token?: string;
+  log?: boolean;
+}
+
+interface PageSettings {
+  baseUrl: string;
+  wsUrl: string;
+  token: string;
+}
+
+/** The server's base URL, websocket URL and token as this page knows them. */
+export function discoverSettings(config: BootConfig, doc: Document = document, loc: Location = location): PageSettings {
+  let baseUrl: string | undefined;
+  let wsUrl: string | undefined;
+  let token = "";
+  // JupyterLab, Notebook 7 and other lab-based pages.
+  const el = doc.getElementById("jupyter-config-data");
+  if (el?.textContent) {
+    try {
+      const data = JSON.parse(el.textContent) as { baseUrl?: string; wsUrl?: string; token?: string };
+      baseUrl = data.baseUrl;
+      wsUrl = data.wsUrl || undefined;
+      token = data.token ?? "";
+    } catch (err) {
+      console.warn("tsnb_comm: unreadable jupyter-config-data", err);
+    }
+  }
+  // Classic Notebook 6 (also JupyterHub single-user servers running it).
+  if (baseUrl === undefined) baseUrl = doc.body?.dataset.baseUrl;
+  baseUrl = config.baseUrl ?? baseUrl ?? "/";
+  const absolute = new URL(baseUrl, loc.href);
+  if (!absolute.pathname.endsWith("/")) absolute.pathname += "/";
+  const http = absolute.href;
+  const scheme = absolute.protocol === "https:" ? "wss:" : "ws:";
+  const ws = config.wsUrl ?? (wsUrl ? new URL(wsUrl, loc.href).href.replace(/^http/, "ws") : `${scheme}//${absolute.host}${absolute.pathname}`);
+  if (!token) token = new URLSearchParams(loc.search).get("token") ?? "";
+  return { baseUrl: http, wsUrl: ws, token: config.token ?? token };
+}
+
+/** Exact-size copy when a view covers part of its buffer: the serializer sends `view.buffer` whole. */
+function exact(b: Uint8Array): Uint8Array {
+  return b.byteOffset === 0 && b.byteLength === b.buffer.byteLength ? b : b.slice();
+}
+
+function bytes(view: ArrayBuffer | ArrayBufferView): Uint8Array {
+  return view instanceof ArrayBuffer ? new Uint8Array(view) : new Uint8Array(view.buffer, view.byteOffset, view.byteLength);
+}
+
+function makeOpener(config: BootConfig): CommOpener {
+  let kernel: Kernel.IKernelConnection | null = null;
+  const restartListeners: (() => void)[] = [];
+  const connection = (): Kernel.IKernelConnection => {
+    if (kernel && !kernel.isDisposed) return kernel;
+    const settings = discoverSettings(config);
+    const serverSettings = ServerConnection.makeSettings({
+      baseUrl: settings.baseUrl,
+      wsUrl: settings.wsUrl,
+      token: settings.token,
+      appendToken: settings.token !== "",
+    });
+    const manager = new KernelManager({ serverSettings });
+    kernel = manager.connectTo({ model: { id: config.kernelId, name: "" }, handleComms: true, commsOverSubshells: "disabled" as never });
+    kernel.statusChanged.connect((_, status) => {
+      // A restarted kernel forgets every comm: reopen ours.
+      if (status === "restarting" || status === "autorestarting") for (const l of restartListeners) l();
+    });
+    return kernel;
+  };
+  return async (openData, handlers) => {
+    const k = connection();
+    const comm = k.createComm(BRIDGE_TARGET, randomId());
+    let closed = false;
+    const onClosed = (reason: string) => {
+      if (closed) return;
+      closed = true;
+      const i = restartListeners.indexOf(restartListener);
+      if (i >= 0) restartListeners.splice(i, 1);
+      handlers.onClose(reason);
+    };
+    const restartListener = () => {
+      onClosed("the kernel restarted");
+      if (!comm.isDisposed) comm.dispose();
+    };
+    restartListeners.push(restartListener);
+    comm.onMsg = (msg) => {
+      const buffers = (msg.buffers ?? []).map((b) => bytes(b as ArrayBuffer | ArrayBufferView));
+      handlers.onMessage(msg.content.data, buffers);
+    };
+    comm.onClose = (msg) => {
+      const reason = (msg.content.data as { reason?: unknown } | undefined)?.reason;
+      onClosed(typeof reason === "string" ? reason : "closed by the kernel");
+    };
+    comm.open(openData);
+    const port: CommPort = {
+      send: (data, buffers) => {
+        if (comm.isDisposed) return;
+        comm.send(data, undefined, buffers.map(exact));
+      },
+      close: () => {
+        closed = true;
+        if (!comm.isDisposed) {
+          try {
+            comm.close();
+          } catch (err) {
+            console.warn("tsnb_comm: closing the comm failed", err);
+          }
+        }
+      },
+    };
+    return port;
+  };
+}
+
+type Global = typeof globalThis & {
+  tsnb_comm?: TsnbComm;
+  tsnbShimBoot?: (config: BootConfig) => TsnbComm;
+};
+
+function boot(config: BootConfig): TsnbComm {
+  const g = globalThis as Global;
+  const existing = g.tsnb_comm;
+  if (existing instanceof Object && existing.kernelId === config.kernelId && existing.status !== "closed") {
+    // Injected again: the kernel found no live shim. Nudge the connection; if the kernel no longer knows
+    // our comm, it answers with comm_close and the client reopens.
+    existing.probe();
+    return existing;
+  }
+  existing?.close?.();
+  const log = config.log ? (m: string) => console.info(`tsnb_comm: ${m}`) : (m: string) => console.debug(`tsnb_comm: ${m}`);
+  const comm = new TsnbComm({ kernelId: config.kernelId, open: makeOpener(config), log });
+  g.tsnb_comm = comm;
+  return comm;
+}
+
+(globalThis as Global).tsnbShimBoot = boot;
