@@ -1,0 +1,81 @@
+// The pipe framing between kernel and program: frames split across arbitrary chunk boundaries reassemble,
+// limits are enforced before allocating, and garbage fails the stream once and for all.
+
+import { describe, expect, it } from "vitest";
+import { encodeFrame, FrameDecoder, describeFrameError } from "../protocol/framing.js";
+
+function concat(chunks: Uint8Array[]): Uint8Array {
+  const out = new Uint8Array(chunks.reduce((n, c) => n + c.byteLength, 0));
+  let offset = 0;
+  for (const c of chunks) {
+    out.set(c, offset);
+    offset += c.byteLength;
+  }
+  return out;
+}
+
+describe("pipe framing", () => {
+  it("round-trips frames with binary parts, fed one byte at a time", () => {
+    const bytes = concat([
+      ...encodeFrame({ op: "stream", cell: "c1", name: "stdout", text: "héllo\n" }),
+      ...encodeFrame({ op: "display", cell: null }, [new Uint8Array([1, 2]), new Uint8Array([]), new Uint8Array([3])]),
+    ]);
+    const decoder = new FrameDecoder();
+    const frames = [];
+    for (let i = 0; i < bytes.byteLength; i++) {
+      const { frames: out, error } = decoder.push(bytes.subarray(i, i + 1));
+      expect(error).toBeNull();
+      frames.push(...out);
+    }
+    expect(frames).toHaveLength(2);
+    expect(frames[0]!.header).toEqual({ v: 1, op: "stream", cell: "c1", name: "stdout", text: "héllo\n" });
+    expect(frames[1]!.buffers.map((b) => Array.from(b))).toEqual([[1, 2], [], [3]]);
+    expect(decoder.bufferedBytes).toBe(0);
+  });
+
+  it("decodes many frames from one chunk, and keeps a partial one for later", () => {
+    const many = concat(Array.from({ length: 100 }, (_, i) => encodeFrame({ op: "stream", text: String(i) })).flat());
+    const decoder = new FrameDecoder();
+    const cut = many.byteLength - 3;
+    const first = decoder.push(many.subarray(0, cut));
+    expect(first.frames).toHaveLength(99);
+    expect(decoder.bufferedBytes).toBeGreaterThan(0);
+    const rest = decoder.push(many.subarray(cut));
+    expect(rest.frames.map((f) => f.header.text)).toEqual(["99"]);
+  });
+
+  it("rejects a header length over the limit before buffering it", () => {
+    const decoder = new FrameDecoder({ maxHeaderBytes: 16, maxBufferBytes: 1024 });
+    const { error } = decoder.push(new Uint8Array([0, 0, 1, 0]));
+    expect(error && describeFrameError(error)).toBe("frame header of 256 bytes exceeds the 16-byte limit");
+  });
+
+  it("rejects binary parts over the limit", () => {
+    const decoder = new FrameDecoder({ maxHeaderBytes: 1024, maxBufferBytes: 4 });
+    const { error } = decoder.push(concat(encodeFrame({ op: "x" }, [new Uint8Array(5)])));
+    expect(error?.type).toBe("buffers_too_large");
+  });
+
+  it("fails on garbage and stays failed (the stream cannot be resynchronised)", () => {
+    const decoder = new FrameDecoder();
+    const bad = decoder.push(new Uint8Array([0, 0, 0, 3, 0x7b, 0x21, 0x21]));
+    expect(bad.error?.type).toBe("bad_json");
+    const after = decoder.push(concat(encodeFrame({ op: "fine" })));
+    expect(after.frames).toEqual([]);
+    expect(after.error?.type).toBe("bad_json");
+  });
+
+  it("rejects wrong versions, missing ops and bad buffer lists", () => {
+    const enc = new TextEncoder();
+    const frame = (json: string) => {
+      const body = enc.encode(json);
+      const prefix = new Uint8Array(4);
+      new DataView(prefix.buffer).setUint32(0, body.byteLength);
+      return concat([prefix, body]);
+    };
+    expect(new FrameDecoder().push(frame('{"v":2,"op":"x"}')).error?.type).toBe("bad_header");
+    expect(new FrameDecoder().push(frame('{"v":1}')).error?.type).toBe("bad_header");
+    expect(new FrameDecoder().push(frame('{"v":1,"op":"x","buffers":[-1]}')).error?.type).toBe("bad_header");
+    expect(new FrameDecoder().push(frame("[1]")).error?.type).toBe("bad_header");
+  });
+});

@@ -1,0 +1,298 @@
+// The dispatcher through MemoryTransport with a scripted Execution: status ordering, a reply for every
+// request, validation at the edge, the execution lane and stop_on_error, without sockets or processes.
+
+import { afterEach, describe, expect, it } from "vitest";
+import type { JsonObject, JupyterMessage, OutgoingMessage } from "../protocol/jupyter.js";
+import { encodeFrames, DELIMITER } from "../protocol/wire.js";
+import { NoComms } from "../kernel/core/comms.js";
+import type { ExecuteContext, Execution } from "../kernel/core/execution.js";
+import { KernelIO } from "../kernel/core/io.js";
+import { isComplete } from "../kernel/core/is-complete.js";
+import { KernelCore } from "../kernel/core/kernel.js";
+import { OutputPublisher } from "../kernel/execution/output.js";
+import { memoryLog } from "../kernel/log.js";
+import { MemoryTransport } from "../kernel/transport/memory.js";
+import { HmacSigner } from "../kernel/transport/signer.js";
+
+/** An Execution whose cells finish when the test says so. */
+class ScriptedExecution implements Execution {
+  readonly started: Array<{ ctx: ExecuteContext; finish(reply: JsonObject): void }> = [];
+  interrupts = 0;
+  private waiters: Array<() => void> = [];
+
+  execute(ctx: ExecuteContext): Promise<JsonObject> {
+    return new Promise((resolve) => {
+      this.started.push({ ctx, finish: resolve });
+      for (const w of this.waiters.splice(0)) w();
+    });
+  }
+  async complete(): Promise<JsonObject> {
+    throw new TypeError("completion exploded");
+  }
+  async inspect(): Promise<JsonObject> {
+    return { status: "ok", found: false, data: {}, metadata: {} };
+  }
+  interrupt(): void {
+    this.interrupts++;
+  }
+  inputReply(): void {}
+  async dispose(): Promise<void> {}
+
+  async nextStarted(count: number): Promise<void> {
+    while (this.started.length < count) await new Promise<void>((resolve) => this.waiters.push(resolve));
+  }
+}
+
+let counter = 0;
+function message(msgType: string, content: JsonObject): JupyterMessage {
+  return {
+    identities: [new TextEncoder().encode("client")],
+    header: { msg_id: `req-${++counter}`, session: "client-session", username: "u", date: "", msg_type: msgType, version: "5.3" },
+    parent_header: {},
+    metadata: {},
+    content,
+    buffers: [],
+  };
+}
+
+function setup() {
+  const log = memoryLog();
+  const signer = new HmacSigner("k");
+  const transport = new MemoryTransport({ log, signer });
+  const io = new KernelIO(transport);
+  const execution = new ScriptedExecution();
+  const shutdowns: boolean[] = [];
+  const core = new KernelCore({ transport, execution, comms: new NoComms(log), log, io, onShutdown: (r) => shutdowns.push(r) });
+  core.start();
+  return { log, signer, transport, io, execution, core, shutdowns };
+}
+
+type Setup = ReturnType<typeof setup>;
+let current: Setup | null = null;
+afterEach(() => {
+  current?.core.stop();
+  current?.io.dispose();
+  current = null;
+});
+
+/** Resolves when a message matching `pred` has been sent. Event-driven: no polling. */
+function sent(t: MemoryTransport, pred: (m: OutgoingMessage) => boolean): Promise<OutgoingMessage> {
+  const found = t.sent.find(pred);
+  if (found) return Promise.resolve(found);
+  return new Promise((resolve) => {
+    const sub = t.watch((m) => {
+      if (pred(m)) {
+        sub.dispose();
+        resolve(m);
+      }
+    });
+  });
+}
+
+const parentOf = (m: OutgoingMessage) => ("msg_id" in m.parent_header ? m.parent_header.msg_id : undefined);
+const idleFor = (id: string) => (m: OutgoingMessage) => parentOf(m) === id && m.header.msg_type === "status" && m.content.execution_state === "idle";
+const summary = (t: MemoryTransport, id: string) =>
+  t.sent.filter((m) => parentOf(m) === id).map((m) => (m.header.msg_type === "status" ? `${m.channel}:${m.content.execution_state}` : `${m.channel}:${m.header.msg_type}`));
+
+describe("KernelCore", () => {
+  it("publishes starting once, then busy, reply, idle around a request with the request as parent", async () => {
+    const s = (current = setup());
+    expect(s.transport.sent.map((m) => [m.header.msg_type, m.content.execution_state])).toEqual([["status", "starting"]]);
+    const req = message("kernel_info_request", {});
+    s.transport.deliver("shell", req);
+    await sent(s.transport, idleFor(req.header.msg_id));
+    expect(summary(s.transport, req.header.msg_id)).toEqual(["iopub:busy", "shell:kernel_info_reply", "iopub:idle"]);
+    const reply = s.transport.sent.find((m) => m.header.msg_type === "kernel_info_reply")!;
+    expect(reply.identities).toEqual(req.identities);
+    expect(reply.header.session).toBe(s.io.session);
+    expect(s.transport.sent.filter((m) => m.content.execution_state === "starting")).toHaveLength(1);
+  });
+
+  it("answers with an error reply when a handler throws, and still publishes idle", async () => {
+    const s = (current = setup());
+    const req = message("complete_request", { code: "x", cursor_pos: 1 });
+    s.transport.deliver("shell", req);
+    await sent(s.transport, idleFor(req.header.msg_id));
+    const reply = s.transport.sent.find((m) => m.header.msg_type === "complete_reply")!;
+    expect(reply.content).toEqual({ status: "error", ename: "TypeError", evalue: "completion exploded", traceback: [] });
+    expect(s.log.lines.some((l) => l.includes("complete_request handler failed"))).toBe(true);
+  });
+
+  it("validates content at the edge: non-string code gets a clear error reply", async () => {
+    const s = (current = setup());
+    const req = message("execute_request", { code: ["not", "a", "string"] });
+    s.transport.deliver("shell", req);
+    await sent(s.transport, idleFor(req.header.msg_id));
+    const reply = s.transport.sent.find((m) => m.header.msg_type === "execute_reply")!;
+    expect(reply.content.status).toBe("error");
+    expect(reply.content.evalue).toBe('invalid execute_request: "code" must be a string of TypeScript code, got an array');
+    expect(s.execution.started).toHaveLength(0);
+  });
+
+  it("answers unknown requests with an error reply and logs them", async () => {
+    const s = (current = setup());
+    const req = message("mystery_request", {});
+    s.transport.deliver("control", req);
+    await sent(s.transport, idleFor(req.header.msg_id));
+    expect(summary(s.transport, req.header.msg_id)).toEqual(["iopub:busy", "control:mystery_reply", "iopub:idle"]);
+    expect(s.log.lines).toContain('warn: unknown message type "mystery_request" on control');
+  });
+
+  it("keeps control responsive while a cell runs, and routes interrupt_request to the execution", async () => {
+    const s = (current = setup());
+    const cell = message("execute_request", { code: "while (true) {}" });
+    s.transport.deliver("shell", cell);
+    await s.execution.nextStarted(1);
+    const info = message("kernel_info_request", {});
+    s.transport.deliver("control", info);
+    await sent(s.transport, idleFor(info.header.msg_id));
+    const interrupt = message("interrupt_request", {});
+    s.transport.deliver("control", interrupt);
+    await sent(s.transport, idleFor(interrupt.header.msg_id));
+    expect(s.execution.interrupts).toBe(1);
+    s.execution.started[0]!.finish({ status: "error", ename: "Interrupted", evalue: "", traceback: [] });
+    await sent(s.transport, idleFor(cell.header.msg_id));
+  });
+
+  it("runs executes one at a time in order; after an error with stop_on_error, aborts only what was queued", async () => {
+    const s = (current = setup());
+    const [a, b, c] = [message("execute_request", { code: "a" }), message("execute_request", { code: "b" }), message("execute_request", { code: "c" })];
+    for (const m of [a, b, c]) s.transport.deliver("shell", m);
+    await s.execution.nextStarted(1);
+    expect(s.execution.started).toHaveLength(1);
+    s.execution.started[0]!.finish({ status: "error", ename: "E", evalue: "", traceback: [] });
+    await sent(s.transport, idleFor(c.header.msg_id));
+    expect(s.execution.started).toHaveLength(1);
+    for (const m of [b, c]) {
+      expect(summary(s.transport, m.header.msg_id)).toEqual(["iopub:busy", "shell:execute_reply", "iopub:idle"]);
+      expect(s.transport.sent.find((o) => parentOf(o) === m.header.msg_id && o.header.msg_type === "execute_reply")!.content).toEqual({ status: "aborted" });
+    }
+    const d = message("execute_request", { code: "d" });
+    s.transport.deliver("shell", d);
+    await s.execution.nextStarted(2);
+    expect(s.execution.started[1]!.ctx.request.content.code).toBe("d");
+    s.execution.started[1]!.finish({ status: "ok", execution_count: 1 });
+    await sent(s.transport, idleFor(d.header.msg_id));
+  });
+
+  it("does not abort queued cells when stop_on_error is false", async () => {
+    const s = (current = setup());
+    const a = message("execute_request", { code: "a", stop_on_error: false });
+    const b = message("execute_request", { code: "b" });
+    s.transport.deliver("shell", a);
+    s.transport.deliver("shell", b);
+    await s.execution.nextStarted(1);
+    s.execution.started[0]!.finish({ status: "error", ename: "E", evalue: "", traceback: [] });
+    await s.execution.nextStarted(2);
+    expect(s.execution.started[1]!.ctx.request.content.code).toBe("b");
+    s.execution.started[1]!.finish({ status: "ok" });
+    await sent(s.transport, idleFor(b.header.msg_id));
+  });
+
+  it("fills protocol defaults for missing execute fields", async () => {
+    const s = (current = setup());
+    s.transport.deliver("shell", message("execute_request", { code: "x", silent: true }));
+    await s.execution.nextStarted(1);
+    expect(s.execution.started[0]!.ctx.request.content).toEqual({
+      code: "x",
+      silent: true,
+      store_history: false,
+      user_expressions: {},
+      allow_stdin: true,
+      stop_on_error: true,
+    });
+    s.execution.started[0]!.finish({ status: "ok" });
+  });
+
+  it("replies to shutdown_request on control before calling onShutdown, and refuses later requests", async () => {
+    const s = (current = setup());
+    const req = message("shutdown_request", { restart: true });
+    s.transport.deliver("control", req);
+    await sent(s.transport, idleFor(req.header.msg_id));
+    await Promise.resolve();
+    expect(s.shutdowns).toEqual([true]);
+    expect(s.transport.sent.find((m) => m.header.msg_type === "shutdown_reply")?.content).toEqual({ status: "ok", restart: true });
+    const late = message("kernel_info_request", {});
+    s.transport.deliver("shell", late);
+    await sent(s.transport, idleFor(late.header.msg_id));
+    expect(s.transport.sent.find((m) => parentOf(m) === late.header.msg_id && m.channel === "shell")?.content.status).toBe("error");
+  });
+
+  it("refuses a comm_open for an unknown target, and one with bad content, with comm_close", async () => {
+    const s = (current = setup());
+    const open = message("comm_open", { comm_id: "abc", target_name: "jupyter.widget", data: {} });
+    s.transport.deliver("shell", open);
+    await sent(s.transport, idleFor(open.header.msg_id));
+    expect(summary(s.transport, open.header.msg_id)).toEqual(["iopub:busy", "iopub:comm_close", "iopub:idle"]);
+    const bad = message("comm_open", { comm_id: "def", target_name: 7 });
+    s.transport.deliver("shell", bad);
+    await sent(s.transport, idleFor(bad.header.msg_id));
+    expect(summary(s.transport, bad.header.msg_id)).toEqual(["iopub:busy", "iopub:comm_close", "iopub:idle"]);
+  });
+
+  it("acts on nothing that fails signature verification", async () => {
+    const s = (current = setup());
+    const m = message("kernel_info_request", {});
+    const frames = encodeFrames({ ...m, identities: [] }, new HmacSigner("wrong-key"));
+    s.transport.deliverFrames("shell", frames);
+    s.transport.deliverFrames("shell", [new TextEncoder().encode(DELIMITER)]);
+    expect(s.transport.sent).toHaveLength(1); // only `starting`
+    expect(s.log.lines).toEqual(["warn: dropped a message on shell: bad HMAC signature", "warn: dropped a message on shell: truncated message: 0 frames after the delimiter, need at least 5"]);
+    const good = encodeFrames({ ...m, identities: [] }, s.signer);
+    s.transport.deliverFrames("shell", good);
+    await sent(s.transport, idleFor(m.header.msg_id));
+  });
+});
+
+describe("is_complete scanner", () => {
+  it.each([
+    ["const x = 1", { status: "complete" }],
+    ["function f() {", { status: "incomplete", indent: "  " }],
+    ["if (a) {\n  g([1,", { status: "incomplete", indent: "      " }],
+    ["const s = `a ${b", { status: "incomplete", indent: "  " }],
+    ["const s = `multi\nline", { status: "incomplete", indent: "" }],
+    ["/* open comment", { status: "incomplete", indent: "  " }],
+    ["const s = '{'; // }", { status: "complete" }],
+    ["const t = `${'}'}`", { status: "complete" }],
+    ["f(x))", { status: "invalid" }],
+    ["[1, 2}", { status: "invalid" }],
+    ["const s = 'unterminated\nnext", { status: "invalid" }],
+  ])("%j -> %j", (code, expected) => {
+    expect(isComplete(code)).toEqual(expected);
+  });
+});
+
+describe("OutputPublisher", () => {
+  function publisher(limits = { flushMs: 5, maxChars: 10 }) {
+    const log = memoryLog();
+    const transport = new MemoryTransport({ log, signer: new HmacSigner("") });
+    const io = new KernelIO(transport);
+    return { transport, out: new OutputPublisher(io, limits) };
+  }
+  const parent = { msg_id: "p", session: "s", username: "u", date: "", msg_type: "execute_request", version: "5.3" };
+
+  it("coalesces consecutive chunks of one stream, and flushes on a timer", async () => {
+    const { transport, out } = publisher({ flushMs: 5, maxChars: 1000 });
+    for (const t of ["a", "b", "c"]) out.stream({ cellKey: "c1", parent, name: "stdout", text: t });
+    expect(transport.sent).toHaveLength(0);
+    const m = await sent(transport, (o) => o.header.msg_type === "stream");
+    expect(m.content).toEqual({ name: "stdout", text: "abc" });
+    expect(transport.sent).toHaveLength(1);
+  });
+
+  it("keeps order across streams and other output, and splits at the size limit", () => {
+    const { transport, out } = publisher();
+    out.stream({ cellKey: "c1", parent, name: "stdout", text: "12345678901234" });
+    out.stream({ cellKey: "c1", parent, name: "stderr", text: "err" });
+    out.stream({ cellKey: "c1", parent, name: "stdout", text: "x" });
+    out.publish({ parent, msgType: "display_data", content: { data: {} } });
+    out.flush();
+    expect(transport.sent.map((m) => (m.header.msg_type === "stream" ? `${m.content.name}:${m.content.text}` : m.header.msg_type))).toEqual([
+      "stdout:1234567890",
+      "stdout:1234",
+      "stderr:err",
+      "stdout:x",
+      "display_data",
+    ]);
+  });
+});
