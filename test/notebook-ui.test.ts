@@ -1,7 +1,7 @@
 // End to end in the real classic Notebook 6 UI: a real `jupyter notebook` server with the tsnb kernelspec,
 // Debian Chromium through playwright-core, a notebook opened in a tab, cells run through the UI's own
-// machinery, and what the user sees checked in the page: printed text, an error with its traceback, and
-// rendered HTML.
+// machinery, and what the user sees checked in the page: printed text, rendered HTML, an input() prompt
+// answered in the page, and an error with its traceback.
 
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -35,6 +35,7 @@ interface Notebook6Page {
 const CELLS = [
   'const who: string = "the UI";\nconsole.log(`hello from ${who}`);',
   'display.html(\'<b id="tsnb-rich">rich <i>html</i></b>\');',
+  'const name: string = await input("Your name? ");\nconsole.log(`Hello, ${name}!`);',
   'function fail(): never {\n  throw new TypeError("ui boom");\n}\nfail();',
 ];
 
@@ -58,7 +59,7 @@ describe("classic Notebook UI", () => {
     if (notebookDir !== "") rmSync(notebookDir, { recursive: true, force: true });
   });
 
-  it("runs TypeScript cells and shows text, rich HTML and an error with its traceback", async () => {
+  it("runs TypeScript cells and shows text, rich HTML, an input prompt and an error with its traceback", async () => {
     if (server === undefined || browser === undefined) throw new Error("beforeAll failed");
     await runScenario(server, browser);
   }, 180_000);
@@ -81,7 +82,7 @@ describe("classic Notebook UI", () => {
 });
 
 async function runScenario(server: NotebookServer, browser: TestBrowser, file = "ui.ipynb"): Promise<void> {
-  const path = await createNotebook(server, { path: file, kernelName: TSNB_KERNEL_NAME, cells: ["", "", ""] });
+  const path = await createNotebook(server, { path: file, kernelName: TSNB_KERNEL_NAME, cells: CELLS.map(() => "") });
   const page = await browser.newPage();
   try {
     await page.goto(server.pageUrl(`notebooks/${path}`), { timeout: 60_000 });
@@ -119,8 +120,16 @@ async function runScenario(server: NotebookServer, browser: TestBrowser, file = 
     await rich.waitFor({ state: "visible", timeout: 30_000 });
     expect(await rich.locator("i").innerText()).toBe("html");
 
-    // 3. the error: name, message and a traceback pointing at the cell's line 2
-    const error = cell(2).locator(".output_error");
+    // 3. input(): the notebook shows a prompt box; the answer reaches the cell
+    const box = cell(2).locator("input.raw_input");
+    await box.waitFor({ state: "visible", timeout: 30_000 });
+    expect(await cell(2).locator(".raw_input_prompt").innerText()).toContain("Your name?");
+    await box.fill("Ada");
+    await box.press("Enter");
+    await cell(2).locator(".output_stdout").filter({ hasText: "Hello, Ada!" }).first().waitFor({ state: "visible", timeout: 30_000 });
+
+    // 4. the error: name, message and a traceback pointing at the cell's line 2
+    const error = cell(3).locator(".output_error");
     await error.first().waitFor({ state: "visible", timeout: 30_000 });
     const errorText = await error.first().innerText();
     expect(errorText).toContain("TypeError");

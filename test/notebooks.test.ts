@@ -107,7 +107,12 @@ const EXPECTATIONS: { [notebook: string]: { [cellId: string]: (cell: Cell) => vo
       expect(tb).not.toMatch(/dist\/(program|tsnb|chunks)|runtime\//);
     },
     "after-error": (c) => expect(streamText(c, "stdout")).toBe("still running, count = 3\n"),
-    shell: (c) => expect(streamText(c, "stdout")).toContain("hello from the shell"),
+    shell: (c) => expect(streamText(c, "stdout")).toBe("hello from the shell\n"),
+    magics: (c) => {
+      expect(streamText(c, "stdout")).toBe("env: TSNB_GREETING=hello from %env\n");
+      expect(result(c)).toBe("'hello from %env'");
+    },
+    help: (c) => expect(streamText(c, "stdout")).toMatch(/%cd[\s\S]*%env[\s\S]*display/),
   },
 };
 
