@@ -302,7 +302,8 @@ export async function startNotebookServer(opts: NotebookServerOptions): Promise<
   args.push(...(opts.extraArgs ?? []));
 
   const child = spawn(JUPYTER, args, {
-    cwd: opts.notebookDir,
+    // Not the notebook dir: if that is missing, jupyter should say so rather than spawn() failing obscurely.
+    cwd: opts.env.root,
     env: opts.env.vars,
     stdio: ["ignore", "pipe", "pipe"],
     // Own process group: dispose() kills the server and every kernel it started, even if the server hangs.
@@ -318,6 +319,11 @@ export async function startNotebookServer(opts: NotebookServerOptions): Promise<
   child.stderr?.on("data", append);
   const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((res) => {
     child.once("exit", (code, signal) => res({ code, signal }));
+    // spawn() itself failed (e.g. jupyter not installed): there will be no "exit" event.
+    child.once("error", (err) => {
+      append(Buffer.from(`spawn ${JUPYTER} failed: ${err.message}\n`));
+      res({ code: null, signal: null });
+    });
   });
   let exitInfo: { code: number | null; signal: NodeJS.Signals | null } | undefined;
   void exited.then((info) => {
