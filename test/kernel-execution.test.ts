@@ -95,6 +95,17 @@ describe("executing cells", () => {
     expect(result(iopub)).toMatchObject({ data: { "text/plain": "'still here'" } });
   });
 
+  it("interrupts the running cell on SIGINT to the kernel process, and the kernel survives it", async () => {
+    const spinning = kernel.client.send("shell", "execute_request", { code: "await new Promise(() => {})", silent: false, store_history: true, user_expressions: {}, allow_stdin: false, stop_on_error: true });
+    await kernel.client.iopub.wait((m) => parentId(m) === spinning.msg_id && m.header.msg_type === "execute_input", 5000, "execute_input");
+    kernel.process.kill("SIGINT");
+    const reply = await kernel.client.reply("shell", spinning, 1000);
+    expect(reply.content.status).toBe("error");
+    await kernel.client.idle(spinning);
+    const { reply: info } = await kernel.client.request("shell", "kernel_info_request", {});
+    expect(info.content.status).toBe("ok");
+  });
+
   it("recovers when the program exits: the cell says so, state is lost, the next cell runs", async () => {
     await kernel.client.execute("let before = 1");
     const { reply, iopub } = await kernel.client.execute("console.log('bye'); process.exit(1)", { deadlineMs: 15_000 });

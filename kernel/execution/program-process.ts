@@ -134,7 +134,10 @@ export class ProgramProcess {
 
   sendFrame(header: JsonObject & { op: string }, buffers: readonly Uint8Array[] = []): boolean {
     if (this.state.type !== "ready" || !this.channel || this.channel.destroyed) return false;
-    for (const chunk of encodeFrame(header, buffers)) this.channel.write(chunk);
+    const [prefix, json, ...parts] = encodeFrame(header, buffers);
+    // One write for length and header: the program then wakes once per op, not twice.
+    this.channel.write(Buffer.concat([prefix!, json!]));
+    for (const part of parts) this.channel.write(part);
     return true;
   }
 
