@@ -1,7 +1,7 @@
 // `tsnb install` / `tsnb uninstall`: write or remove the kernelspec where Jupyter looks for it.
 
 import { execFileSync } from "node:child_process";
-import { existsSync, mkdirSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { homedir } from "node:os";
 import { delimiter, join } from "node:path";
 import { logoPng } from "./logo.js";
@@ -32,12 +32,14 @@ export function findJupyter(env: NodeJS.ProcessEnv = process.env): string | null
   return existsSync("/usr/bin/jupyter") ? "/usr/bin/jupyter" : null;
 }
 
-function run(executable: string, args: string[]): string | null {
+type RunResult = { ok: true; output: string } | { ok: false; error: string };
+
+function run(executable: string, args: string[]): RunResult {
   try {
-    return execFileSync(executable, args, { encoding: "utf8", stdio: ["ignore", "pipe", "pipe"], timeout: 20_000 }).trim();
-  } catch {
-    // A jupyter that cannot answer is treated as absent; the caller says so and falls back.
-    return null;
+    return { ok: true, output: execFileSync(executable, args, { encoding: "utf8", stdio: ["ignore", "pipe", "pipe"], timeout: 20_000 }).trim() };
+  } catch (err) {
+    const stderr = (err as { stderr?: string }).stderr?.trim();
+    return { ok: false, error: `${executable} ${args.join(" ")} failed: ${stderr || (err instanceof Error ? err.message : String(err))}` };
   }
 }
 
@@ -48,7 +50,8 @@ export function dataDir(location: Location, options: { jupyter: string | null; w
       return join(location.dir, "share", "jupyter");
     case "user": {
       const fromJupyter = options.jupyter ? run(options.jupyter, ["--data-dir"]) : null;
-      if (fromJupyter) return fromJupyter;
+      if (fromJupyter?.ok && fromJupyter.output) return fromJupyter.output;
+      if (fromJupyter && !fromJupyter.ok) options.warn(`${fromJupyter.error}; using the default user directory`);
       if (!options.jupyter) {
         options.warn(
           "Jupyter was not found (no `jupyter` on PATH or at /usr/bin/jupyter); installing the kernelspec into the default user directory anyway. Install Jupyter (for example `apt-get install jupyter-notebook` or `pip install notebook`) to use it.",
@@ -61,9 +64,10 @@ export function dataDir(location: Location, options: { jupyter: string | null; w
         throw new InstallError("--sys-prefix needs Jupyter, and none was found (no `jupyter` on PATH or at /usr/bin/jupyter). Use --user or --prefix DIR.");
       }
       const python = pythonOf(options.jupyter);
-      const prefix = python ? run(python, ["-c", "import sys; print(sys.prefix)"]) : null;
-      if (!prefix) throw new InstallError(`could not ask ${options.jupyter}'s Python for sys.prefix. Use --user or --prefix DIR.`);
-      return join(prefix, "share", "jupyter");
+      if (!python) throw new InstallError(`cannot tell which Python runs ${options.jupyter} (no #! line). Use --user or --prefix DIR.`);
+      const prefix = run(python, ["-c", "import sys; print(sys.prefix)"]);
+      if (!prefix.ok) throw new InstallError(`could not ask ${python} for sys.prefix (${prefix.error}). Use --user or --prefix DIR.`);
+      return join(prefix.output, "share", "jupyter");
     }
     default: {
       const unreachable: never = location;
@@ -74,8 +78,13 @@ export function dataDir(location: Location, options: { jupyter: string | null; w
 
 /** The interpreter in a script's shebang line (`#!/usr/bin/python3`). */
 function pythonOf(script: string): string | null {
-  const first = run("head", ["-n1", script]);
-  if (first?.startsWith("#!")) {
+  let first: string;
+  try {
+    first = readFileSync(script, "utf8").split("\n", 1)[0] ?? "";
+  } catch (err) {
+    throw new InstallError(`cannot read ${script}: ${err instanceof Error ? err.message : String(err)}`);
+  }
+  if (first.startsWith("#!")) {
     const parts = first.slice(2).trim().split(/\s+/);
     if (parts[0]?.endsWith("/env") && parts[1]) return parts[1];
     if (parts[0]) return parts[0];

@@ -1,10 +1,11 @@
 // The `tsnb` command as a user runs it: kernel start-up errors, install/uninstall where Jupyter looks.
 
-import { execFile } from "node:child_process";
+import { execFile, execFileSync } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync, existsSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
+import { dataDir } from "../kernel/install.js";
 import { REPO_ROOT } from "./helpers/kernel-client.js";
 
 const BIN = join(REPO_ROOT, "bin", "tsnb.mjs");
@@ -126,6 +127,13 @@ describe("tsnb install", () => {
     const sys = await tsnb(["install", "--sys-prefix"], { TSNB_JUPYTER: "none" });
     expect(sys.code).toBe(1);
     expect(sys.stderr).toMatch(/--sys-prefix needs Jupyter, and none was found/);
+  });
+
+  it("resolves --sys-prefix to sys.prefix of the Python that runs jupyter", () => {
+    const warnings: string[] = [];
+    const prefix = execFileSync("/usr/bin/python3", ["-c", "import sys; print(sys.prefix)"], { encoding: "utf8" }).trim();
+    expect(dataDir({ type: "sys-prefix" }, { jupyter: "/usr/bin/jupyter", warn: (m) => warnings.push(m) })).toBe(join(prefix, "share", "jupyter"));
+    expect(warnings).toEqual([]);
   });
 
   it("rejects conflicting locations and bad names", async () => {

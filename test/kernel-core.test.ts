@@ -1,7 +1,8 @@
 // The dispatcher through MemoryTransport with a scripted Execution: status ordering, a reply for every
 // request, validation at the edge, the execution lane and stop_on_error, without sockets or processes.
 
-import { afterEach, describe, expect, it } from "vitest";
+import { randomUUID } from "node:crypto";
+import { describe, expect, it, onTestFinished } from "vitest";
 import type { JsonObject, JupyterMessage, OutgoingMessage } from "../protocol/jupyter.js";
 import { encodeFrames, DELIMITER } from "../protocol/wire.js";
 import { NoComms } from "../kernel/core/comms.js";
@@ -43,11 +44,10 @@ class ScriptedExecution implements Execution {
   }
 }
 
-let counter = 0;
 function message(msgType: string, content: JsonObject): JupyterMessage {
   return {
     identities: [new TextEncoder().encode("client")],
-    header: { msg_id: `req-${++counter}`, session: "client-session", username: "u", date: "", msg_type: msgType, version: "5.3" },
+    header: { msg_id: `req-${randomUUID()}`, session: "client-session", username: "u", date: "", msg_type: msgType, version: "5.3" },
     parent_header: {},
     metadata: {},
     content,
@@ -64,16 +64,12 @@ function setup() {
   const shutdowns: boolean[] = [];
   const core = new KernelCore({ transport, execution, comms: new NoComms(log), log, io, onShutdown: (r) => shutdowns.push(r) });
   core.start();
+  onTestFinished(() => {
+    core.stop();
+    io.dispose();
+  });
   return { log, signer, transport, io, execution, core, shutdowns };
 }
-
-type Setup = ReturnType<typeof setup>;
-let current: Setup | null = null;
-afterEach(() => {
-  current?.core.stop();
-  current?.io.dispose();
-  current = null;
-});
 
 /** Resolves when a message matching `pred` has been sent. Event-driven: no polling. */
 function sent(t: MemoryTransport, pred: (m: OutgoingMessage) => boolean): Promise<OutgoingMessage> {
@@ -96,7 +92,7 @@ const summary = (t: MemoryTransport, id: string) =>
 
 describe("KernelCore", () => {
   it("publishes starting once, then busy, reply, idle around a request with the request as parent", async () => {
-    const s = (current = setup());
+    const s = setup();
     expect(s.transport.sent.map((m) => [m.header.msg_type, m.content.execution_state])).toEqual([["status", "starting"]]);
     const req = message("kernel_info_request", {});
     s.transport.deliver("shell", req);
@@ -109,7 +105,7 @@ describe("KernelCore", () => {
   });
 
   it("answers with an error reply when a handler throws, and still publishes idle", async () => {
-    const s = (current = setup());
+    const s = setup();
     const req = message("complete_request", { code: "x", cursor_pos: 1 });
     s.transport.deliver("shell", req);
     await sent(s.transport, idleFor(req.header.msg_id));
@@ -119,7 +115,7 @@ describe("KernelCore", () => {
   });
 
   it("validates content at the edge: non-string code gets a clear error reply", async () => {
-    const s = (current = setup());
+    const s = setup();
     const req = message("execute_request", { code: ["not", "a", "string"] });
     s.transport.deliver("shell", req);
     await sent(s.transport, idleFor(req.header.msg_id));
@@ -130,7 +126,7 @@ describe("KernelCore", () => {
   });
 
   it("answers unknown requests with an error reply and logs them", async () => {
-    const s = (current = setup());
+    const s = setup();
     const req = message("mystery_request", {});
     s.transport.deliver("control", req);
     await sent(s.transport, idleFor(req.header.msg_id));
@@ -139,7 +135,7 @@ describe("KernelCore", () => {
   });
 
   it("keeps control responsive while a cell runs, and routes interrupt_request to the execution", async () => {
-    const s = (current = setup());
+    const s = setup();
     const cell = message("execute_request", { code: "while (true) {}" });
     s.transport.deliver("shell", cell);
     await s.execution.nextStarted(1);
@@ -155,7 +151,7 @@ describe("KernelCore", () => {
   });
 
   it("runs executes one at a time in order; after an error with stop_on_error, aborts only what was queued", async () => {
-    const s = (current = setup());
+    const s = setup();
     const [a, b, c] = [message("execute_request", { code: "a" }), message("execute_request", { code: "b" }), message("execute_request", { code: "c" })];
     for (const m of [a, b, c]) s.transport.deliver("shell", m);
     await s.execution.nextStarted(1);
@@ -176,7 +172,7 @@ describe("KernelCore", () => {
   });
 
   it("does not abort queued cells when stop_on_error is false", async () => {
-    const s = (current = setup());
+    const s = setup();
     const a = message("execute_request", { code: "a", stop_on_error: false });
     const b = message("execute_request", { code: "b" });
     s.transport.deliver("shell", a);
@@ -190,7 +186,7 @@ describe("KernelCore", () => {
   });
 
   it("fills protocol defaults for missing execute fields", async () => {
-    const s = (current = setup());
+    const s = setup();
     s.transport.deliver("shell", message("execute_request", { code: "x", silent: true }));
     await s.execution.nextStarted(1);
     expect(s.execution.started[0]!.ctx.request.content).toEqual({
@@ -205,7 +201,7 @@ describe("KernelCore", () => {
   });
 
   it("replies to shutdown_request on control before calling onShutdown, and refuses later requests", async () => {
-    const s = (current = setup());
+    const s = setup();
     const req = message("shutdown_request", { restart: true });
     s.transport.deliver("control", req);
     await sent(s.transport, idleFor(req.header.msg_id));
@@ -219,7 +215,7 @@ describe("KernelCore", () => {
   });
 
   it("refuses a comm_open for an unknown target, and one with bad content, with comm_close", async () => {
-    const s = (current = setup());
+    const s = setup();
     const open = message("comm_open", { comm_id: "abc", target_name: "jupyter.widget", data: {} });
     s.transport.deliver("shell", open);
     await sent(s.transport, idleFor(open.header.msg_id));
@@ -231,7 +227,7 @@ describe("KernelCore", () => {
   });
 
   it("acts on nothing that fails signature verification", async () => {
-    const s = (current = setup());
+    const s = setup();
     const m = message("kernel_info_request", {});
     const frames = encodeFrames({ ...m, identities: [] }, new HmacSigner("wrong-key"));
     s.transport.deliverFrames("shell", frames);
@@ -267,7 +263,7 @@ describe("OutputPublisher", () => {
     const log = memoryLog();
     const transport = new MemoryTransport({ log, signer: new HmacSigner("") });
     const io = new KernelIO(transport);
-    return { transport, out: new OutputPublisher(io, limits) };
+    return { transport, out: new OutputPublisher({ io, limits }) };
   }
   const parent = { msg_id: "p", session: "s", username: "u", date: "", msg_type: "execute_request", version: "5.3" };
 

@@ -98,7 +98,7 @@ export class Executor implements Execution {
   constructor(private readonly options: ExecutorOptions) {
     this.io = options.io;
     this.log = options.log;
-    this.output = new OutputPublisher(this.io, options.coalesce ?? DEFAULT_COALESCE_LIMITS, () => this.throttle());
+    this.output = new OutputPublisher({ io: this.io, limits: options.coalesce ?? DEFAULT_COALESCE_LIMITS, afterPublish: () => this.throttle() });
   }
 
   /** Spawns the program now, so the first cell does not pay for its start-up. */
@@ -140,6 +140,8 @@ export class Executor implements Execution {
       if (!sent) resolve({ type: "program_lost", message: "The TypeScript program was not running; a fresh program has started. Run the cell again." });
     });
     this.running = null;
+    // An input request the cell left unanswered (interrupted, failed) can no longer be answered.
+    this.inputs.clear();
     this.output.flush();
 
     switch (outcome.type) {

@@ -26,12 +26,20 @@ export class OutputPublisher {
   private pending: PendingStream | null = null;
   private timer: NodeJS.Timeout | null = null;
 
-  constructor(
-    private readonly io: KernelIO,
-    private readonly limits: CoalesceLimits = DEFAULT_COALESCE_LIMITS,
+  private readonly io: KernelIO;
+  private readonly limits: CoalesceLimits;
+  private readonly afterPublish: () => void;
+
+  constructor(options: {
+    io: KernelIO;
+    limits?: CoalesceLimits;
     /** Called after each IOPub publish, so the producer can be throttled. */
-    private readonly afterPublish: () => void = () => {},
-  ) {}
+    afterPublish?: () => void;
+  }) {
+    this.io = options.io;
+    this.limits = options.limits ?? DEFAULT_COALESCE_LIMITS;
+    this.afterPublish = options.afterPublish ?? (() => {});
+  }
 
   stream(options: { cellKey: string; parent: ParentHeader; name: "stdout" | "stderr"; text: string }): void {
     if (options.text === "") return;

@@ -26,7 +26,7 @@ export class MemoryTransport implements Transport {
   }
 
   deliverFrames(channel: InboundChannel, frames: readonly Uint8Array[]): void {
-    const incoming = decodeInbound(channel, frames, this.options.signer, this.options.log);
+    const incoming = decodeInbound({ channel, frames, signer: this.options.signer, log: this.options.log });
     if (incoming) this.inbound.push(incoming);
   }
 

@@ -18,11 +18,15 @@ export class SendQueue {
   private closed = false;
   private waiters: Array<() => void> = [];
 
-  constructor(
-    private readonly name: string,
-    private readonly sendFn: SendFn,
-    private readonly log: Log,
-  ) {}
+  private readonly name: string;
+  private readonly sendFn: SendFn;
+  private readonly log: Log;
+
+  constructor(options: { name: string; send: SendFn; log: Log }) {
+    this.name = options.name;
+    this.sendFn = options.send;
+    this.log = options.log;
+  }
 
   push(frames: Uint8Array[]): void {
     if (this.closed) {

@@ -40,12 +40,8 @@ export interface Transport {
  * Shared by both transports: verify and parse raw frames, and log-and-drop anything that fails. A message
  * that fails verification is never acted on, not even answered: a reply would leak that the port is a kernel.
  */
-export function decodeInbound(
-  channel: InboundChannel,
-  frames: readonly Uint8Array[],
-  signer: Signer,
-  log: Log,
-): Incoming | null {
+export function decodeInbound(options: { channel: InboundChannel; frames: readonly Uint8Array[]; signer: Signer; log: Log }): Incoming | null {
+  const { channel, frames, signer, log } = options;
   const result = decodeFrames(frames, signer);
   if (!result.ok) {
     log.warn(`dropped a message on ${channel}: ${describeDecodeError(result.error)}`);

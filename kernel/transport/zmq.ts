@@ -35,7 +35,7 @@ export class ZmqTransport implements Transport {
   ) {
     this.inbound = new InboundQueue(log);
     const queue = (name: Channel, socket: zmq.Router | zmq.Publisher) =>
-      new SendQueue(name, (frames) => socket.send(frames), log);
+      new SendQueue({ name, send: (frames) => socket.send(frames), log });
     this.queues = {
       shell: queue("shell", sockets.shell),
       control: queue("control", sockets.control),
@@ -128,7 +128,7 @@ export class ZmqTransport implements Transport {
   private async receiveLoop(channel: InboundChannel, socket: zmq.Router): Promise<void> {
     try {
       for await (const frames of socket) {
-        const incoming = decodeInbound(channel, frames, this.signer, this.log);
+        const incoming = decodeInbound({ channel, frames, signer: this.signer, log: this.log });
         if (incoming) this.inbound.push(incoming);
       }
     } catch (err) {
