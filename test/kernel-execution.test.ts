@@ -150,6 +150,32 @@ describe("executing cells", () => {
     expect(result(next.iopub)).toMatchObject({ data: { "text/plain": "'fresh'" } });
   });
 
+  it("tells the user under the last cell when the program dies between cells, and starts a fresh one", async () => {
+    const { request, iopub } = await kernel.client.execute("process.pid");
+    const pid = Number(result(iopub)?.data && (result(iopub)!.data as Record<string, string>)["text/plain"]);
+    expect(pid).toBeGreaterThan(0);
+    process.kill(pid, "SIGKILL");
+    const notice = await kernel.client.iopub.wait(
+      (m) => parentId(m) === request.msg_id && m.header.msg_type === "stream" && m.content.name === "stderr" && /program/.test(String(m.content.text)),
+      5000,
+      "crash notice",
+    );
+    expect(notice.content.text).toMatch(/The TypeScript program was killed by SIGKILL\. Variables and imports were lost; a fresh program has started\./);
+    const next = await kernel.client.execute("process.pid", { deadlineMs: 15_000 });
+    expect(Number((result(next.iopub)!.data as Record<string, string>)["text/plain"])).not.toBe(pid);
+  });
+
+  it("answers complete at once with no matches while a cell is running", async () => {
+    const busy = kernel.client.send("shell", "execute_request", { code: "await new Promise((r) => setTimeout(r, 3000))", silent: false, store_history: true, user_expressions: {}, allow_stdin: false, stop_on_error: true });
+    await kernel.client.iopub.wait((m) => parentId(m) === busy.msg_id && m.header.msg_type === "execute_input", 5000, "execute_input");
+    const started = Date.now();
+    const c = await kernel.client.request("control", "complete_request", { code: "Math.fl", cursor_pos: 7 }, { deadlineMs: 1000 });
+    expect(Date.now() - started).toBeLessThan(500);
+    expect(c.reply.content).toEqual({ status: "ok", matches: [], cursor_start: 7, cursor_end: 7, metadata: {} });
+    await kernel.client.request("control", "interrupt_request", {});
+    await kernel.client.idle(busy, 5000);
+  });
+
   it("asks for input on stdin and returns the answer to the cell", async () => {
     const request = kernel.client.send("shell", "execute_request", { code: "const answer = await input('Name? '); answer.toUpperCase()", silent: false, store_history: true, user_expressions: {}, allow_stdin: true, stop_on_error: true });
     const inputRequest = await kernel.client.replies.stdin.wait((m) => parentId(m) === request.msg_id, 10_000, "input_request");
@@ -170,8 +196,12 @@ describe("executing cells", () => {
 
   it("routes output of a timer that fires after its cell finished to that cell", async () => {
     const { request } = await kernel.client.execute("setTimeout(() => console.log('late'), 50); 'done'");
-    const late = await kernel.client.iopub.wait((m) => parentId(m) === request.msg_id && m.header.msg_type === "stream", 5000, "late stream");
-    expect(late.content.text).toBe("late\n");
+    const late = await kernel.client.iopub.wait(
+      (m) => parentId(m) === request.msg_id && m.header.msg_type === "stream" && String(m.content.text).includes("late"),
+      5000,
+      "late stream",
+    );
+    expect(late.content).toMatchObject({ name: "stdout", text: "late\n" });
   });
 
   it("forwards raw output of a child process that inherits the program's stdout", async () => {

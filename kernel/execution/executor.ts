@@ -278,10 +278,9 @@ export class Executor implements Execution {
       ready,
       new Promise<void>((_, reject) => {
         timer = setTimeout(() => {
-          // A program that never says hello is as good as dead; replace it so the next cell can try again.
-          const stuck = this.program;
-          stuck?.kill({ type: "exited", code: null, signal: null });
           reject(new Error(`it did not start within ${ms} ms`));
+          // A program that never says hello is as good as dead; replace it so the next cell can try again.
+          this.program?.kill({ type: "no_hello", ms });
         }, ms);
       }),
     ]).finally(() => clearTimeout(timer));

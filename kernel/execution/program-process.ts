@@ -14,6 +14,7 @@ export type ExitReason =
   | { type: "exited"; code: number | null; signal: NodeJS.Signals | null }
   | { type: "bad_frame"; detail: string }
   | { type: "spawn_failed"; detail: string }
+  | { type: "no_hello"; ms: number }
   | { type: "stopped" };
 
 export type ProgramEvent =
@@ -242,6 +243,8 @@ export function describeExit(reason: ExitReason): string {
       return `sent an unreadable message (${reason.detail}) and was stopped`;
     case "spawn_failed":
       return `could not be started (${reason.detail})`;
+    case "no_hello":
+      return `did not start within ${reason.ms} ms`;
     case "stopped":
       return "was stopped";
     default: {

@@ -1,0 +1,64 @@
+// The execution layer on its own (no sockets): a program that cannot start or never says hello must turn
+// into a clear cell error, and the next cell must try again rather than hang.
+
+import { randomUUID } from "node:crypto";
+import { join } from "node:path";
+import { describe, expect, it, onTestFinished } from "vitest";
+import type { ExecuteRequestContent, JupyterMessage } from "../protocol/jupyter.js";
+import { KernelIO } from "../kernel/core/io.js";
+import { Executor } from "../kernel/execution/executor.js";
+import { memoryLog } from "../kernel/log.js";
+import { MemoryTransport } from "../kernel/transport/memory.js";
+import { HmacSigner } from "../kernel/transport/signer.js";
+import { REPO_ROOT } from "./helpers/kernel-client.js";
+
+function executeRequest(code: string): JupyterMessage<ExecuteRequestContent> {
+  return {
+    identities: [],
+    header: { msg_id: randomUUID(), session: "s", username: "u", date: "", msg_type: "execute_request", version: "5.3" },
+    parent_header: {},
+    metadata: {},
+    content: { code, silent: false, store_history: true, user_expressions: {}, allow_stdin: false, stop_on_error: true },
+    buffers: [],
+  };
+}
+
+function executor(programPath: string, startTimeoutMs = 10_000) {
+  const log = memoryLog();
+  const transport = new MemoryTransport({ log, signer: new HmacSigner("") });
+  const io = new KernelIO(transport);
+  const exec = new Executor({ io, log, programPath, cwd: REPO_ROOT, startTimeoutMs, shutdownGraceMs: 200 });
+  onTestFinished(() => exec.dispose());
+  const run = (code: string) => {
+    const request = executeRequest(code);
+    return exec.execute({ request, publish: (msgType, content) => io.publish({ msgType, content, parent: request.header }) });
+  };
+  return { exec, transport, log, run };
+}
+
+describe("Executor start-up failures", () => {
+  it("fails the cell clearly when the program cannot start, and tries again on the next cell", async () => {
+    const { run, transport } = executor(join(REPO_ROOT, "test", "fixtures", "does-not-exist.mjs"));
+    const first = await run("1");
+    expect(first).toMatchObject({ status: "error", ename: "ProgramStartError" });
+    expect(String(first.evalue)).toMatch(/^The TypeScript program could not start: the program exited \(code 1\)/);
+    const error = transport.sent.find((m) => m.header.msg_type === "error");
+    expect(error?.content.ename).toBe("ProgramStartError");
+    const second = await run("2");
+    expect(second).toMatchObject({ status: "error", ename: "ProgramStartError", execution_count: 2 });
+  });
+
+  it("gives up on a program that never says hello, with the deadline in the message", async () => {
+    const { run } = executor(join(REPO_ROOT, "test", "fixtures", "kernel-mute-program.mjs"), 300);
+    const reply = await run("1");
+    expect(reply).toMatchObject({ status: "error", ename: "ProgramStartError" });
+    expect(String(reply.evalue)).toContain("did not start within 300 ms");
+  });
+
+  it("answers a cell waiting for the program with a shutdown error when disposed", async () => {
+    const { exec, run } = executor(join(REPO_ROOT, "test", "fixtures", "kernel-mute-program.mjs"));
+    const pending = run("1");
+    await exec.dispose();
+    expect(await pending).toMatchObject({ status: "error", ename: "KernelShuttingDown" });
+  });
+});
