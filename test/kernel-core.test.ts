@@ -55,14 +55,14 @@ function message(msgType: string, content: JsonObject): JupyterMessage {
   };
 }
 
-function setup() {
+function setup(options: { holdMs?: number } = {}) {
   const log = memoryLog();
   const signer = new HmacSigner("k");
   const transport = new MemoryTransport({ log, signer });
   const io = new KernelIO(transport);
   const execution = new ScriptedExecution();
   const shutdowns: boolean[] = [];
-  const core = new KernelCore({ transport, execution, comms: new NoComms(log), log, io, onShutdown: (r) => shutdowns.push(r) });
+  const core = new KernelCore({ transport, execution, comms: new NoComms(log), log, io, onShutdown: (r) => shutdowns.push(r), ...options });
   core.start();
   onTestFinished(() => {
     core.stop();
@@ -102,6 +102,32 @@ describe("KernelCore", () => {
     expect(reply.identities).toEqual(req.identities);
     expect(reply.header.session).toBe(s.io.session);
     expect(s.transport.sent.filter((m) => m.content.execution_state === "starting")).toHaveLength(1);
+  });
+
+  it("sends a quick cell's busy, outputs, reply and idle together in one burst", async () => {
+    // A long hold makes "nothing left before the handler finished" deterministic.
+    const s = setup({ holdMs: 60_000 });
+    const cell = message("execute_request", { code: "1" });
+    s.transport.deliver("shell", cell);
+    await s.execution.nextStarted(1);
+    s.execution.started[0]!.ctx.publish("execute_input", { code: "1", execution_count: 1 });
+    s.execution.started[0]!.ctx.publish("execute_result", { data: { "text/plain": "1" }, execution_count: 1 });
+    expect(s.transport.sent.filter((m) => parentOf(m) === cell.header.msg_id)).toEqual([]);
+    s.execution.started[0]!.finish({ status: "ok", execution_count: 1 });
+    await sent(s.transport, idleFor(cell.header.msg_id));
+    expect(summary(s.transport, cell.header.msg_id)).toEqual(["iopub:busy", "iopub:execute_input", "iopub:execute_result", "shell:execute_reply", "iopub:idle"]);
+  });
+
+  it("publishes busy and output of a long cell after the short hold, while it still runs", async () => {
+    const s = setup({ holdMs: 5 });
+    const cell = message("execute_request", { code: "slow()" });
+    s.transport.deliver("shell", cell);
+    await s.execution.nextStarted(1);
+    s.execution.started[0]!.ctx.publish("execute_input", { code: "slow()", execution_count: 1 });
+    await sent(s.transport, (m) => parentOf(m) === cell.header.msg_id && m.header.msg_type === "execute_input");
+    expect(summary(s.transport, cell.header.msg_id)).toEqual(["iopub:busy", "iopub:execute_input"]);
+    s.execution.started[0]!.finish({ status: "ok", execution_count: 1 });
+    await sent(s.transport, idleFor(cell.header.msg_id));
   });
 
   it("answers with an error reply when a handler throws, and still publishes idle", async () => {

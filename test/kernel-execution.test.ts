@@ -66,7 +66,8 @@ describe("executing cells", () => {
   });
 
   it("aborts queued cells after an error with stop_on_error, and runs later ones", async () => {
-    const failing = kernel.client.send("shell", "execute_request", { code: "throw new Error('first fails')", silent: false, store_history: true, user_expressions: {}, allow_stdin: false, stop_on_error: true });
+    // The failing cell runs long enough that the second request is surely queued behind it.
+    const failing = kernel.client.send("shell", "execute_request", { code: "await new Promise((r) => setTimeout(r, 300)); throw new Error('first fails')", silent: false, store_history: true, user_expressions: {}, allow_stdin: false, stop_on_error: true });
     const queued = kernel.client.send("shell", "execute_request", { code: "globalThis.ranQueued = true", silent: false, store_history: true, user_expressions: {}, allow_stdin: false, stop_on_error: true });
     const [r1, r2] = await Promise.all([kernel.client.reply("shell", failing), kernel.client.reply("shell", queued)]);
     await kernel.client.idle(queued);

@@ -1,8 +1,8 @@
 // The one way anything in the kernel sends a Jupyter message: headers carry this process's session id, iopub
-// messages carry their parent, and deferred `busy` statuses are always published before anything else.
+// messages carry their parent, and IOPub can be held back briefly so a quick request leaves in one burst.
 
 import { randomUUID } from "node:crypto";
-import { PROTOCOL_VERSION, type Channel, type Header, type JsonObject, type JupyterMessage } from "../../protocol/jupyter.js";
+import { PROTOCOL_VERSION, type Channel, type Header, type JsonObject, type JupyterMessage, type OutgoingMessage } from "../../protocol/jupyter.js";
 import type { Disposable } from "../disposable.js";
 import type { QueueStats, Transport } from "../transport/transport.js";
 
@@ -19,7 +19,9 @@ export interface PublishOptions {
 export class KernelIO {
   /** A new id per kernel process: clients read a changed session as "the kernel restarted". */
   readonly session = randomUUID();
-  private deferredBusy: Array<{ parent: Header; timer: NodeJS.Timeout }> = [];
+  /** Open holds (see hold()); IOPub messages wait in `held` while there is one. */
+  private holds = new Set<NodeJS.Timeout>();
+  private held: OutgoingMessage[] = [];
 
   constructor(private readonly transport: Transport) {}
 
@@ -35,9 +37,8 @@ export class KernelIO {
   }
 
   publish(options: PublishOptions): Header {
-    this.flushBusy();
     const header = this.header(options.msgType);
-    this.transport.send({
+    const message: OutgoingMessage = {
       channel: "iopub",
       identities: [],
       header,
@@ -45,7 +46,9 @@ export class KernelIO {
       metadata: options.metadata ?? {},
       content: options.content,
       buffers: options.buffers ?? [],
-    });
+    };
+    if (this.holds.size > 0) this.held.push(message);
+    else this.transport.send(message);
     return header;
   }
 
@@ -82,23 +85,16 @@ export class KernelIO {
   }
 
   /**
-   * Publishes `busy` for `parent` at the latest after `deferMs`, or earlier as soon as anything else is
-   * published. A request answered within the delay then leaves as busy, reply and idle in one burst, which
-   * the Jupyter server forwards in one websocket write (REFERENCE.md section 5: split writes wait ~40 ms for
-   * the browser's delayed ACK). Disposing publishes it if it is still pending.
+   * Holds IOPub messages (in order) until the hold is disposed or `ms` passes. A request answered within the
+   * hold leaves as busy, outputs and idle in one burst, which the Jupyter server forwards in one websocket
+   * write; published one by one, each later write waits ~40 ms for the browser's delayed ACK (REFERENCE.md
+   * section 5). A slow request only delays its first output by `ms`.
    */
-  deferBusy(parent: Header, deferMs: number): Disposable {
-    if (deferMs <= 0) {
-      this.status("busy", parent);
-      return { dispose() {} };
-    }
-    const entry = { parent, timer: setTimeout(() => this.flushBusy(), deferMs) };
-    this.deferredBusy.push(entry);
-    return {
-      dispose: () => {
-        if (this.deferredBusy.includes(entry)) this.flushBusy();
-      },
-    };
+  hold(ms: number): Disposable {
+    if (ms <= 0) return { dispose() {} };
+    const timer: NodeJS.Timeout = setTimeout(() => this.release(timer), ms);
+    this.holds.add(timer);
+    return { dispose: () => this.release(timer) };
   }
 
   iopubPending(): QueueStats {
@@ -109,19 +105,17 @@ export class KernelIO {
     return this.transport.drained("iopub");
   }
 
-  private flushBusy(): void {
-    if (this.deferredBusy.length === 0) return;
-    const pending = this.deferredBusy;
-    this.deferredBusy = [];
-    for (const { parent, timer } of pending) {
-      clearTimeout(timer);
-      this.publish({ msgType: "status", content: { execution_state: "busy" }, parent });
-    }
+  private release(timer: NodeJS.Timeout): void {
+    if (!this.holds.delete(timer)) return;
+    clearTimeout(timer);
+    if (this.holds.size > 0) return;
+    const held = this.held;
+    this.held = [];
+    for (const message of held) this.transport.send(message);
   }
 
-  /** Cancels timers without publishing (the transport is going away). */
+  /** Sends whatever is held and drops the timers (the kernel is stopping). Idempotent. */
   dispose(): void {
-    for (const { timer } of this.deferredBusy) clearTimeout(timer);
-    this.deferredBusy = [];
+    for (const timer of [...this.holds]) this.release(timer);
   }
 }

@@ -31,8 +31,8 @@ export interface KernelCoreOptions {
   io: KernelIO;
   /** Called once the shutdown_reply and idle are queued. The caller stops the process. */
   onShutdown: (restart: boolean) => void;
-  /** How long `busy` may wait to leave together with a quick reply (see KernelIO.deferBusy). */
-  busyDeferMs?: number;
+  /** How long IOPub is held at the start of a request so a quick one leaves in one burst (KernelIO.hold). */
+  holdMs?: number;
 }
 
 interface HandlerContext<T extends RequestType> {
@@ -80,7 +80,7 @@ export class KernelCore {
   private readonly table: DispatchTable;
   private readonly io: KernelIO;
   private readonly log: Log;
-  private readonly busyDeferMs: number;
+  private readonly holdMs: number;
   private executionQueue: Queued[] = [];
   private executing = false;
   private subscription: Disposable | null = null;
@@ -89,7 +89,7 @@ export class KernelCore {
   constructor(private readonly options: KernelCoreOptions) {
     this.io = options.io;
     this.log = options.log;
-    this.busyDeferMs = options.busyDeferMs ?? 10;
+    this.holdMs = options.holdMs ?? 10;
     const { execution, comms } = options;
     const commContext = <C>(ctx: HandlerContext<RequestType> & { request: JupyterMessage<C> }): CommContext<C> => ({
       request: ctx.request,
@@ -233,8 +233,8 @@ export class KernelCore {
     handler: (publish: HandlerContext<RequestType>["publish"]) => JsonObject | null | Promise<JsonObject | null>,
   ): Promise<JsonObject | null> {
     const parent = request.header;
-    // Executes publish busy at once: a cell may run for minutes, and front-ends show the busy state.
-    const busy = this.io.deferBusy(parent, replyType === "execute_reply" ? 0 : this.busyDeferMs);
+    const hold = this.io.hold(this.holdMs);
+    this.io.status("busy", parent);
     const publish = (msgType: string, content: JsonObject, buffers?: Uint8Array[]) => {
       this.io.publish({ msgType, content, parent, ...(buffers ? { buffers } : {}) });
     };
@@ -245,7 +245,8 @@ export class KernelCore {
       this.log.error(`${request.header.msg_type} handler failed: ${err instanceof Error ? err.stack ?? err.message : String(err)}`);
       content = replyType === null ? null : errorReply(err instanceof Error ? err.name : "Error", errorMessage(err));
     }
-    busy.dispose();
+    // Outputs go out before the reply: clients that stop listening at the reply still see them.
+    hold.dispose();
     if (replyType !== null) {
       this.io.reply({ request, channel, msgType: replyType, content: content ?? { status: "ok" } });
     }
