@@ -2,7 +2,8 @@
 
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
-import { NoComms } from "./core/comms.js";
+import { KernelComms } from "./comms/kernel-comms.js";
+import { kernelIdFromConnectionFile, loadShimSource } from "./comms/shim-display.js";
 import { KernelIO } from "./core/io.js";
 import { KernelCore } from "./core/kernel.js";
 import { Executor } from "./execution/executor.js";
@@ -51,13 +52,24 @@ async function runKernel(args: string[]): Promise<void> {
     fail(`cannot bind the kernel's sockets on ${connection.ip}: ${errorMessage(err)}`, 1);
   }
   const io = new KernelIO(transport);
+  // The browser shim needs the id Jupyter gave this kernel, which only the connection file name carries.
+  const kernelId = kernelIdFromConnectionFile(file);
+  const shimSource = loadShimSource();
+  if (kernelId === null) log.warn(`no kernel id in the connection file name ${file}: the browser comms shim will not be injected`);
+  if (shimSource === null) log.warn("dist/shim.js is missing: the browser comms shim will not be injected");
+  const comms = new KernelComms({
+    io,
+    log,
+    bridge: { shim: kernelId !== null && shimSource !== null ? { kernelId, source: shimSource } : null },
+  });
   const executor = new Executor({
     io,
     log,
     programPath: fileURLToPath(new URL("./program.js", import.meta.url)),
     cwd: process.cwd(),
+    extension: comms,
   });
-  const comms = new NoComms(log);
+  comms.attach(executor);
   let stopping: Promise<void> | null = null;
   const stop = (exitCode: number) => {
     stopping ??= (async () => {

@@ -140,7 +140,9 @@ export function makeBinary(kind: BinaryKind, bytes: Uint8Array): ArrayBuffer | A
     throw new ValueDecodeError(`${bytes.byteLength} bytes is not a whole number of ${kind} elements`);
   }
   let source = bytes;
-  if (bytes.byteOffset % size !== 0) source = bytes.slice();
+  // Copy with the Uint8Array constructor: `slice()` on a Node Buffer (what sockets hand out) is a view
+  // at the same misaligned offset, not a copy.
+  if (bytes.byteOffset % size !== 0) source = new Uint8Array(bytes);
   const buffer = source.buffer as ArrayBuffer;
   switch (kind) {
     case "ArrayBuffer":

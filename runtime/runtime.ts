@@ -17,6 +17,7 @@ import { Magics } from "./magics.js";
 import { createImporter, type Importer } from "./modules.js";
 import { Output, type CellContext } from "./output.js";
 import { API_KEY, createTsnb, type Tsnb } from "./tsnb/api.js";
+import { COMMS_KEY, ProgramComms, SyncedVariable } from "./tsnb/comms/comms.js";
 
 export interface RuntimeOptions {
   channelFd: number;
@@ -61,6 +62,7 @@ export class Runtime implements Disposable {
   private readonly importer: Importer;
   private readonly magics: Magics;
   private readonly tsnb: Tsnb;
+  private readonly comms: ProgramComms;
   private readonly pendingInputs = new Map<string, PendingInput>();
   private readonly fileNameUses = new Map<string, number>();
   private queue: Promise<void> = Promise.resolve();
@@ -81,6 +83,16 @@ export class Runtime implements Disposable {
       currentCell: () => this.output.currentCell(),
       requestInput: (request) => this.requestInput(request),
       newDisplayId: () => `tsnb-${process.pid}-${++this.nextDisplay}`,
+    });
+    this.comms = new ProgramComms({
+      send: (op, buffers) => {
+        // Stream text first, so output and comm traffic keep their order. Comm ops are not in
+        // ProgramToKernel: the kernel routes them to its comms bridge as extension ops.
+        this.output.flush();
+        this.channel.send(op as unknown as ProgramToKernel, buffers);
+      },
+      currentCell: () => this.output.currentCell(),
+      reportError: (err) => this.send({ op: "error_output", cell: this.output.currentCell(), ...this.mapper.format(err) }),
     });
     this.interrupts = new InterruptController({
       workerUrl: options.interrupterUrl,
@@ -109,6 +121,9 @@ export class Runtime implements Disposable {
     define("display", this.tsnb.display);
     define("input", this.tsnb.input);
     define("clearOutput", this.tsnb.clearOutput);
+    Object.defineProperty(globalThis, COMMS_KEY, { value: this.comms, configurable: true, enumerable: false });
+    define("comms", this.comms);
+    define("SyncedVariable", SyncedVariable);
     define("require", this.importer.require);
     define(HELPERS.import, this.importer.importFromCell);
     define(HELPERS.named, this.importer.named);
@@ -196,8 +211,14 @@ export class Runtime implements Disposable {
         return this.shutdown(0);
       case "interrupt":
         return this.log("interrupt ops belong on the interrupt channel (fd 4); ignored on the main channel");
-      default:
+      default: {
+        if (typeof h.op === "string" && h.op.startsWith("comm_")) {
+          const problem = this.comms.handleKernelOp(h, frame.buffers);
+          if (problem !== null) this.log(`bad comm op from the kernel: ${problem}`);
+          return;
+        }
         return this.log(`unknown op ${JSON.stringify(h.op)} ignored`);
+      }
     }
   }
 
@@ -324,6 +345,7 @@ export class Runtime implements Disposable {
         this.log(`could not flush output at exit: ${String(err)}`);
       }
     }
+    this.comms.dispose();
     this.output.dispose();
     this.magics.dispose();
     this.interrupts.dispose();

@@ -518,3 +518,16 @@ describe("dispose", () => {
     expect(clock.pending).toBe(0);
   });
 });
+
+describe("binary parts from sockets", () => {
+  it("decodes a typed array whose bytes sit at a misaligned offset of a Node Buffer", async () => {
+    const { decodeValue } = await import("../protocol/values.js");
+    // Sockets hand out Buffers, whose slice() is a view: decoding must copy to align.
+    const backing = Buffer.alloc(13);
+    new Uint8Array(backing.buffer, backing.byteOffset + 1, 8).set(new Uint8Array(new Float32Array([0.25, -8]).buffer));
+    const misaligned = backing.subarray(1, 9);
+    const value = decodeValue({ $tsnb_buffer: 0, kind: "Float32Array" }, [misaligned]) as Float32Array;
+    expect(value).toBeInstanceOf(Float32Array);
+    expect(Array.from(value)).toEqual([0.25, -8]);
+  });
+});

@@ -27,3 +27,9 @@ export const input = api.input;
 export const clearOutput = api.clearOutput;
 export const toMimeBundle = api.toMimeBundle;
 export default api;
+
+// Comms with the browser (issue 3): the runtime's one instance, and the classes to use with it.
+export { CommsClosedError, CommsTimeoutError, SyncedVariable } from "./comms/comms.js";
+export type { Comms, ListenOptions, ReadOptions, SyncedVariableOptions, WaitOptions } from "./comms/comms.js";
+import { COMMS_KEY, type Comms as CommsApi } from "./comms/comms.js";
+export const comms = (globalThis as { [COMMS_KEY]?: CommsApi })[COMMS_KEY] as CommsApi;

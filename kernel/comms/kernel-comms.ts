@@ -1,0 +1,142 @@
+// Plugs the comms hub (bridge.ts) into the kernel: it is the core's `Comms` (comm_open/msg/close,
+// comm_info) and the executor's `ProgramExtension` (the program's comm ops on its channel).
+//
+// Latency: when a browser value goes to the program, the handler waits a few milliseconds for the
+// program's answer before returning, so `busy`, the answer and `idle` leave the kernel together and the
+// Jupyter server writes them to the browser in one go (REFERENCE.md section 5: otherwise the answer waits
+// for the browser's delayed ACK, ~40 ms).
+
+import type { CommCloseContent, CommMsgContent, CommOpenContent, JsonObject } from "../../protocol/jupyter.js";
+import { isProgramCommOp } from "../../protocol/comms-ops.js";
+import type { CommContext, Comms } from "../core/comms.js";
+import type { KernelIO, ParentHeader } from "../core/io.js";
+import type { ProgramExtension } from "../execution/executor.js";
+import type { Log } from "../log.js";
+import { CommsBridge, type BridgeOptions, type Disposable } from "./bridge.js";
+
+/** What the comms need from the executor. */
+export interface ProgramLink {
+  sendToProgram(header: JsonObject & { op: string }, buffers?: Uint8Array[]): boolean;
+  parentForCell(cell: string | null): ParentHeader;
+  holdReading(reason: string, hold: boolean): void;
+}
+
+export interface KernelCommsOptions {
+  io: KernelIO;
+  log: Log;
+  bridge?: Partial<BridgeOptions>;
+  /** How long a comm_msg handler waits for the program's answer before publishing idle. */
+  answerWaitMs?: number;
+}
+
+export class KernelComms implements Comms, ProgramExtension {
+  private readonly bridge: CommsBridge;
+  private program: ProgramLink | null = null;
+  private readonly answerWaiters = new Set<() => void>();
+  private deliveredToProgram = false;
+  private readonly congestion: Disposable;
+  private readonly timers = new Set<NodeJS.Timeout>();
+  private idCounter = 0;
+
+  constructor(private readonly options: KernelCommsOptions) {
+    const { io, log } = options;
+    this.bridge = new CommsBridge(
+      {
+        now: () => performance.now(),
+        setTimer: (ms, fn) => {
+          const t = setTimeout(() => {
+            this.timers.delete(t);
+            fn();
+          }, ms);
+          this.timers.add(t);
+          let done = false;
+          return {
+            dispose: () => {
+              if (done) return;
+              done = true;
+              clearTimeout(t);
+              this.timers.delete(t);
+            },
+          };
+        },
+        publish: (m) => {
+          io.publish({ msgType: m.msg_type, content: m.content, parent: m.parent, buffers: m.buffers });
+          if (m.msg_type === "comm_msg") for (const w of [...this.answerWaiters]) w();
+        },
+        toProgram: (op, buffers) => {
+          if (op.op === "comm_deliver") this.deliveredToProgram = true;
+          this.program?.sendToProgram(op as unknown as JsonObject & { op: string }, buffers);
+        },
+        parentForCell: (cell) => this.program?.parentForCell(cell) ?? {},
+        newId: () => `${process.pid}-${Date.now().toString(36)}-${++this.idCounter}`,
+        log,
+      },
+      options.bridge,
+    );
+    this.congestion = this.bridge.onCongestion((congested) => this.program?.holdReading("comms", congested));
+  }
+
+  /** Connects the executor (created after this object, since it takes it as its extension). */
+  attach(program: ProgramLink): void {
+    this.program = program;
+  }
+
+  // ---- Comms (kernel core) -------------------------------------------------------------------------
+
+  info(targetName: string | undefined): { [commId: string]: { target_name: string } } {
+    return this.bridge.commInfo(targetName);
+  }
+
+  open(ctx: CommContext<CommOpenContent>): void {
+    this.bridge.commOpen(ctx.request as never);
+  }
+
+  message(ctx: CommContext<CommMsgContent>): void | Promise<void> {
+    this.deliveredToProgram = false;
+    this.bridge.commMsg(ctx.request as never);
+    if (!this.deliveredToProgram) return;
+    const ms = this.options.answerWaitMs ?? 5;
+    if (ms <= 0) return;
+    return new Promise<void>((resolve) => {
+      const done = () => {
+        this.answerWaiters.delete(done);
+        clearTimeout(timer);
+        this.timers.delete(timer);
+        resolve();
+      };
+      const timer = setTimeout(done, ms);
+      this.timers.add(timer);
+      this.answerWaiters.add(done);
+    });
+  }
+
+  close(ctx: CommContext<CommCloseContent>): void {
+    this.bridge.commClose(ctx.request as never);
+  }
+
+  dispose(): void {
+    this.congestion.dispose();
+    this.bridge.dispose();
+    for (const t of this.timers) clearTimeout(t);
+    this.timers.clear();
+    for (const w of [...this.answerWaiters]) w();
+  }
+
+  // ---- ProgramExtension (executor) -----------------------------------------------------------------
+
+  handles(op: string): boolean {
+    return isProgramCommOp(op);
+  }
+
+  onOp(header: JsonObject & { op: string }, buffers: Uint8Array[]): string | null {
+    return this.bridge.programOp(header, buffers);
+  }
+
+  programStarted(): void {
+    this.bridge.programStarted();
+  }
+
+  programStopped(): void {
+    this.bridge.programStopped();
+  }
+}

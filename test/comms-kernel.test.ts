@@ -1,0 +1,234 @@
+// The comms bridge end to end through the real kernel process and the real user program, over real
+// zeromq sockets: this test client plays the browser (it opens `tsnb_comm` and speaks the bridge
+// protocol) while cells use the `comms` API.
+
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { startKernel, parentId, type RunningKernel } from "./helpers/kernel-client.js";
+import { joinItems, itemOf, parseKernelMessage, splitItems, valueOf, type KernelToBrowser } from "../protocol/bridge.js";
+import type { JsonObject, JupyterMessage } from "../protocol/jupyter.js";
+
+let kernel: RunningKernel;
+
+beforeAll(async () => {
+  kernel = await startKernel();
+}, 30_000);
+
+afterAll(async () => {
+  await kernel?.kill();
+});
+
+let commCounter = 0;
+
+/** A scripted browser on the test client: one comm, its received messages, acks sent as batches arrive. */
+class FakeTab {
+  readonly id = `tab-${++commCounter}-${Date.now()}`;
+  private seen = 0;
+  readonly messages: { data: KernelToBrowser; buffers: Uint8Array[] }[] = [];
+  readonly values: { address: string; value: unknown }[] = [];
+
+  async open(): Promise<void> {
+    kernel.client.send("shell", "comm_open", { comm_id: this.id, target_name: "tsnb_comm", data: { version: 1 } });
+    await this.waitFor("the open ack", (m) => m.data.op === "open_ack");
+  }
+
+  send(data: JsonObject, buffers: Uint8Array[] = []) {
+    return kernel.client.send("shell", "comm_msg", { comm_id: this.id, data }, { buffers });
+  }
+
+  listen(address: string, latestOnly = false) {
+    return this.send({ op: "listen", address, latest_only: latestOnly });
+  }
+
+  sendValue(address: string, value: unknown) {
+    const batch = joinItems([itemOf(address, value)]);
+    return this.send({ op: "values", items: batch.items } as unknown as JsonObject, batch.buffers);
+  }
+
+  /** Reads new comm messages for this tab from IOPub; acks value batches and answers pings like the shim. */
+  pump(): void {
+    const items = kernel.client.iopub.items;
+    for (; this.seen < items.length; this.seen++) {
+      const m = items[this.seen]!;
+      if (m.header.msg_type !== "comm_msg" || m.content.comm_id !== this.id) continue;
+      const parsed = parseKernelMessage(m.content.data, m.buffers.length);
+      if (!parsed.ok) throw new Error(`kernel sent an invalid message: ${parsed.error}`);
+      this.messages.push({ data: parsed.message, buffers: m.buffers });
+      if (parsed.message.op === "values") {
+        for (const item of splitItems(parsed.message.items, m.buffers)) this.values.push({ address: item.address, value: valueOf(item) });
+        this.send({ op: "ack", seq: parsed.message.seq });
+      } else if (parsed.message.op === "ping") this.send({ op: "pong", nonce: parsed.message.nonce });
+    }
+  }
+
+  async waitFor(what: string, match: (m: { data: KernelToBrowser; buffers: Uint8Array[] }) => boolean, deadlineMs = 10_000) {
+    const deadline = Date.now() + deadlineMs;
+    for (;;) {
+      this.pump();
+      const found = this.messages.find(match);
+      if (found) return found;
+      const left = deadline - Date.now();
+      if (left <= 0) throw new Error(`tab ${this.id}: no ${what} within ${deadlineMs} ms`);
+      // Wake on the next IOPub message (any), bounded by the deadline.
+      await kernel.client.iopub.wait(() => true, left, "iopub", kernel.client.iopub.items.length).catch(() => undefined);
+    }
+  }
+
+  async waitForValues(count: number, deadlineMs = 20_000) {
+    await this.waitFor(`${count} values`, () => this.values.length >= count, deadlineMs);
+    return this.values;
+  }
+}
+
+function outputsOf(iopub: JupyterMessage[]) {
+  return {
+    text: iopub.filter((m) => m.header.msg_type === "stream").map((m) => String(m.content.text)).join(""),
+    errors: iopub.filter((m) => m.header.msg_type === "error").map((m) => `${m.content.ename}: ${m.content.evalue}`),
+    result: iopub.find((m) => m.header.msg_type === "execute_result")?.content.data as Record<string, string> | undefined,
+  };
+}
+
+describe("comms through the real kernel and program", () => {
+  it("refuses other comm targets and acknowledges tsnb_comm, listing it in comm_info", async () => {
+    const other = kernel.client.send("shell", "comm_open", { comm_id: "not-ours", target_name: "jupyter.widget", data: {} });
+    await kernel.client.idle(other);
+    expect(kernel.client.iopubFor(other).some((m) => m.header.msg_type === "comm_close" && m.content.comm_id === "not-ours")).toBe(true);
+    const tab = new FakeTab();
+    await tab.open();
+    const info = kernel.client.send("shell", "comm_info_request", { target_name: "tsnb_comm" });
+    const reply = await kernel.client.reply("shell", info);
+    expect(Object.keys(reply.content.comms as object)).toContain(tab.id);
+  });
+
+  it("injects the shim under the first cell that uses comms, with this kernel's id", async () => {
+    const result = await kernel.client.execute('comms.send("boot", 1)');
+    expect(result.reply.content.status).toBe("ok");
+    // The shim is injected only while no front-end is connected; an earlier test's tab may be open.
+    const kernelId = /kernel-(.+)\.json$/.exec(kernel.connectionFile)![1]!;
+    const info = await kernel.client.reply("shell", kernel.client.send("shell", "comm_info_request", {}));
+    if (Object.keys(info.content.comms as object).length === 0) {
+      const display = result.iopub.find((m) => m.header.msg_type === "display_data");
+      const data = display?.content.data as Record<string, string>;
+      expect(data["application/javascript"]).toContain(`tsnbShimBoot({"kernelId":"${kernelId}"})`);
+    }
+  });
+
+  it("delivers the program's values to a listening tab in order, falsy values and typed arrays included", async () => {
+    const tab = new FakeTab();
+    await tab.open();
+    tab.listen("vals");
+    await kernel.client.idle(tab.listen("vals"));
+    const result = await kernel.client.execute(
+      'for (const v of [0, "", false, null, new Float32Array([1.5, 2.5]), { nested: new Int16Array([-7]) }]) comms.send("vals", v); await comms.sync();',
+    );
+    expect(outputsOf(result.iopub).errors).toEqual([]);
+    const values = (await tab.waitForValues(6)).map((v) => v.value);
+    expect(values.slice(0, 4)).toEqual([0, "", false, null]);
+    expect(values[4]).toBeInstanceOf(Float32Array);
+    expect(Array.from(values[4] as Float32Array)).toEqual([1.5, 2.5]);
+    expect((values[5] as { nested: Int16Array }).nested).toBeInstanceOf(Int16Array);
+    // Binary parts travelled as comm buffers, not inside the JSON.
+    const withBuffers = tab.messages.filter((m) => m.data.op === "values" && m.buffers.length > 0);
+    expect(withBuffers.length).toBeGreaterThan(0);
+  });
+
+  it("echo: the tab answers each value plus one and the program sees the exact sequence", async () => {
+    const tab = new FakeTab();
+    await tab.open();
+    await kernel.client.idle(tab.listen("echo-out"));
+    const setup = await kernel.client.execute(`
+      const echoed: number[] = [];
+      const allEchoed = new Promise<number[]>((resolve) => {
+        comms.subscribe<number>("echo-in", (v) => { echoed.push(v); if (echoed.length === 100) resolve(echoed); });
+      });
+      await comms.sync();
+      for (let i = 0; i < 100; i++) comms.send("echo-out", i);
+    `);
+    expect(outputsOf(setup.iopub).errors).toEqual([]);
+    let answered = 0;
+    await tab.waitFor("100 values to echo", () => {
+      while (answered < tab.values.length) {
+        const v = tab.values[answered++]!;
+        if (v.address === "echo-out") tab.sendValue("echo-in", (v.value as number) + 1);
+      }
+      return answered >= 100;
+    });
+    const result = await kernel.client.execute("(await allEchoed).join(',')", { deadlineMs: 20_000 });
+    expect(outputsOf(result.iopub).result?.["text/plain"]).toBe(`'${Array.from({ length: 100 }, (_, i) => i + 1).join(",")}'`);
+  });
+
+  it("a Float32Array from the tab arrives in the program as a Float32Array", async () => {
+    const tab = new FakeTab();
+    await tab.open();
+    const setup = await kernel.client.execute(`const arrived = comms.read<Float32Array>("samples", { timeout: 10000 });`);
+    expect(outputsOf(setup.iopub).errors).toEqual([]);
+    await kernel.client.idle(tab.sendValue("samples", new Float32Array([0.25, -8])));
+    const result = await kernel.client.execute("const s = await arrived; `${s.constructor.name} ${Array.from(s)}`");
+    expect(outputsOf(result.iopub).result?.["text/plain"]).toBe("'Float32Array 0.25,-8'");
+  });
+
+  it("a burst of 100,000 values arrives complete, in order, in few comm messages", async () => {
+    const tab = new FakeTab();
+    await tab.open();
+    await kernel.client.idle(tab.listen("burst"));
+    const result = await kernel.client.execute('for (let i = 0; i < 100000; i++) comms.send("burst", i); await comms.sync();', { deadlineMs: 30_000 });
+    expect(outputsOf(result.iopub).errors).toEqual([]);
+    const values = await tab.waitForValues(100_000, 30_000);
+    expect(values.every((v, i) => v.value === i)).toBe(true);
+    const batches = tab.messages.filter((m) => m.data.op === "values").length;
+    expect(batches).toBeLessThan(100);
+  }, 60_000);
+
+  it("reports an error thrown in a comms callback under its cell and keeps delivering", async () => {
+    const tab = new FakeTab();
+    await tab.open();
+    const setup = await kernel.client.execute(`
+      const seen: number[] = [];
+      comms.subscribe<number>("cb", (v) => { if (v === 1) throw new Error("callback failed on " + v); seen.push(v); });
+      await comms.sync();
+    `);
+    expect(outputsOf(setup.iopub).errors).toEqual([]);
+    tab.sendValue("cb", 1);
+    tab.sendValue("cb", 2);
+    const error = await kernel.client.iopub.wait(
+      (m) => m.header.msg_type === "error" && parentId(m) === setup.request.msg_id,
+      10_000,
+      "the callback's error under its cell",
+    );
+    expect(String(error.content.evalue)).toContain("callback failed on 1");
+    const after = await kernel.client.execute("await comms.sync(); seen");
+    expect(outputsOf(after.iopub).result?.["text/plain"]).toBe("[ 2 ]");
+  });
+
+  it("refuses bad input from a tab with a clear error and keeps working", async () => {
+    const tab = new FakeTab();
+    await tab.open();
+    tab.send({ op: "values", items: [{ address: "x" }] });
+    tab.send({ op: "nonsense" });
+    tab.send({ op: "values", items: [{ address: "x", value: 1, nbuf: 2 }] });
+    await tab.waitFor("three errors", () => tab.messages.filter((m) => m.data.op === "error").length >= 3);
+    const errors = tab.messages.filter((m) => m.data.op === "error").map((m) => (m.data as { message: string }).message);
+    expect(errors[0]).toMatch(/value/);
+    expect(errors[1]).toMatch(/unknown op/);
+    expect(errors[2]).toMatch(/binary parts/);
+    const ok = await kernel.client.execute("1 + 1");
+    expect(outputsOf(ok.iopub).result?.["text/plain"]).toBe("2");
+  });
+});
+
+describe("comms with no front-end", () => {
+  it("read times out with a clear error and send lands in the store", async () => {
+    // Close every tab this kernel knows, as if the notebook ran headless.
+    const info = await kernel.client.reply("shell", kernel.client.send("shell", "comm_info_request", {}));
+    for (const id of Object.keys(info.content.comms as object)) {
+      await kernel.client.idle(kernel.client.send("shell", "comm_close", { comm_id: id, data: {} }));
+    }
+    const result = await kernel.client.execute('comms.send("stored", 42); await comms.read("nothing", { timeout: 200 })');
+    const { errors } = outputsOf(result.iopub);
+    expect(errors).toHaveLength(1);
+    expect(errors[0]).toMatch(/CommsTimeoutError: comms.read\("nothing"\) got no value within 200 ms: no front-end is connected/);
+    const tab = new FakeTab();
+    await tab.open();
+    await kernel.client.idle(tab.listen("stored"));
+    expect((await tab.waitForValues(1)).map((v) => v.value)).toEqual([42]);
+  });
+});
