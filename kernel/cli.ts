@@ -75,8 +75,9 @@ async function runKernel(args: string[]): Promise<void> {
     stopping ??= (async () => {
       core.stop();
       await Promise.allSettled([executor.dispose(), Promise.resolve(comms.dispose())]);
-      await transport.close({ graceMs: 1000 });
+      // Held IOPub messages (the last cell's reply burst) must reach the transport before it closes.
       io.dispose();
+      await transport.close({ graceMs: 1000 });
       process.exit(exitCode);
     })();
     return stopping;
@@ -94,6 +95,11 @@ async function runKernel(args: string[]): Promise<void> {
   core.start();
   // Spawning forks the process; doing it after the first turn lets an early kernel_info be answered first.
   setImmediate(() => executor.start());
+  // A bug in one handler must cost that request, not the notebook's kernel: log it loudly and keep serving.
+  process.on("uncaughtException", (err) => log.error(`uncaught exception (kernel bug): ${err.stack ?? err.message}`));
+  process.on("unhandledRejection", (reason) =>
+    log.error(`unhandled rejection (kernel bug): ${reason instanceof Error ? reason.stack ?? reason.message : String(reason)}`),
+  );
   process.on("SIGINT", () => executor.interrupt());
   process.on("SIGTERM", () => void stop(0));
   process.on("SIGHUP", () => void stop(0));

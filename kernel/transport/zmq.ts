@@ -46,10 +46,13 @@ export class ZmqTransport implements Transport {
 
   static async bind(options: ZmqTransportOptions): Promise<ZmqTransport> {
     const { connection, log } = options;
+    // A peer that sends a single frame over this size is disconnected by zeromq before the kernel buffers
+    // it: front-ends chunk big values far below it (the Jupyter server's websocket limit is 10 MiB).
+    const inbound = { linger: 1000, maxMessageSize: 256 * 1024 * 1024 };
     const sockets = {
-      shell: new zmq.Router({ linger: 1000 }),
-      control: new zmq.Router({ linger: 1000 }),
-      stdin: new zmq.Router({ linger: 1000 }),
+      shell: new zmq.Router(inbound),
+      control: new zmq.Router(inbound),
+      stdin: new zmq.Router(inbound),
       // A PUB socket drops messages over its high-water mark instead of blocking; losing `idle` that way
       // leaves a cell busy forever, so never drop. Memory stays bounded because the execution layer
       // throttles its output producer on this transport's queues.
