@@ -494,6 +494,40 @@ describe("shim injection", () => {
     expect(host.published.filter((p) => p.msg_type === "display_data")).toHaveLength(2);
   });
 
+  it("after a reload, finds the old shim dead through the heartbeat and injects again under the cell that used comms", () => {
+    const { clock, host, bridge, open, send } = setup({ shim });
+    send([{ address: "x", value: 1 }]);
+    open("old-page");
+    expect(host.published.filter((p) => p.msg_type === "display_data")).toHaveLength(1);
+    host.published = [];
+    // The page reloads: its comm goes silent without closing. A later cell uses comms.
+    clock.advance(5000);
+    const frame = programSend([{ address: "y", value: 2 }], "c7");
+    expect(bridge.programOp(frame.header, frame.buffers)).toBeNull();
+    expect(host.takeFor("old-page").map((m) => m.data.op)).toEqual(["ping"]);
+    expect(host.published.filter((p) => p.msg_type === "display_data")).toHaveLength(0);
+    clock.advance(600);
+    expect(host.closes()).toEqual(["old-page"]);
+    const displays = host.published.filter((p) => p.msg_type === "display_data");
+    expect(displays).toHaveLength(1);
+    expect((displays[0]!.parent as { msg_id: string }).msg_id).toBe("parent-c7");
+  });
+
+  it("does not inject again when the connected shim answers the probe", () => {
+    const { clock, host, bridge, open, send } = setup({ shim });
+    send([{ address: "x", value: 1 }]);
+    open("page");
+    clock.advance(5000);
+    host.published = [];
+    send([{ address: "y", value: 2 }]);
+    const ping = host.takeFor("page").find((m) => m.data.op === "ping");
+    if (ping?.data.op !== "ping") throw new Error("no probe ping");
+    bridge.commMsg(commMsg("page", { op: "pong", nonce: ping.data.nonce }));
+    clock.advance(2000);
+    expect(host.closes()).toEqual([]);
+    expect(host.published.filter((p) => p.msg_type === "display_data")).toHaveLength(0);
+  });
+
   it("tries again later when no browser ever connected (nbclient), not on every use", () => {
     const { clock, host, send } = setup({ shim, shimRetryMs: 1000 });
     send([{ address: "x", value: 1 }]);

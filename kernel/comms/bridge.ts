@@ -452,16 +452,17 @@ export class CommsBridge {
 
   private used(cell: CellId | null): void {
     if (this.options.shim === null) return;
-    this.injectionEvent({ type: "used", now: this.host.now(), displayId: `tsnb-shim-${this.host.newId()}` }, cell);
+    this.injectionEvent({ type: "used", now: this.host.now(), displayId: `tsnb-shim-${this.host.newId()}`, cell });
   }
 
   private frontendsChanged(): void {
     this.host.toProgram({ op: "comm_frontends", count: this.comms.size }, []);
-    this.injectionEvent({ type: "frontends", count: this.comms.size }, null);
+    this.injectionEvent({ type: "frontends", now: this.host.now(), count: this.comms.size });
   }
 
-  private injectionEvent(event: InjectionEvent, cell: CellId | null): void {
-    const step = stepInjection(this.injection, event, this.options.shimRetryMs);
+  private injectionEvent(event: InjectionEvent): void {
+    const probeWindowMs = this.options.heartbeat.silenceMs + this.options.heartbeat.pongTimeoutMs + 1000;
+    const step = stepInjection(this.injection, event, { retryMs: this.options.shimRetryMs, probeWindowMs });
     this.injection = step.state;
     for (const effect of step.effects) {
       switch (effect.type) {
@@ -471,8 +472,13 @@ export class CommsBridge {
             msg_type: "display_data",
             content: shimDisplayContent(this.options.shim, effect.displayId),
             buffers: [],
-            parent: this.host.parentForCell(cell),
+            parent: this.host.parentForCell(effect.cell),
           });
+          break;
+        case "probe":
+          for (const record of [...this.comms.values()]) {
+            this.heartbeatEvent(record, { type: "outgoing", now: this.host.now(), nonce: this.nonce++ });
+          }
           break;
         case "blank":
           this.host.publish({
@@ -486,7 +492,7 @@ export class CommsBridge {
           this.injectionWake?.dispose();
           this.injectionWake = this.host.setTimer(Math.max(0, effect.at - this.host.now()), () => {
             this.injectionWake = null;
-            this.injectionEvent({ type: "tick", now: this.host.now() }, null);
+            this.injectionEvent({ type: "tick", now: this.host.now() });
           });
           break;
         default: {

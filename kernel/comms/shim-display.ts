@@ -57,61 +57,95 @@ export function blankDisplayContent(displayId: string): JsonObject {
 export type InjectionState =
   | { state: "none" }
   | { state: "injected"; displayId: string; at: number }
-  | { state: "connected"; displayId: string | null };
+  /** A shim is connected; `lastUse` is the latest cell that used comms, in case the shim turns out dead. */
+  | { state: "connected"; displayId: string | null; lastUse: { cell: string | null; at: number; displayId: string } | null };
 
 export type InjectionEvent =
   /** A program used comms; `displayId` is used if the shim must be injected now. */
-  | { type: "used"; now: number; displayId: string }
+  | { type: "used"; now: number; displayId: string; cell: string | null }
   /** The number of open comms changed. */
-  | { type: "frontends"; count: number }
+  | { type: "frontends"; now: number; count: number }
   | { type: "tick"; now: number };
 
 export type InjectionEffect =
-  | { type: "inject"; displayId: string }
+  | { type: "inject"; displayId: string; cell: string | null }
   | { type: "blank"; displayId: string }
+  /** Check that the connected shims are alive (heartbeat ping to those silent for a while). */
+  | { type: "probe" }
   | { type: "wake_at"; at: number };
+
+export interface InjectionConfig {
+  /** Re-inject on a later use when no shim connected within this time. */
+  retryMs: number;
+  /** After a use, how long a drop to zero front-ends still counts as "the heartbeat found no live shim". */
+  probeWindowMs: number;
+}
 
 export function stepInjection(
   current: InjectionState,
   event: InjectionEvent,
-  retryMs: number,
+  config: InjectionConfig,
 ): { state: InjectionState; effects: InjectionEffect[] } {
+  const stay = { state: current, effects: [] as InjectionEffect[] };
   switch (current.state) {
     case "none":
       switch (event.type) {
         case "used":
           return {
             state: { state: "injected", displayId: event.displayId, at: event.now },
-            effects: [{ type: "inject", displayId: event.displayId }, { type: "wake_at", at: event.now + retryMs }],
+            effects: [
+              { type: "inject", displayId: event.displayId, cell: event.cell },
+              { type: "wake_at", at: event.now + config.retryMs },
+            ],
           };
         case "frontends":
           // A page that still has a shim from before (a kernel restart) reconnected by itself.
-          return event.count > 0 ? { state: { state: "connected", displayId: null }, effects: [] } : { state: current, effects: [] };
+          return event.count > 0 ? { state: { state: "connected", displayId: null, lastUse: null }, effects: [] } : stay;
         case "tick":
-          return { state: current, effects: [] };
+          return stay;
         default:
           return unreachable(event);
       }
     case "injected":
       switch (event.type) {
         case "used":
-          return { state: current, effects: [] };
+          return stay;
         case "frontends":
-          if (event.count === 0) return { state: current, effects: [] };
-          return { state: { state: "connected", displayId: current.displayId }, effects: [{ type: "blank", displayId: current.displayId }] };
+          if (event.count === 0) return stay;
+          return {
+            state: { state: "connected", displayId: current.displayId, lastUse: null },
+            effects: [{ type: "blank", displayId: current.displayId }],
+          };
         case "tick":
           // No shim answered (no browser: nbclient, nbconvert): allow one more injection on a later use.
-          return event.now - current.at >= retryMs ? { state: { state: "none" }, effects: [] } : { state: current, effects: [] };
+          return event.now - current.at >= config.retryMs ? { state: { state: "none" }, effects: [] } : stay;
         default:
           return unreachable(event);
       }
     case "connected":
       switch (event.type) {
         case "used":
+          // The page may have been reloaded: make the heartbeat check, and remember where to inject.
+          return {
+            state: { ...current, lastUse: { cell: event.cell, at: event.now, displayId: event.displayId } },
+            effects: [{ type: "probe" }],
+          };
         case "tick":
-          return { state: current, effects: [] };
-        case "frontends":
-          return event.count === 0 ? { state: { state: "none" }, effects: [] } : { state: current, effects: [] };
+          return stay;
+        case "frontends": {
+          if (event.count > 0) return stay;
+          const use = current.lastUse;
+          if (use !== null && event.now - use.at <= config.probeWindowMs) {
+            return {
+              state: { state: "injected", displayId: use.displayId, at: event.now },
+              effects: [
+                { type: "inject", displayId: use.displayId, cell: use.cell },
+                { type: "wake_at", at: event.now + config.retryMs },
+              ],
+            };
+          }
+          return { state: { state: "none" }, effects: [] };
+        }
         default:
           return unreachable(event);
       }
