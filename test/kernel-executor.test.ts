@@ -7,6 +7,7 @@ import { describe, expect, it, onTestFinished } from "vitest";
 import type { ExecuteRequestContent, JupyterMessage } from "../protocol/jupyter.js";
 import { KernelIO } from "../kernel/core/io.js";
 import { Executor } from "../kernel/execution/executor.js";
+import { executorTransition, type ExecutorEvent, type ExecutorState } from "../kernel/execution/state.js";
 import { memoryLog } from "../kernel/log.js";
 import { MemoryTransport } from "../kernel/transport/memory.js";
 import { HmacSigner } from "../kernel/transport/signer.js";
@@ -60,5 +61,35 @@ describe("Executor start-up failures", () => {
     const pending = run("1");
     await exec.dispose();
     expect(await pending).toMatchObject({ status: "error", ename: "KernelShuttingDown" });
+  });
+});
+
+describe("executorTransition", () => {
+  type S = ExecutorState<string, string>;
+  const step = (state: S, ...events: ExecutorEvent<string, string>[]) => events.reduce((s, e) => executorTransition(s, e), state);
+
+  it("walks no_program -> starting -> ready -> running -> ready", () => {
+    const s = step({ type: "no_program" }, { type: "spawned", program: "p1" }, { type: "hello" }, { type: "cell_started", cell: "c1" });
+    expect(s).toEqual({ type: "running", program: "p1", cell: "c1" });
+    expect(step(s, { type: "cell_finished" })).toEqual({ type: "ready", program: "p1" });
+  });
+
+  it("goes back to no_program when the program exits from any live state", () => {
+    for (const s of [
+      step({ type: "no_program" }, { type: "spawned", program: "p" }),
+      step({ type: "no_program" }, { type: "spawned", program: "p" }, { type: "hello" }),
+      step({ type: "no_program" }, { type: "spawned", program: "p" }, { type: "hello" }, { type: "cell_started", cell: "c" }),
+    ] as S[]) {
+      expect(executorTransition(s, { type: "program_exited" })).toEqual({ type: "no_program" });
+    }
+  });
+
+  it("ignores events that do not apply, and nothing leaves disposed", () => {
+    const ready: S = { type: "ready", program: "p" };
+    expect(executorTransition(ready, { type: "spawned", program: "q" })).toBe(ready);
+    expect(executorTransition<string, string>({ type: "no_program" }, { type: "cell_started", cell: "c" })).toEqual({ type: "no_program" });
+    const disposed = executorTransition<string, string>(ready, { type: "dispose" });
+    expect(disposed).toEqual({ type: "disposed" });
+    expect(step(disposed, { type: "spawned", program: "p" }, { type: "hello" })).toEqual({ type: "disposed" });
   });
 });

@@ -18,6 +18,7 @@ import { DisposedError } from "../disposable.js";
 import type { Log } from "../log.js";
 import { DEFAULT_COALESCE_LIMITS, OutputPublisher, type CoalesceLimits } from "./output.js";
 import { describeExit, ProgramProcess, type ExitReason, type ProgramEvent } from "./program-process.js";
+import { executorTransition, programOf, type ExecutorEvent, type ExecutorState, type ReadyWaiter } from "./state.js";
 
 export interface ExecutorOptions {
   io: KernelIO;
@@ -81,19 +82,17 @@ export class Executor implements Execution {
   private readonly io: KernelIO;
   private readonly log: Log;
   private readonly output: OutputPublisher;
-  private program: ProgramProcess | null = null;
-  private programReady: { promise: Promise<void>; resolve(): void; reject(err: Error): void } | null = null;
+  private state: ExecutorState<ProgramProcess, RunningCell> = { type: "no_program" };
   private executionCount = 0;
   private nextId = 1;
   private cells = new Map<string, CellInfo>();
   private lastCell: string | null = null;
-  private running: RunningCell | null = null;
   private queries = new Map<string, PendingQuery>();
   /** input_request msg_id -> the program's input id. */
   private inputs = new Map<string, string>();
   private throttled = false;
   private holds = new Set<string>();
-  private disposed: Promise<void> | null = null;
+  private disposing: Promise<void> | null = null;
 
   constructor(private readonly options: ExecutorOptions) {
     this.io = options.io;
@@ -108,6 +107,21 @@ export class Executor implements Execution {
 
   get programPid(): number | undefined {
     return this.program?.pid;
+  }
+
+  private get program(): ProgramProcess | null {
+    return programOf(this.state);
+  }
+
+  private get running(): RunningCell | null {
+    return this.state.type === "running" ? this.state.cell : null;
+  }
+
+  /** Every state change goes through here; the effects of a change are the callers'. */
+  private apply(event: ExecutorEvent<ProgramProcess, RunningCell>): ExecutorState<ProgramProcess, RunningCell> {
+    const before = this.state;
+    this.state = executorTransition(before, event);
+    return before;
   }
 
   async execute(ctx: ExecuteContext): Promise<JsonObject> {
@@ -131,15 +145,18 @@ export class Executor implements Execution {
       const message = `The TypeScript program could not start: ${err instanceof Error ? err.message : String(err)}`;
       return failed({ ename: "ProgramStartError", evalue: message, traceback: [message] });
     }
-    const program = this.program;
-    if (!program) return failed({ ename: "ProgramStartError", evalue: "no program", traceback: [] });
-
     const outcome = await new Promise<CellOutcome>((resolve) => {
-      this.running = { id, executionCount, info: { parent: request.header, request }, finish: resolve };
-      const sent = program.send({ op: "execute", id, code, silent, store_history, allow_stdin, execution_count: executionCount });
+      const state = this.state;
+      if (state.type !== "ready") {
+        // The program died between saying hello and this cell; the next cell gets a fresh one.
+        resolve({ type: "program_lost", message: "The TypeScript program stopped before the cell could run. Run the cell again." });
+        return;
+      }
+      this.apply({ type: "cell_started", cell: { id, executionCount, info: { parent: request.header, request }, finish: resolve } });
+      const sent = state.program.send({ op: "execute", id, code, silent, store_history, allow_stdin, execution_count: executionCount });
       if (!sent) resolve({ type: "program_lost", message: "The TypeScript program was not running; a fresh program has started. Run the cell again." });
     });
-    this.running = null;
+    if (this.running?.id === id) this.apply({ type: "cell_finished" });
     // An input request the cell left unanswered (interrupted, failed) can no longer be answered.
     this.inputs.clear();
     this.output.flush();
@@ -222,11 +239,11 @@ export class Executor implements Execution {
   }
 
   dispose(): Promise<void> {
-    if (this.disposed) return this.disposed;
-    this.disposed = (async () => {
-      this.running?.finish({ type: "disposed" });
-      this.running = null;
-      this.programReady?.reject(new DisposedError("the program"));
+    if (this.disposing) return this.disposing;
+    const before = this.apply({ type: "dispose" });
+    this.disposing = (async () => {
+      if (before.type === "running") before.cell.finish({ type: "disposed" });
+      if (before.type === "starting") for (const w of before.waiters) w.reject(new DisposedError("the program"));
       for (const [, q] of this.queries) {
         clearTimeout(q.timer);
         q.resolve(null);
@@ -234,26 +251,15 @@ export class Executor implements Execution {
       this.queries.clear();
       this.inputs.clear();
       this.output.dispose();
-      const program = this.program;
-      this.program = null;
-      await program?.stop(this.options.shutdownGraceMs ?? 1000);
+      await programOf(before)?.stop(this.options.shutdownGraceMs ?? 1000);
     })();
-    return this.disposed;
+    return this.disposing;
   }
 
   // ---- the program -------------------------------------------------------------------------------
 
   private ensureProgram(): void {
-    if (this.disposed || this.program) return;
-    let resolve!: () => void;
-    let reject!: (err: Error) => void;
-    const promise = new Promise<void>((res, rej) => {
-      resolve = res;
-      reject = rej;
-    });
-    // A program that dies before any cell waits on it must not produce an unhandled rejection.
-    promise.catch(() => {});
-    this.programReady = { promise, resolve, reject };
+    if (this.state.type !== "no_program") return;
     const program: ProgramProcess = new ProgramProcess({
       programPath: this.options.programPath,
       cwd: this.options.cwd,
@@ -264,35 +270,59 @@ export class Executor implements Execution {
       },
       ...(this.options.extension ? { isExtensionOp: (op: string) => this.options.extension!.handles(op) } : {}),
     });
-    this.program = program;
+    this.apply({ type: "spawned", program });
     if (this.holds.size > 0) program.pause();
   }
 
   private waitForProgram(): Promise<void> {
-    if (this.disposed) return Promise.reject(new DisposedError("the executor"));
     this.ensureProgram();
-    const ready = this.programReady!.promise;
+    const state = this.state;
+    switch (state.type) {
+      case "disposed":
+        return Promise.reject(new DisposedError("the executor"));
+      case "ready":
+      case "running":
+        return Promise.resolve();
+      case "no_program":
+        return Promise.reject(new Error("no program could be spawned"));
+      case "starting":
+        break;
+      default: {
+        const unreachable: never = state;
+        return Promise.reject(new Error(`unknown state ${JSON.stringify(unreachable)}`));
+      }
+    }
     const ms = this.options.startTimeoutMs ?? 30_000;
-    let timer: NodeJS.Timeout | undefined;
-    return Promise.race([
-      ready,
-      new Promise<void>((_, reject) => {
-        timer = setTimeout(() => {
-          reject(new Error(`it did not start within ${ms} ms`));
-          // A program that never says hello is as good as dead; replace it so the next cell can try again.
-          this.program?.kill({ type: "no_hello", ms });
-        }, ms);
-      }),
-    ]).finally(() => clearTimeout(timer));
+    return new Promise<void>((resolve, reject) => {
+      const waiter: ReadyWaiter = {
+        resolve: () => {
+          clearTimeout(timer);
+          resolve();
+        },
+        reject: (err) => {
+          clearTimeout(timer);
+          reject(err);
+        },
+      };
+      const timer = setTimeout(() => {
+        state.waiters.delete(waiter);
+        reject(new Error(`it did not start within ${ms} ms`));
+        // A program that never says hello is as good as dead; replace it so the next cell can try again.
+        state.program.kill({ type: "no_hello", ms });
+      }, ms);
+      state.waiters.add(waiter);
+    });
   }
 
   private onProgramEvent(event: ProgramEvent): void {
     switch (event.type) {
-      case "ready":
+      case "ready": {
         this.log.info(`user program ready (pid ${event.hello.pid}, node ${event.hello.node_version})`);
-        this.programReady?.resolve();
+        const before = this.apply({ type: "hello" });
+        if (before.type === "starting") for (const w of before.waiters) w.resolve();
         this.options.extension?.programStarted();
         return;
+      }
       case "extension_op": {
         const error = this.options.extension?.onOp(event.header, event.buffers) ?? null;
         if (error !== null) {
@@ -324,7 +354,7 @@ export class Executor implements Execution {
   private onProgramExit(reason: ExitReason, wasReady: boolean): void {
     const message = `The TypeScript program ${describeExit(reason)}. Variables and imports were lost; a fresh program has started.`;
     this.log.warn(message);
-    this.program = null;
+    const before = this.apply({ type: "program_exited" });
     if (wasReady) this.options.extension?.programStopped();
     this.inputs.clear();
     for (const [, q] of this.queries) {
@@ -333,14 +363,15 @@ export class Executor implements Execution {
     }
     this.queries.clear();
     this.output.flush();
+    if (before.type === "starting") {
+      for (const w of before.waiters) w.reject(new Error(`the program ${describeExit(reason)}`));
+    }
     if (!wasReady) {
       // Never came up: starting it again in a loop would only repeat the failure. The next cell retries.
-      this.programReady?.reject(new Error(`the program ${describeExit(reason)}`));
-      this.programReady = null;
       return;
     }
-    if (this.running) {
-      this.running.finish({ type: "program_lost", message });
+    if (before.type === "running") {
+      before.cell.finish({ type: "program_lost", message });
     } else if (this.lastCell) {
       // Nobody is waiting on a reply, so tell the user under the cell they last ran.
       const parent = this.cells.get(this.lastCell)?.parent ?? {};
