@@ -63,6 +63,8 @@ export interface Comms {
   sync(): Promise<void>;
   /** Whether any browser listens on `address` right now. */
   hasListeners(address: string): boolean;
+  /** How many front-ends listen on `address` right now. */
+  listeners(address: string): number;
   /** Resolves when a browser listens on `address` (at once if one does). */
   whenListening(address: string, options?: WaitOptions): Promise<void>;
   /** Calls back with the listener count of `address` each time it changes. */
@@ -245,7 +247,11 @@ export class ProgramComms implements Comms, Disposable {
   }
 
   hasListeners(address: string): boolean {
-    return (this.listenerCounts.get(address) ?? 0) > 0;
+    return this.listeners(address) > 0;
+  }
+
+  listeners(address: string): number {
+    return this.listenerCounts.get(address) ?? 0;
   }
 
   whenListening(address: string, options: WaitOptions = {}): Promise<void> {

@@ -1,0 +1,229 @@
+// End to end in real Chromium against the real classic Notebook 6 server, the real tsnb kernel and the
+// real user program: the shim is injected by the kernel into the page, connects through the server, and
+// values go both ways. GoNB's scenarios plus falsy values, Float32Array both ways, two tabs, a reload,
+// and a JupyterHub-style base_url over https.
+
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import type { Page } from "playwright-core";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { launchBrowser, type TestBrowser } from "./helpers/browser.js";
+import { createNotebook, makeJupyterEnv, repoRoot, startNotebookServer, TSNB_KERNEL_NAME, type JupyterEnv, type NotebookServer } from "./helpers/jupyter.js";
+
+// What the tests touch of the page: the Notebook 6 globals and the shim's global.
+interface ShimGlobal {
+  kernelId: string;
+  status: string;
+  ready: Promise<void>;
+  send(address: string, value: unknown): void;
+  subscribe(address: string, cb: (value: unknown) => void): number;
+}
+interface TestWindow {
+  Jupyter?: {
+    notebook?: {
+      get_cell(i: number): { set_text(t: string): void; output_area: { outputs: { data?: Record<string, unknown> }[] } } | null;
+      execute_cells(indices: number[]): void;
+      kernel?: { id: string; is_connected(): boolean; info_reply?: { implementation?: string } } | null;
+    };
+  };
+  tsnb_comm?: ShimGlobal;
+  tsnbShimBoot?: (config: { kernelId: string }) => ShimGlobal;
+  received?: Record<string, string[]>;
+}
+
+/** How both sides describe a received value, so types are checked, not just contents. */
+const DESCRIBE = `(v) => v instanceof Float32Array ? "Float32Array:" + Array.from(v).join(",") : JSON.stringify(v)`;
+
+const CELLS = {
+  echo: `
+const echoed: number[] = [];
+const allEchoed = new Promise<number[]>((resolve) =>
+  comms.subscribe<number>("echo-in", (v) => { echoed.push(v); if (echoed.length === 50) resolve(echoed); }));
+await comms.whenListening("echo-out", { timeout: 60000 });
+for (let i = 0; i < 50; i++) comms.send("echo-out", i);
+console.log("echo: " + (await allEchoed).join(","));`,
+  types: `
+const describe = ${DESCRIBE};
+const fromBrowser = comms.listen("b2k");
+await comms.whenListening("k2b", { timeout: 60000 });
+for (const v of [0, "", false, null, new Float32Array([1.5, -2.25])]) comms.send("k2b", v);
+const got: string[] = [];
+for await (const v of fromBrowser) { got.push(describe(v)); if (got.length === 5) break; }
+console.log("b2k: " + got.join("|"));`,
+  twoTabs: `
+await new Promise<void>((resolve, reject) => {
+  if (comms.listeners("multi") >= 2) return resolve();
+  const t = setTimeout(() => reject(new Error("two tabs did not listen")), 60000);
+  const w = comms.onListeners("multi", (n) => { if (n >= 2) { clearTimeout(t); w.dispose(); resolve(); } });
+});
+for (let i = 0; i < 100; i++) comms.send("multi", i);
+await comms.sync();
+console.log("sent to two tabs");`,
+  afterReload: `
+comms.send("after", "reloaded");
+await comms.whenListening("after-ack", { timeout: 60000 });
+comms.send("after-ack", 7);
+console.log("after reload: ok");`,
+};
+
+async function openNotebook(page: Page, server: NotebookServer, path: string): Promise<void> {
+  await page.goto(server.pageUrl(`notebooks/${path}`), { timeout: 60_000 });
+  await page.waitForFunction(
+    () => {
+      const k = (window as unknown as TestWindow).Jupyter?.notebook?.kernel;
+      return k != null && k.is_connected() && k.info_reply?.implementation === "tsnb";
+    },
+    undefined,
+    { timeout: 60_000 },
+  );
+}
+
+async function runCell(page: Page, index: number, code: string): Promise<void> {
+  await page.evaluate(
+    ({ index, code }) => {
+      const nb = (window as unknown as TestWindow).Jupyter!.notebook!;
+      nb.get_cell(index)!.set_text(code);
+      nb.execute_cells([index]);
+    },
+    { index, code },
+  );
+}
+
+async function cellText(page: Page, index: number, pattern: RegExp, timeout = 60_000): Promise<string> {
+  const out = page.locator("#notebook-container .cell").nth(index).locator(".output_area");
+  await out.filter({ hasText: pattern }).first().waitFor({ state: "visible", timeout });
+  return out.allInnerTexts().then((t) => t.join("\n"));
+}
+
+/** Waits for the shim in the page, then subscribes `address`, recording descriptions in window.received. */
+async function subscribeInPage(page: Page, address: string, options: { echoTo?: string } = {}): Promise<void> {
+  await page.waitForFunction(() => (window as unknown as TestWindow).tsnb_comm !== undefined, undefined, { timeout: 60_000 });
+  await page.evaluate(
+    async ({ address, echoTo, describeSource }) => {
+      const w = window as unknown as TestWindow;
+      const comm = w.tsnb_comm!;
+      await comm.ready;
+      const describe = (0, eval)(describeSource) as (v: unknown) => string;
+      w.received ??= {};
+      const list = (w.received[address] ??= []);
+      comm.subscribe(address, (v) => {
+        list.push(describe(v));
+        if (echoTo !== undefined) comm.send(echoTo, (v as number) + 1);
+      });
+    },
+    { address, echoTo: options.echoTo, describeSource: DESCRIBE },
+  );
+}
+
+async function received(page: Page, address: string, count: number): Promise<string[]> {
+  await page.waitForFunction(
+    ({ address, count }) => ((window as unknown as TestWindow).received?.[address]?.length ?? 0) >= count,
+    { address, count },
+    { timeout: 60_000 },
+  );
+  return page.evaluate((address) => (window as unknown as TestWindow).received![address]!, address);
+}
+
+describe("comms in real Chromium through the real Notebook 6 server", () => {
+  let env: JupyterEnv | undefined;
+  let browser: TestBrowser | undefined;
+  let notebookDir = "";
+  const servers: NotebookServer[] = [];
+
+  beforeAll(async () => {
+    env = await makeJupyterEnv();
+    notebookDir = mkdtempSync(join(tmpdir(), "tsnb-comms-ui-"));
+    browser = await launchBrowser();
+  }, 120_000);
+
+  afterAll(async () => {
+    await browser?.dispose();
+    for (const s of servers) await s.dispose();
+    await env?.dispose();
+    if (notebookDir !== "") rmSync(notebookDir, { recursive: true, force: true });
+  });
+
+  async function diagnose<T>(page: Page, server: NotebookServer, fn: () => Promise<T>): Promise<T> {
+    try {
+      return await fn();
+    } catch (err) {
+      const shot = await browser!.screenshotOnFailure(page, "comms-browser");
+      const message = err instanceof Error ? err.message : String(err);
+      throw new Error(`${message}\nscreenshot: ${shot}\n--- browser console ---\n${browser!.consoleLog().slice(-6000)}\n--- server output (tail) ---\n${server.log().slice(-6000)}`, { cause: err });
+    }
+  }
+
+  it("echo, falsy values and Float32Array both ways, two tabs, and a reload", async () => {
+    const server = await startNotebookServer({ env: env!, notebookDir });
+    servers.push(server);
+    const path = await createNotebook(server, { path: "comms.ipynb", kernelName: TSNB_KERNEL_NAME, cells: ["", "", "", ""] });
+    const page = await browser!.newPage();
+    await diagnose(page, server, async () => {
+      await openNotebook(page, server, path);
+
+      // 1. GoNB's echo: the browser answers each value plus one; the program sees the exact sequence.
+      await runCell(page, 0, CELLS.echo);
+      await subscribeInPage(page, "echo-out", { echoTo: "echo-in" });
+      const echo = await cellText(page, 0, /echo: /);
+      expect(echo).toContain(`echo: ${Array.from({ length: 50 }, (_, i) => i + 1).join(",")}`);
+      // The injected script was blanked once the shim connected, so it is never saved in the notebook.
+      const scripts = await page.evaluate(() =>
+        (window as unknown as TestWindow).Jupyter!.notebook!.get_cell(0)!.output_area.outputs.filter((o) => o.data?.["application/javascript"] !== undefined).length,
+      );
+      expect(scripts).toBe(0);
+
+      // 2. Falsy values and a Float32Array, program -> browser and browser -> program.
+      await runCell(page, 1, CELLS.types);
+      await subscribeInPage(page, "k2b");
+      expect(await received(page, "k2b", 5)).toEqual(["0", '""', "false", "null", "Float32Array:1.5,-2.25"]);
+      await page.evaluate(() => {
+        const comm = (window as unknown as TestWindow).tsnb_comm!;
+        for (const v of [0, "", false, null, new Float32Array([3.5, -0.5])]) comm.send("b2k", v);
+      });
+      expect(await cellText(page, 1, /b2k: /)).toContain('b2k: 0|""|false|null|Float32Array:3.5,-0.5');
+
+      // 3. Two tabs: a second page connects its own shim; both receive every value.
+      const kernelId = await page.evaluate(() => (window as unknown as TestWindow).Jupyter!.notebook!.kernel!.id);
+      const second = await browser!.newPage();
+      await second.goto(server.pageUrl("tree"), { timeout: 60_000 });
+      await second.addScriptTag({ content: readFileSync(join(repoRoot, "dist", "shim.js"), "utf8") });
+      await second.evaluate((kernelId) => void (window as unknown as TestWindow).tsnbShimBoot!({ kernelId }), kernelId);
+      await subscribeInPage(second, "multi");
+      await subscribeInPage(page, "multi");
+      await runCell(page, 2, CELLS.twoTabs);
+      await cellText(page, 2, /sent to two tabs/);
+      const expected = Array.from({ length: 100 }, (_, i) => String(i));
+      expect(await received(page, "multi", 100)).toEqual(expected);
+      expect(await received(second, "multi", 100)).toEqual(expected);
+      await second.close();
+
+      // 4. Reload: the old shim is gone; the next cell using comms finds that out and injects a new one.
+      await page.reload();
+      await openNotebook(page, server, path);
+      await runCell(page, 3, CELLS.afterReload);
+      await subscribeInPage(page, "after");
+      await subscribeInPage(page, "after-ack");
+      expect(await received(page, "after", 1)).toEqual(['"reloaded"']);
+      expect(await received(page, "after-ack", 1)).toEqual(["7"]);
+      await cellText(page, 3, /after reload: ok/);
+    });
+    await page.close();
+  }, 300_000);
+
+  it("connects under a JupyterHub-style base_url over https (wss)", async () => {
+    const server = await startNotebookServer({ env: env!, notebookDir, baseUrl: "/user/test/", https: true });
+    servers.push(server);
+    expect(server.url).toMatch(/^https:\/\/127\.0\.0\.1:\d+\/user\/test\/$/);
+    const path = await createNotebook(server, { path: "hub.ipynb", kernelName: TSNB_KERNEL_NAME, cells: [""] });
+    const page = await browser!.newPage();
+    await diagnose(page, server, async () => {
+      await openNotebook(page, server, path);
+      await runCell(page, 0, CELLS.echo);
+      await subscribeInPage(page, "echo-out", { echoTo: "echo-in" });
+      expect(await cellText(page, 0, /echo: /)).toContain(`echo: ${Array.from({ length: 50 }, (_, i) => i + 1).join(",")}`);
+      expect(await page.evaluate(() => (window as unknown as TestWindow).tsnb_comm!.status)).toBe("open");
+    });
+    await page.close();
+  }, 300_000);
+});
