@@ -34,6 +34,12 @@ export class Channel implements Disposable {
   private readonly decoder = new FrameDecoder();
   private readonly sleeper = new Int32Array(new SharedArrayBuffer(4));
   private closed = false;
+  /**
+   * Chunks accepted but not yet fully written. An interrupt can terminate JavaScript in the middle of a
+   * write (a cell printing into a full pipe); whatever is left stays here and is written first next time,
+   * so a frame is never cut short.
+   */
+  private readonly unwritten: { data: Uint8Array; offset: number }[] = [];
 
   constructor(private readonly options: ChannelOptions) {
     this.socket = new net.Socket({ fd: options.fd, readable: true, writable: false });
@@ -51,16 +57,25 @@ export class Channel implements Disposable {
     if (this.closed) throw new ChannelClosedError("the channel to the kernel is closed");
     const chunks = encodeFrame(op as unknown as JsonObject & { op: string }, buffers);
     // Header and JSON go out as one write; binary parts (large, already contiguous) are written as they are.
-    const head = Buffer.concat([chunks[0]!, chunks[1]!]);
-    this.writeAll(head);
-    for (let i = 2; i < chunks.length; i++) this.writeAll(chunks[i]!);
+    this.unwritten.push({ data: Buffer.concat([chunks[0]!, chunks[1]!]), offset: 0 });
+    for (let i = 2; i < chunks.length; i++) this.unwritten.push({ data: chunks[i]!, offset: 0 });
+    this.drain();
   }
 
-  private writeAll(data: Uint8Array): void {
-    let offset = 0;
-    while (offset < data.byteLength) {
+  /** Writes everything accepted so far (blocking while the kernel's end is full). */
+  drain(): void {
+    while (this.unwritten.length > 0) {
+      const chunk = this.unwritten[0]!;
+      this.writeAll(chunk);
+      this.unwritten.shift();
+    }
+  }
+
+  private writeAll(chunk: { data: Uint8Array; offset: number }): void {
+    const data = chunk.data;
+    while (chunk.offset < data.byteLength) {
       try {
-        offset += writeSync(this.options.fd, data, offset, data.byteLength - offset);
+        chunk.offset += writeSync(this.options.fd, data, chunk.offset, data.byteLength - chunk.offset);
       } catch (err) {
         const code = (err as NodeJS.ErrnoException).code;
         // The socket made the fd non-blocking; a full pipe means the kernel is behind, so wait for it.

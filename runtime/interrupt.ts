@@ -78,3 +78,30 @@ export class InterruptController implements Disposable {
     void this.worker.terminate();
   }
 }
+
+interface AsyncWrapBinding {
+  async_hook_fields: Uint32Array;
+  constants: { kCheck: number };
+}
+
+/**
+ * Node checks that every callback's async-id bookkeeping unwinds (the "async hook stack has become
+ * corrupted" abort). Runtime.terminateExecution inside a timer callback skips that unwinding, so the
+ * check would kill the process and every variable with it. This is what `--no-force-async-hooks-checks`
+ * does; the kernel starts the program with fixed flags, so it is switched off here. Returns a note when
+ * that was not possible (interrupting callback code may then crash the program).
+ */
+export function disarmAsyncHookChecks(): string | null {
+  const previous = process.noDeprecation;
+  // process.binding("async_wrap") is deprecated (DEP0111); the warning would reach the user's cell.
+  process.noDeprecation = true;
+  try {
+    const binding = (process as unknown as { binding(name: string): AsyncWrapBinding }).binding("async_wrap");
+    binding.async_hook_fields[binding.constants.kCheck] = 0;
+    return null;
+  } catch (err) {
+    return `could not disable async hook checks: ${err instanceof Error ? err.message : String(err)}`;
+  } finally {
+    process.noDeprecation = previous;
+  }
+}

@@ -85,21 +85,21 @@ export class Magics implements Disposable {
   }
 
   /** Runs `command` with /bin/sh, streaming output into the cell; resolves with the exit code. */
-  shell(command: string): Promise<number> {
+  shell(command: string, write: MagicsOptions["write"] = this.options.write): Promise<number> {
     return new Promise((resolvePromise, reject) => {
       const child = spawn("/bin/sh", ["-c", command], { stdio: ["ignore", "pipe", "pipe"], cwd: process.cwd() });
       this.children.add(child);
       child.stdout.setEncoding("utf8");
       child.stderr.setEncoding("utf8");
-      child.stdout.on("data", (text: string) => this.options.write("stdout", text));
-      child.stderr.on("data", (text: string) => this.options.write("stderr", text));
+      child.stdout.on("data", (text: string) => write("stdout", text));
+      child.stderr.on("data", (text: string) => write("stderr", text));
       child.on("error", (err) => {
         this.children.delete(child);
         reject(new MagicError(`!${command}: ${err.message}`));
       });
       child.on("close", (code, signal) => {
         this.children.delete(child);
-        if (code !== 0) this.options.write("stderr", signal ? `[killed by ${signal}]\n` : `[exit code ${code}]\n`);
+        if (code !== 0) write("stderr", signal ? `[killed by ${signal}]\n` : `[exit code ${code}]\n`);
         resolvePromise(code ?? 128);
       });
     });

@@ -1,10 +1,10 @@
 // Captures process.stdout/stderr writes (and so console.*) as `stream` ops tagged with the cell in whose
-// async context they happen. Consecutive writes to the same stream of the same cell are batched and
+// context they happen (see context.ts). Consecutive writes to the same stream of the same cell are batched and
 // flushed on the next turn of the event loop or at a size threshold; every other op flushes first, so a
 // display after a print arrives after it.
 
-import { AsyncLocalStorage } from "node:async_hooks";
 import type { CellId, ProgramToKernel } from "../protocol/program.js";
+import type { ContextTracker } from "./context.js";
 import type { Disposable } from "./disposable.js";
 
 export interface CellContext {
@@ -15,7 +15,7 @@ export interface CellContext {
 export type StreamName = "stdout" | "stderr";
 
 export interface OutputOptions {
-  als: AsyncLocalStorage<CellContext>;
+  tracker: ContextTracker<CellContext>;
   send(op: ProgramToKernel): void;
   /** Bytes of text buffered before a synchronous flush (bounds memory during a tight print loop). */
   flushThreshold?: number;
@@ -54,7 +54,7 @@ export class Output implements Disposable {
   }
 
   currentCell(): CellId | null {
-    return this.options.als.getStore()?.cell ?? null;
+    return this.options.tracker.current()?.cell ?? null;
   }
 
   write(name: StreamName, text: string, cell: CellId | null = this.currentCell()): void {

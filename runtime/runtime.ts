@@ -1,17 +1,17 @@
 // The user program: receives ops from the kernel on the main channel, runs cells one at a time, and sends
 // output, displays, input requests and results back. See ARCHITECTURE.md ("The program channel").
 
-import { AsyncLocalStorage } from "node:async_hooks";
 import { transform } from "esbuild";
 import type { ErrorContent, JsonObject } from "../protocol/jupyter.js";
 import type { RawFrame } from "../protocol/framing.js";
 import type { CompleteOp, ExecuteOp, InputReplyOp, InspectOp, ProgramToKernel } from "../protocol/program.js";
 import { Channel, ChannelClosedError, type ChannelEvent } from "./channel.js";
+import { ContextTracker } from "./context.js";
 import { DisposedError, type Disposable } from "./disposable.js";
 import { compileCell, HELPERS } from "./evaluator/compile.js";
 import { StackMapper } from "./evaluator/errors.js";
 import { Evaluator } from "./evaluator/evaluate.js";
-import { InterruptController } from "./interrupt.js";
+import { disarmAsyncHookChecks, InterruptController } from "./interrupt.js";
 import { complete, inspectAt } from "./introspect.js";
 import { Magics } from "./magics.js";
 import { createImporter, type Importer } from "./modules.js";
@@ -53,7 +53,7 @@ function interruptedContent(): ErrorContent {
 }
 
 export class Runtime implements Disposable {
-  private readonly als = new AsyncLocalStorage<CellContext>();
+  private readonly tracker: ContextTracker<CellContext>;
   private readonly channel: Channel;
   private readonly output: Output;
   private readonly evaluator: Evaluator;
@@ -73,8 +73,9 @@ export class Runtime implements Disposable {
   constructor(private readonly options: RuntimeOptions) {
     this.channel = new Channel({ fd: options.channelFd, onEvent: (event) => this.onChannelEvent(event) });
     this.channel.send({ op: "hello", pid: process.pid, node_version: process.version });
-    this.output = new Output({ als: this.als, send: (op) => this.channel.send(op) });
     this.evaluator = new Evaluator();
+    this.tracker = new ContextTracker<CellContext>();
+    this.output = new Output({ tracker: this.tracker, send: (op) => this.channel.send(op) });
     this.mapper = new StackMapper({ internalPrefixes: options.internalPrefixes });
     this.importer = createImporter({ tsnbUrl: options.tsnbUrl, resolve: options.resolve });
     this.magics = new Magics({ write: (name, text) => this.output.write(name, text) });
@@ -100,6 +101,8 @@ export class Runtime implements Disposable {
       log: (text) => this.log(text),
       onInterrupt: () => this.onInterrupt(),
     });
+    const note = disarmAsyncHookChecks();
+    if (note !== null) this.log(note);
     this.installGlobals();
     this.installProcessHandlers();
     // Start esbuild's service now so the first cell does not pay for it.
@@ -131,26 +134,29 @@ export class Runtime implements Disposable {
     define(HELPERS.magic, (name: string, args: string) => this.magics.magic(name, args));
     // The exit code is reported as text on failure; as a cell's last line the command shows no result.
     define(HELPERS.shell, async (command: string) => {
-      await this.magics.shell(command);
+      // Child output arrives on I/O callbacks, which carry no cell context: pin it to this cell.
+      const cell = this.output.currentCell();
+      await this.magics.shell(command, (name, text) => this.output.write(name, text, cell));
     });
     Object.defineProperty(globalThis, HELPERS.meta, { get: () => this.importer.importMeta(), configurable: true, enumerable: false });
   }
 
   private installProcessHandlers(): void {
-    const report = (err: unknown) => {
+    const report = (err: unknown, cell: string | null) => {
       if (err instanceof ChannelClosedError) {
         this.shutdown(0);
         return;
       }
-      const cell = this.output.currentCell();
       try {
         this.send({ op: "error_output", cell, ...this.mapper.format(err) });
       } catch (sendErr) {
         this.log(`could not report an error: ${String(sendErr)}; the error was: ${String(err)}`);
       }
     };
-    process.on("uncaughtException", report);
-    process.on("unhandledRejection", report);
+    process.on("uncaughtException", (err) => report(err, this.tracker.takeThrowContext()?.cell ?? this.output.currentCell()));
+    process.on("unhandledRejection", (reason, promise) =>
+      report(reason, this.tracker.contextOfPromise(promise)?.cell ?? this.output.currentCell()),
+    );
     process.on("exit", () => this.dispose());
   }
 
@@ -254,7 +260,7 @@ export class Runtime implements Disposable {
     }
     this.mapper.register(fileName, { map: compiled.map, sourceLines: compiled.sourceLines, columnShift: compiled.columnShift });
     const context: CellContext = { cell: op.id, allowStdin: op.allow_stdin };
-    const outcome = await this.als.run(context, () => this.evaluator.evaluate(compiled.js, signal));
+    const outcome = await this.tracker.run(context, () => this.evaluator.evaluate(compiled.js, signal));
     switch (outcome.type) {
       case "interrupted":
         return { op: "execute_done", id: op.id, status: "error", ...interruptedContent() };
@@ -263,7 +269,7 @@ export class Runtime implements Disposable {
       case "value": {
         if (op.silent || outcome.value === undefined) return { op: "execute_done", id: op.id, status: "ok", result: null };
         try {
-          const data = await this.als.run(context, () => this.tsnb.toMimeBundle(outcome.value));
+          const data = await this.tracker.run(context, () => this.tsnb.toMimeBundle(outcome.value));
           return { op: "execute_done", id: op.id, status: "ok", result: { data, metadata: {} } };
         } catch (err) {
           return { op: "execute_done", id: op.id, status: "error", ...this.mapper.format(err) };
@@ -277,6 +283,13 @@ export class Runtime implements Disposable {
   }
 
   private onInterrupt(): void {
+    // This runs at the top of an event-loop callback, where no cell is current; terminated code may have
+    // skipped the finally blocks that restore the context.
+    this.tracker.reset();
+    // Finish a frame that terminated code was in the middle of writing.
+    this.channel.drain();
+    // Output printed just before a loop that never yielded is still buffered: show it now.
+    this.output.flush();
     this.magics.killChildren();
     for (const [id, pending] of this.pendingInputs) {
       this.pendingInputs.delete(id);
@@ -285,7 +298,7 @@ export class Runtime implements Disposable {
   }
 
   private requestInput(request: { prompt: string; password: boolean }): Promise<string> {
-    const context = this.als.getStore();
+    const context = this.tracker.current();
     if (!context) return Promise.reject(new InputError("input() can only be called while a cell is running"));
     if (!context.allowStdin) {
       return Promise.reject(new InputError("input() is not available: this front-end does not accept input (allow_stdin is false)"));
@@ -350,6 +363,7 @@ export class Runtime implements Disposable {
     this.magics.dispose();
     this.interrupts.dispose();
     this.evaluator.dispose();
+    this.tracker.dispose();
     this.channel.dispose();
   }
 }

@@ -100,6 +100,9 @@ export class ProgramHarness {
     const from = options.from ?? 0;
     const existing = this.received.slice(from).find(match);
     if (existing) return Promise.resolve(existing as T);
+    if (this.exitInfo !== null) {
+      return Promise.reject(new Error(`program already exited (${JSON.stringify(this.exitInfo)}); stderr: ${this.rawStderr.slice(-2000)}`));
+    }
     const timeoutMs = options.timeoutMs ?? 10_000;
     return new Promise<T>((resolve, reject) => {
       const waiter: Waiter = {

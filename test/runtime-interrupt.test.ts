@@ -1,0 +1,113 @@
+// Interrupts through the interrupt channel (fd 4), exactly as the kernel sends them.
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import type { ProgramToKernel } from "../protocol/program.js";
+import { ProgramHarness, resultText, type CellRun } from "./helpers/program-harness.js";
+
+type Op<K extends ProgramToKernel["op"]> = Extract<ProgramToKernel, { op: K }>;
+
+describe("runtime: interrupt", () => {
+  let dir: string;
+  let program: ProgramHarness;
+
+  beforeAll(async () => {
+    dir = mkdtempSync(join(tmpdir(), "tsnb-interrupt-"));
+    program = await ProgramHarness.start({ cwd: dir });
+    expect(resultText(await program.execute("const kept = { value: 'still here' }\nlet counter = 0\n'ready'"))).toBe("'ready'");
+  });
+  afterAll(async () => {
+    await program?.close();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  /** Starts `code`, waits until it reports it is running, interrupts, and returns the run and the latency. */
+  async function interruptWhileRunning(code: string): Promise<{ run: CellRun; ms: number }> {
+    // The marker is larger than the output batch, so it is written at once, before `code` can block.
+    const started = program.startExecute(`console.log('running' + ' '.repeat(70_000))\n${code}`);
+    await program.waitFor((op) => op.op === "stream" && op.text.startsWith("running"), { from: started.from, what: "running marker" });
+    const t0 = performance.now();
+    program.interrupt();
+    const run = await program.finish(started, 5_000);
+    return { run, ms: performance.now() - t0 };
+  }
+
+  async function expectStateIntact(): Promise<void> {
+    expect(resultText(await program.execute("kept.value"))).toBe("'still here'");
+  }
+
+  it("interrupts while (true) {} within 1 s and keeps earlier variables", async () => {
+    const { run, ms } = await interruptWhileRunning("while (true) { counter++ }");
+    expect(run.done).toMatchObject({ status: "error", ename: "Interrupted" });
+    expect(ms).toBeLessThan(1000);
+    await expectStateIntact();
+    expect(resultText(await program.execute("counter > 0"))).toBe("true");
+  });
+
+  it("interrupts an await that never settles within 1 s", async () => {
+    const { run, ms } = await interruptWhileRunning("await new Promise(() => {})");
+    expect(run.done).toMatchObject({ status: "error", ename: "Interrupted" });
+    expect(ms).toBeLessThan(1000);
+    await expectStateIntact();
+  });
+
+  it("interrupts a busy loop after an await (code running in a microtask)", async () => {
+    const { run, ms } = await interruptWhileRunning("await Promise.resolve()\nconsole.log('spinning' + ' '.repeat(70_000))\nwhile (true) {}");
+    expect(run.done).toMatchObject({ status: "error", ename: "Interrupted" });
+    expect(ms).toBeLessThan(1000);
+    await expectStateIntact();
+  });
+
+  it("an interrupted input() stops the rest of the cell", async () => {
+    const started = program.startExecute(
+      "await input('go on?')\nconsole.log('after the await')\ncounter = -1000",
+      { allowStdin: true },
+    );
+    await program.waitFor((op) => op.op === "input_request" && op.prompt === "go on?", { from: started.from });
+    program.interrupt();
+    expect((await program.finish(started, 5_000)).done).toMatchObject({ status: "error", ename: "Interrupted" });
+    // The rejected input() resumes the cell's code; it must not run. A later cell proves it did not.
+    const check = await program.execute("await new Promise((r) => setTimeout(r, 20))\ncounter >= 0");
+    expect(resultText(check)).toBe("true");
+    expect(program.received.some((op) => op.op === "stream" && op.text.includes("after the await"))).toBe(false);
+  });
+
+  it("interrupts a busy callback scheduled by a cell (a timer), and the program survives", async () => {
+    const started = program.startExecute("setTimeout(() => { console.log('callback spinning' + ' '.repeat(70_000)); for (;;) {} }, 0)\n'scheduled'");
+    expect(resultText(await program.finish(started))).toBe("'scheduled'");
+    await program.waitFor((op) => op.op === "stream" && op.text.startsWith("callback spinning"), { from: started.from, what: "callback marker" });
+    program.interrupt();
+    // No cell is running, so nothing reports "Interrupted"; the proof is that the program answers again.
+    expect(resultText(await program.execute("'responsive again'", { timeoutMs: 5_000 }))).toBe("'responsive again'");
+    await expectStateIntact();
+  });
+
+  it("interrupts a cell stuck printing into a full pipe without corrupting the channel", async () => {
+    const { run } = await interruptWhileRunning("for (;;) console.log('x'.repeat(10_000))");
+    expect(run.done).toMatchObject({ status: "error", ename: "Interrupted" });
+    expect(resultText(await program.execute("'frames intact'"))).toBe("'frames intact'");
+  });
+
+  it("interrupts a pending input() and a running shell command", async () => {
+    const started = program.startExecute("await input('never answered')", { allowStdin: true });
+    await program.waitFor<Op<"input_request">>((op) => op.op === "input_request" && op.prompt === "never answered", { from: started.from });
+    program.interrupt();
+    expect((await program.finish(started, 5_000)).done).toMatchObject({ status: "error", ename: "Interrupted" });
+
+    const { run, ms } = await interruptWhileRunning("!sleep 30");
+    expect(run.done).toMatchObject({ status: "error", ename: "Interrupted" });
+    expect(ms).toBeLessThan(1000);
+  });
+
+  it("an interrupt while idle harms nothing: pending callbacks still run and state is intact", async () => {
+    const scheduled = await program.execute("setTimeout(() => console.log('timer survived'), 150)\n'scheduled'");
+    expect(resultText(scheduled)).toBe("'scheduled'");
+    // Nothing runs now; the interrupt must not terminate the timer callback that runs next.
+    program.interrupt();
+    const late = await program.waitFor((op) => op.op === "stream" && op.text === "timer survived\n", { what: "the timer's output" });
+    expect(late).toMatchObject({ cell: scheduled.done.id });
+    for (let i = 0; i < 3; i++) expect(resultText(await program.execute(`${i} + 1`))).toBe(String(i + 1));
+    await expectStateIntact();
+  });
+});
