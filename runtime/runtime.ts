@@ -340,6 +340,8 @@ export class Runtime implements Disposable {
   }
 
   private shutdown(code: number): void {
+    // Already exiting (process.exit from a cell runs dispose from the 'exit' handler): keep its code.
+    if (this.disposed) return;
     this.dispose();
     process.exit(code);
   }

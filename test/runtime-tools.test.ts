@@ -1,0 +1,156 @@
+// complete / inspect answered by the live runtime, magics and shell lines, and a clean exit.
+import { mkdirSync, mkdtempSync, realpathSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import type { ProgramToKernel } from "../protocol/program.js";
+import { ProgramHarness, resultText } from "./helpers/program-harness.js";
+
+type Op<K extends ProgramToKernel["op"]> = Extract<ProgramToKernel, { op: K }>;
+
+describe("runtime: complete, inspect, magics", () => {
+  let dir: string;
+  let program: ProgramHarness;
+  let nextId = 0;
+
+  beforeAll(async () => {
+    dir = realpathSync(mkdtempSync(join(tmpdir(), "tsnb-tools-")));
+    mkdirSync(join(dir, "sub"));
+    program = await ProgramHarness.start({ cwd: dir });
+    await program.execute(
+      "const inventory = { apples: 3, apricots: 5, bananas: 1 }\nlet greeting = 'hi'\nfunction addNumbers(first: number, second: number) { return first + second }\nclass Basket { constructor(public size: number) {} }",
+    );
+  });
+  afterAll(async () => {
+    await program?.close();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  async function complete(code: string, cursor = code.length): Promise<Op<"complete_reply">> {
+    const id = `c${++nextId}`;
+    const from = program.received.length;
+    program.send({ op: "complete", id, code, cursor_pos: cursor });
+    return program.waitFor<Op<"complete_reply">>((op) => op.op === "complete_reply" && op.id === id, { from });
+  }
+
+  async function inspect(code: string, cursor = code.length, detail: 0 | 1 = 0): Promise<Op<"inspect_reply">> {
+    const id = `i${++nextId}`;
+    const from = program.received.length;
+    program.send({ op: "inspect", id, code, cursor_pos: cursor, detail_level: detail });
+    return program.waitFor<Op<"inspect_reply">>((op) => op.op === "inspect_reply" && op.id === id, { from });
+  }
+
+  it("completes names declared in earlier cells and globals", async () => {
+    const reply = await complete("const x = inv");
+    expect(reply.matches).toContain("inventory");
+    expect(reply).toMatchObject({ cursor_start: 10, cursor_end: 13 });
+    expect((await complete("gree")).matches).toEqual(["greeting"]);
+    expect((await complete("addN")).matches).toContain("addNumbers");
+    expect((await complete("Mat")).matches).toContain("Math");
+    expect((await complete("disp")).matches).toContain("display");
+  });
+
+  it("completes properties of objects, including inherited ones", async () => {
+    const reply = await complete("inventory.ap");
+    expect(reply.matches).toEqual(["apples", "apricots"]);
+    expect(reply).toMatchObject({ cursor_start: 10, cursor_end: 12 });
+    expect((await complete("greeting.toUp")).matches).toEqual(["toUpperCase"]);
+    expect((await complete("Math.fl")).matches).toEqual(["floor"]);
+    // The cursor may sit in the middle of the code.
+    expect((await complete("inventory.ban + 1", "inventory.ban".length)).matches).toEqual(["bananas"]);
+  });
+
+  it("never runs code with side effects to complete", async () => {
+    await program.execute("let calls = 0\nfunction sideEffect() { calls++; return { secret: 1 } }");
+    const reply = await complete("sideEffect().sec");
+    expect(reply.matches).toEqual([]);
+    expect(resultText(await program.execute("calls"))).toBe("0");
+  });
+
+  it("inspects functions (signature), values and unknown names", async () => {
+    const fn = await inspect("addNumbers");
+    expect(fn.found).toBe(true);
+    expect(fn.data["text/plain"]).toContain("addNumbers(first, second)");
+    const inCall = await inspect("addNumbers(1, ", "addNumbers(1, ".length);
+    expect(inCall.data["text/plain"]).toContain("addNumbers(first, second)");
+    const value = await inspect("inventory");
+    expect(value.data["text/plain"]).toContain("apples: 3");
+    const cls = await inspect("Basket", 3, 1);
+    expect(cls.data["text/plain"]).toContain("class Basket");
+    expect((await inspect("doesNotExist")).found).toBe(false);
+  });
+
+  it("%cd changes directory (imports and require follow), %env lists and sets, %help explains", async () => {
+    const cd = await program.execute("%cd sub");
+    expect(cd.stdout).toBe(`${join(dir, "sub")}\n`);
+    expect(resultText(await program.execute("process.cwd()"))).toBe(`'${join(dir, "sub")}'`);
+    await program.execute("%cd ..");
+    const set = await program.execute("%env TSNB_TEST_VAR=some value");
+    expect(set.stdout).toContain("TSNB_TEST_VAR=some value");
+    expect(resultText(await program.execute("process.env.TSNB_TEST_VAR"))).toBe("'some value'");
+    expect((await program.execute("%env")).stdout).toContain("TSNB_TEST_VAR=some value\n");
+    expect((await program.execute("%env TSNB_TEST_VAR")).stdout).toBe("some value\n");
+    const help = await program.execute("%help");
+    expect(help.stdout).toContain("%cd");
+    expect(help.stdout).toContain("display.html");
+    const unknown = await program.execute("%nope");
+    expect(unknown.done).toMatchObject({ status: "error", ename: "MagicError" });
+  });
+
+  it("runs !commands with live output, the cell's env and cwd, and reports failing exit codes", async () => {
+    const run = await program.execute("!echo hello from $TSNB_TEST_VAR; pwd\nconst afterShell = 1\n!echo second >&2; exit 3\nafterShell + 1");
+    expect(run.stdout).toBe(`hello from some value\n${dir}\n`);
+    expect(run.stderr).toBe("second\n[exit code 3]\n");
+    expect(resultText(run)).toBe("2");
+    // Lines that merely start with "!" as TypeScript are not shell commands.
+    expect(resultText(await program.execute("!!afterShell"))).toBe("true");
+  });
+
+  it("streams shell output line by line while the command runs", async () => {
+    const started = program.startExecute("!echo first; while [ ! -e go-on ]; do sleep 0.01; done; echo second");
+    await program.waitFor((op) => op.op === "stream" && op.text === "first\n", { from: started.from, what: "first line" });
+    // The command is still waiting for the file: the line arrived live.
+    expect(program.received.slice(started.from).some((op) => op.op === "execute_done")).toBe(false);
+    writeFileSync(join(dir, "go-on"), "");
+    const run = await program.finish(started);
+    expect(run.stdout).toBe("first\nsecond\n");
+  });
+});
+
+describe("runtime: exit", () => {
+  let dir: string;
+  let program: ProgramHarness | null = null;
+
+  beforeAll(() => {
+    dir = mkdtempSync(join(tmpdir(), "tsnb-exit-"));
+  });
+  afterEach(async () => {
+    await program?.close();
+    program = null;
+  });
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+  const debuggerNoise = /Waiting for the debugger|Debugger/;
+
+  it("exits cleanly on a shutdown op, without debugger noise", async () => {
+    program = await ProgramHarness.start({ cwd: dir });
+    await program.execute("console.log('x')");
+    program.send({ op: "shutdown" });
+    expect(await program.waitExit(5_000)).toMatchObject({ code: 0 });
+    expect(program.rawStderr).not.toMatch(debuggerNoise);
+  });
+
+  it("flushes output and exits without debugger noise when a cell calls process.exit", async () => {
+    program = await ProgramHarness.start({ cwd: dir });
+    const started = program.startExecute("console.log('last words')\nprocess.exit(3)");
+    expect(await program.waitExit(5_000)).toMatchObject({ code: 3 });
+    expect(program.received.some((op) => op.op === "stream" && op.text === "last words\n" && op.cell === started.id)).toBe(true);
+    expect(program.rawStderr).not.toMatch(debuggerNoise);
+  });
+
+  it("exits when the kernel closes the channel", async () => {
+    program = await ProgramHarness.start({ cwd: dir });
+    program.child.stdio[3]!.destroy();
+    expect((await program.waitExit(5_000)).code).toBe(0);
+  });
+});
