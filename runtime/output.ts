@@ -83,11 +83,12 @@ export class Output implements Disposable {
 
   private schedule(): void {
     if (this.scheduled !== null || this.disposed) return;
+    // Not unref'd: an unref'd immediate lets libuv block in poll until the next timer or I/O, which
+    // delayed output printed from timer callbacks by up to a second.
     this.scheduled = setImmediate(() => {
       this.scheduled = null;
       this.flush();
     });
-    this.scheduled.unref();
   }
 
   private makeWrite(name: StreamName): WriteFn {

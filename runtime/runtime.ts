@@ -8,7 +8,7 @@ import type { CompleteOp, ExecuteOp, InputReplyOp, InspectOp, ProgramToKernel } 
 import { Channel, ChannelClosedError, type ChannelEvent } from "./channel.js";
 import { ContextTracker } from "./context.js";
 import { DisposedError, type Disposable } from "./disposable.js";
-import { compileCell, HELPERS } from "./evaluator/compile.js";
+import { CellCompiler, HELPERS } from "./evaluator/compile.js";
 import { StackMapper } from "./evaluator/errors.js";
 import { Evaluator } from "./evaluator/evaluate.js";
 import { disarmAsyncHookChecks, InterruptController } from "./interrupt.js";
@@ -65,6 +65,7 @@ export class Runtime implements Disposable {
   private readonly comms: ProgramComms;
   private readonly pendingInputs = new Map<string, PendingInput>();
   private readonly fileNameUses = new Map<string, number>();
+  private readonly compiler = new CellCompiler();
   private queue: Promise<void> = Promise.resolve();
   private nextDisplay = 0;
   private nextInput = 0;
@@ -252,7 +253,7 @@ export class Runtime implements Disposable {
 
   private async evaluateCell(op: ExecuteOp, signal: ReturnType<InterruptController["signal"]>): Promise<ProgramToKernel> {
     const fileName = this.cellFileName(op);
-    const compiled = await compileCell({ code: op.code, fileName, experimentalDecorators: false });
+    const compiled = await this.compiler.compile({ code: op.code, fileName, experimentalDecorators: false });
     if (signal.isInterrupted()) return { op: "execute_done", id: op.id, status: "error", ...interruptedContent() };
     if (compiled.type === "syntax_error") {
       const { type: _type, ...error } = compiled;

@@ -53,11 +53,14 @@ describe("runtime: output and input", () => {
   it("tags output from callbacks that fire after the cell finished with that cell", async () => {
     const first = await program.execute("setTimeout(() => { console.log('late line'); console.error('late error') }, 20)\n'scheduled'");
     expect(resultText(first)).toBe("'scheduled'");
+    const finishedAt = performance.now();
     // A second cell is running (blocked on input) when the first cell's timer fires.
     const second = program.startExecute("await input('wait')", { allowStdin: true });
     const late = await program.waitFor<Op<"stream">>((op) => op.op === "stream" && op.text.includes("late line"), { from: first.outputs.length, what: "late line" });
     const lateError = await program.waitFor<Op<"stream">>((op) => op.op === "stream" && op.text.includes("late error"), { what: "late error" });
     expect(late.cell).toBe(first.done.id);
+    // Printed 20 ms after the cell; batching must not hold it back (an unref'd flush once cost ~1 s).
+    expect(performance.now() - finishedAt).toBeLessThan(500);
     expect(lateError).toMatchObject({ cell: first.done.id, name: "stderr" });
     const request = await program.waitFor<Op<"input_request">>((op) => op.op === "input_request" && op.prompt === "wait", { from: second.from });
     replyInput(request, "ok");

@@ -165,12 +165,48 @@ export async function compileCell(options: CompileOptions): Promise<CompileResul
   const map = new SourceMap(JSON.parse(outcome.map) as SourceMapPayload);
   return {
     type: "ok",
-    js: `${rewritten.code}\n//# sourceURL=${options.fileName}`,
+    js: withSourceUrl(rewritten.code, options.fileName),
     map,
     fileName: options.fileName,
     sourceLines,
     columnShift,
   };
+}
+
+function withSourceUrl(code: string, fileName: string): string {
+  return `${code}\n//# sourceURL=${fileName}`;
+}
+
+/**
+ * Compiles cells, remembering recent results by source text: re-running a cell skips esbuild (an IPC
+ * round trip to its service process). Only the sourceURL differs between runs; the source map is keyed
+ * by that name elsewhere, so the map object is shared.
+ */
+export class CellCompiler {
+  private readonly cache = new Map<string, { js: string; compiled: CompiledCell }>();
+
+  constructor(private readonly capacity = 200) {}
+
+  async compile(options: CompileOptions): Promise<CompileResult> {
+    const key = `${options.experimentalDecorators ? 1 : 0}:${options.code}`;
+    const hit = this.cache.get(key);
+    if (hit) {
+      this.cache.delete(key);
+      this.cache.set(key, hit);
+      return { ...hit.compiled, fileName: options.fileName, js: withSourceUrl(hit.js, options.fileName) };
+    }
+    const result = await compileCell(options);
+    if (result.type === "ok") {
+      const suffix = `\n//# sourceURL=${options.fileName}`;
+      this.cache.set(key, { js: result.js.slice(0, result.js.length - suffix.length), compiled: result });
+      while (this.cache.size > this.capacity) {
+        const oldest = this.cache.keys().next().value;
+        if (oldest === undefined) break;
+        this.cache.delete(oldest);
+      }
+    }
+    return result;
+  }
 }
 
 interface Edit {
