@@ -1,0 +1,69 @@
+// Fast unit tests of the cell compiler (no program process): magic translation, module-syntax rewriting
+// that keeps lines in place, last-expression preservation and syntax error formatting.
+import { describe, expect, it } from "vitest";
+import { CellCompiler, compileCell, HELPERS, rewriteModuleSyntax, translateMagics } from "../runtime/evaluator/compile.js";
+
+const strip = (s: string) => s.replace(/\u001b\[[0-9;]*m/g, "");
+
+describe("runtime compiler", () => {
+  it("translates magic and shell lines in place, leaving TypeScript alone", () => {
+    const out = translateMagics("%cd /tmp\nconst a = 1\n  !ls -l\n!!a\n!== 1\nx !== y");
+    const lines = out.split("\n");
+    expect(lines).toHaveLength(6);
+    expect(lines[0]).toBe(`await ${HELPERS.magic}("cd", "/tmp");`);
+    expect(lines[1]).toBe("const a = 1");
+    expect(lines[2]).toBe(`  await ${HELPERS.shell}("ls -l");`);
+    expect(lines.slice(3)).toEqual(["!!a", "!== 1", "x !== y"]);
+  });
+
+  it("rewrites imports into awaited runtime imports on the same lines", () => {
+    const code = 'import a, { b as c, "d" as e } from "pkg";\nimport * as ns from "./x.js";\nimport "side";\nconst m = await import("dyn");\nimport.meta.url;\n';
+    const result = rewriteModuleSyntax(code);
+    if (result.type !== "ok") throw new Error(result.message);
+    const lines = result.code.split("\n");
+    expect(lines).toHaveLength(code.split("\n").length);
+    expect(lines[0]).toBe(`const { default: a, "b": c, "d": e } = ${HELPERS.named}(await ${HELPERS.import}("pkg"), ["default","b","d"]);`);
+    expect(lines[1]).toBe(`const ns = await ${HELPERS.import}("./x.js");`);
+    expect(lines[2]).toBe(`await ${HELPERS.import}("side");`);
+    expect(lines[3]).toBe(`const m = await ${HELPERS.import}("dyn");`);
+    expect(lines[4]).toBe(`${HELPERS.meta}.url;`);
+  });
+
+  it("keeps line numbers when a multi-line import is rewritten and strips export keywords", () => {
+    const code = 'import {\n  a,\n  b,\n} from "pkg";\nexport const after = 1;\nexport { after as other };\nexport default function named() {}\n';
+    const result = rewriteModuleSyntax(code);
+    if (result.type !== "ok") throw new Error(result.message);
+    const lines = result.code.split("\n");
+    expect(lines).toHaveLength(code.split("\n").length);
+    expect(lines[4]).toBe("       const after = 1;");
+    expect(lines[5]!.trim()).toBe("");
+    expect(lines[6]!.trim()).toBe("function named() {}");
+  });
+
+  it("wraps the last expression so pure values survive esbuild, and only expressions", async () => {
+    const negative = await compileCell({ code: "const a = 1\n-1", fileName: "c.ts", experimentalDecorators: false });
+    expect(negative.type === "ok" && negative.js).toContain(`${HELPERS.keep}(`);
+    const declaration = await compileCell({ code: "function f() {}", fileName: "c.ts", experimentalDecorators: false });
+    expect(declaration.type === "ok" && declaration.js).not.toContain(HELPERS.keep);
+    const loop = await compileCell({ code: "for (const x of [1]) {\n  x\n}", fileName: "c.ts", experimentalDecorators: false });
+    expect(loop.type === "ok" && loop.js).not.toContain(HELPERS.keep);
+  });
+
+  it("formats syntax errors with position, source line and caret", async () => {
+    const result = await compileCell({ code: "let ok = 1\nlet bad = (;\n", fileName: "cell[7].ts", experimentalDecorators: false });
+    expect(result.type).toBe("syntax_error");
+    if (result.type !== "syntax_error") return;
+    expect(result.ename).toBe("SyntaxError");
+    expect(result.evalue).toContain("cell[7].ts:2:12");
+    expect(result.traceback.map(strip)).toEqual([expect.stringContaining("SyntaxError"), "2 | let bad = (;", "  |            ^"]);
+  });
+
+  it("serves re-runs from the cache with the new file name", async () => {
+    const compiler = new CellCompiler(2);
+    const first = await compiler.compile({ code: "1 + 1", fileName: "cell[1].ts", experimentalDecorators: false });
+    const again = await compiler.compile({ code: "1 + 1", fileName: "cell[2].ts", experimentalDecorators: false });
+    if (first.type !== "ok" || again.type !== "ok") throw new Error("compile failed");
+    expect(again.js).toBe(first.js.replace("cell[1].ts", "cell[2].ts"));
+    expect(again.fileName).toBe("cell[2].ts");
+  });
+});
