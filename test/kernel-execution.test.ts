@@ -2,7 +2,9 @@
 
 import { readFileSync } from "node:fs";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import * as zmq from "zeromq";
 import type { JupyterMessage } from "../protocol/jupyter.js";
+import { decodeFrames } from "../protocol/wire.js";
 import { parentId, startKernel, type RunningKernel } from "./helpers/kernel-client.js";
 
 const types = (msgs: JupyterMessage[]) => msgs.map((m) => m.header.msg_type);
@@ -243,4 +245,84 @@ describe("executing cells", () => {
     console.log(`kernel peak RSS during the 50 MB burst: ${(peakKb / 1024).toFixed(0)} MB, ${streams.length} stream messages`);
     expect(peakKb).toBeLessThan(200 * 1024);
   }, 180_000);
+});
+
+describe("output backpressure", () => {
+  let kernel: RunningKernel;
+
+  beforeAll(async () => {
+    kernel = await startKernel();
+  });
+
+  afterAll(async () => {
+    await kernel?.kill();
+  });
+
+  it("slows the program down for a slow IOPub subscriber: nothing lost, kernel memory bounded", { timeout: 120_000 }, async () => {
+    const slow = new zmq.Subscriber({ receiveHighWaterMark: 4, linger: 0 });
+    try {
+      slow.connect(`tcp://127.0.0.1:${kernel.connection.iopub_port}`);
+      slow.subscribe();
+      const received: JupyterMessage[] = [];
+      const signer = kernel.client.signer;
+      const readOne = async () => {
+        const decoded = decodeFrames(await slow.receive(), signer);
+        if (!decoded.ok) throw new Error(`slow subscriber could not decode: ${decoded.error.type}`);
+        received.push(decoded.message);
+        return decoded.message;
+      };
+      // Probe until this subscriber provably receives (its subscription reaches the kernel asynchronously),
+      // so the burst cannot start before it.
+      slow.receiveTimeout = 300;
+      const probeDeadline = Date.now() + 10_000;
+      for (let subscribed = false; !subscribed; ) {
+        if (Date.now() > probeDeadline) throw new Error("the slow subscriber never received a probe");
+        const probe = kernel.client.send("shell", "kernel_info_request", {});
+        try {
+          for (let m = await readOne(); !subscribed; m = await readOne()) subscribed = parentId(m) === probe.msg_id;
+        } catch (err) {
+          if ((err as { code?: string }).code !== "EAGAIN") throw err;
+        }
+      }
+      // From here on, each receive has a 10 s deadline (zeromq rejects with EAGAIN).
+      slow.receiveTimeout = 10_000;
+
+      // Without backpressure the kernel would hold most of this while the subscriber lags (measured: its
+      // memory then grows with the output); with it, the program waits and the kernel stays flat.
+      const lines = 204_800; // 200 MiB of 1 KiB lines
+      // The cell's result is how long its writing loop took: with backpressure, as long as the slow reader.
+      const code = `const t0 = Date.now(); for (let i = 0; i < ${lines}; i++) process.stdout.write(String(i).padStart(8, "0") + " " + "y".repeat(1014) + "\\n"); Date.now() - t0`;
+      const cell = kernel.client.send("shell", "execute_request", { code, silent: false, store_history: true, user_expressions: {}, allow_stdin: false, stop_on_error: true });
+      // A consumer that takes 10 ms per message (about 25 MB/s at the kernel's message size), far slower than the program writes.
+      let done = false;
+      const readingStarted = Date.now();
+      while (!done) {
+        const m = await readOne();
+        done = parentId(m) === cell.msg_id && m.header.msg_type === "status" && m.content.execution_state === "idle";
+        await new Promise((resolve) => setTimeout(resolve, 10));
+      }
+      const readingMs = Date.now() - readingStarted;
+      const text = received
+        .filter((m) => parentId(m) === cell.msg_id && m.header.msg_type === "stream")
+        .map((m) => String(m.content.text))
+        .join("");
+      expect(text.length).toBe(lines * 1024);
+      for (let i = 0; i < lines; i += 1009) expect(text.slice(i * 1024, i * 1024 + 8)).toBe(String(i).padStart(8, "0"));
+      const reply = await kernel.client.reply("shell", cell, 10_000);
+      expect(reply.content.status).toBe("ok");
+      const peakKb = Number(/VmHWM:\s+(\d+)/.exec(readFileSync(`/proc/${kernel.process.pid}/status`, "utf8"))?.[1]);
+      const result = received.find((m) => parentId(m) === cell.msg_id && m.header.msg_type === "execute_result");
+      const writingMs = Number((result?.content.data as Record<string, string>)["text/plain"]);
+      console.log(
+        `slow subscriber: program wrote 200 MB in ${writingMs} ms while the reader took ${readingMs} ms; kernel peak RSS ${(peakKb / 1024).toFixed(0)} MB`,
+      );
+      // The program was held back to the reader's pace (it alone writes 200 MB in about 2 s)...
+      expect(writingMs).toBeGreaterThan(readingMs * 0.6);
+      // ...so the kernel never held the output: its peak stays far below the 200 MB written (the rest is
+      // freed-but-not-yet-collected message buffers, which V8 collects in ~64 MB steps).
+      expect(peakKb).toBeLessThan(300 * 1024);
+    } finally {
+      slow.close();
+    }
+  });
 });

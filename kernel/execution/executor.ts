@@ -516,7 +516,7 @@ export class Executor implements Execution {
   /** Stops reading the program while IOPub is behind; resumes once the queue has drained. */
   private throttle(): void {
     if (this.throttled || !this.program) return;
-    const limit = this.options.backpressure ?? { messages: 64, bytes: 16 * 1024 * 1024 };
+    const limit = this.options.backpressure ?? { messages: 16, bytes: 4 * 1024 * 1024 };
     const pending = this.io.iopubPending();
     if (pending.messages < limit.messages && pending.bytes < limit.bytes) return;
     this.throttled = true;

@@ -21,11 +21,21 @@ export class SendQueue {
   private readonly name: string;
   private readonly sendFn: SendFn;
   private readonly log: Log;
+  private readonly isFull: (err: unknown) => boolean;
+  private retryTimer: NodeJS.Timeout | null = null;
+  private wakeRetry: (() => void) | null = null;
 
-  constructor(options: { name: string; send: SendFn; log: Log }) {
+  constructor(options: {
+    name: string;
+    send: SendFn;
+    log: Log;
+    /** True for an error that means "the peer is full, try again later" rather than a failure. */
+    isFull?: (err: unknown) => boolean;
+  }) {
     this.name = options.name;
     this.sendFn = options.send;
     this.log = options.log;
+    this.isFull = options.isFull ?? (() => false);
   }
 
   push(frames: Uint8Array[]): void {
@@ -59,16 +69,27 @@ export class SendQueue {
     this.closed = true;
     this.items = [];
     this.bytes = 0;
+    if (this.retryTimer) clearTimeout(this.retryTimer);
+    this.retryTimer = null;
+    this.wakeRetry?.();
     this.wake();
   }
 
   private async run(): Promise<void> {
     this.running = true;
+    let backoffMs = 1;
     while (this.items.length > 0) {
       const item = this.items[0]!;
       try {
         await this.sendFn(item.frames);
+        backoffMs = 1;
       } catch (err) {
+        if (this.isFull(err) && !this.closed) {
+          // The message stays at the head of the queue; producers see the queue grow and slow down.
+          await this.pause(backoffMs);
+          backoffMs = Math.min(backoffMs * 2, 20);
+          continue;
+        }
         this.log.error(`${this.name}: send failed: ${err instanceof Error ? err.message : String(err)}`);
       }
       // abandon() may have emptied the queue while the send was in flight.
@@ -79,6 +100,17 @@ export class SendQueue {
     }
     this.running = false;
     this.wake();
+  }
+
+  private pause(ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      this.wakeRetry = () => {
+        this.wakeRetry = null;
+        this.retryTimer = null;
+        resolve();
+      };
+      this.retryTimer = setTimeout(this.wakeRetry, ms);
+    });
   }
 
   private wake(): void {

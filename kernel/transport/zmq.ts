@@ -12,6 +12,9 @@ import { decodeInbound, InboundQueue, type Incoming, type InboundChannel, type Q
 
 const encoder = new TextEncoder();
 
+/** Messages zeromq may queue per IOPub subscriber before sends wait (stream messages are up to 256 KiB). */
+const IOPUB_HIGH_WATER_MARK = 32;
+
 export interface ZmqTransportOptions {
   connection: ConnectionInfo;
   log: Log;
@@ -27,15 +30,21 @@ export class ZmqTransport implements Transport {
       shell: zmq.Router;
       control: zmq.Router;
       stdin: zmq.Router;
-      iopub: zmq.Publisher;
+      iopub: zmq.XPublisher;
       hb: zmq.Reply;
     },
     private readonly signer: Signer,
     private readonly log: Log,
   ) {
     this.inbound = new InboundQueue(log);
-    const queue = (name: Channel, socket: zmq.Router | zmq.Publisher) =>
-      new SendQueue({ name, send: (frames) => socket.send(frames), log });
+    const queue = (name: Channel, socket: zmq.Router | zmq.XPublisher) =>
+      new SendQueue({
+        name,
+        send: (frames) => socket.send(frames),
+        log,
+        // XPUB with noDrop reports a full subscriber as EAGAIN (its "writable" poll is always true).
+        isFull: (err) => (err as { code?: string }).code === "EAGAIN",
+      });
     this.queues = {
       shell: queue("shell", sockets.shell),
       control: queue("control", sockets.control),
@@ -53,10 +62,11 @@ export class ZmqTransport implements Transport {
       shell: new zmq.Router(inbound),
       control: new zmq.Router(inbound),
       stdin: new zmq.Router(inbound),
-      // A PUB socket drops messages over its high-water mark instead of blocking; losing `idle` that way
-      // leaves a cell busy forever, so never drop. Memory stays bounded because the execution layer
-      // throttles its output producer on this transport's queues.
-      iopub: new zmq.Publisher({ linger: 1000, sendHighWaterMark: 0 }),
+      // A plain PUB socket drops messages over its high-water mark (losing `idle` leaves a cell busy forever)
+      // or, without a mark, buffers without limit. XPUB with noDrop makes a full subscriber block the send
+      // instead: the send queue grows, the execution layer stops reading the program, and the program's
+      // writes block. Output is delayed, never lost, and kernel memory stays bounded.
+      iopub: new zmq.XPublisher({ linger: 1000, noDrop: true, sendHighWaterMark: IOPUB_HIGH_WATER_MARK }),
       hb: new zmq.Reply({ linger: 0 }),
     };
     const address = (port: number) => `tcp://${connection.ip}:${port}`;
@@ -126,6 +136,7 @@ export class ZmqTransport implements Transport {
     ];
     for (const [channel, socket] of routers) void this.receiveLoop(channel, socket);
     void this.heartbeatLoop();
+    void this.subscriptionLoop();
   }
 
   private async receiveLoop(channel: InboundChannel, socket: zmq.Router): Promise<void> {
@@ -136,6 +147,18 @@ export class ZmqTransport implements Transport {
       }
     } catch (err) {
       if (!socket.closed) this.log.error(`${channel} receive loop stopped: ${err instanceof Error ? err.message : String(err)}`);
+    }
+  }
+
+  /** XPUB hands subscription messages to the application; they need no action, but must be read. */
+  private async subscriptionLoop(): Promise<void> {
+    const iopub = this.sockets.iopub;
+    try {
+      for await (const _subscription of iopub) {
+        // Jupyter clients subscribe to everything; the topic filter is zeromq's job.
+      }
+    } catch (err) {
+      if (!iopub.closed) this.log.error(`iopub subscription loop stopped: ${err instanceof Error ? err.message : String(err)}`);
     }
   }
 
