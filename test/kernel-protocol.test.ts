@@ -149,12 +149,17 @@ describe("kernel lifecycle", () => {
     await Promise.all(kernels.map((k) => k.kill()));
   });
 
-  it("shuts down on shutdown_request: replies on control, then exits with code 0", async () => {
+  it("shuts down on shutdown_request: replies on control, stops the user program, then exits with code 0", async () => {
     const kernel = await startKernel();
     kernels.push(kernel);
+    const pidReply = await kernel.client.execute("process.pid");
+    const programPid = Number((pidReply.iopub.find((m) => m.header.msg_type === "execute_result")?.content.data as Record<string, string>)["text/plain"]);
+    expect(programPid).toBeGreaterThan(0);
     const { reply } = await kernel.client.request("control", "shutdown_request", { restart: false });
     expect(reply.content).toEqual({ status: "ok", restart: false });
     expect(await kernel.exited(10_000)).toBe(0);
+    // The kernel waits for its program before exiting, so it is gone (and reaped) by now.
+    expect(() => process.kill(programPid, 0)).toThrow(/ESRCH/);
   });
 
   it("has a new session id after a restart", async () => {
