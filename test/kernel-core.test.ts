@@ -160,6 +160,17 @@ describe("KernelCore", () => {
     expect(s.log.lines).toContain('warn: unknown message type "mystery_request" on control');
   });
 
+  it("treats Object.prototype names as unknown types without a reply", async () => {
+    const s = setup();
+    for (const msgType of ["constructor", "__proto__", "toString", "hasOwnProperty"]) {
+      const req = message(msgType, {});
+      s.transport.deliver("shell", req);
+      await sent(s.transport, idleFor(req.header.msg_id));
+      expect(summary(s.transport, req.header.msg_id)).toEqual(["iopub:busy", "iopub:idle"]);
+    }
+    for (const m of s.transport.sent) expect(typeof m.header.msg_type).toBe("string");
+  });
+
   it("keeps control responsive while a cell runs, and routes interrupt_request to the execution", async () => {
     const s = setup();
     const cell = message("execute_request", { code: "while (true) {}" });

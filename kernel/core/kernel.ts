@@ -151,7 +151,7 @@ export class KernelCore {
     }
     if (!isRequestType(msgType)) {
       this.log.warn(`unknown message type ${JSON.stringify(msgType)} on ${channel}`);
-      const replyType = replyTypeFor(msgType);
+      const replyType = safeReplyTypeFor(msgType);
       void this.run(message, channel, replyType, () =>
         replyType === null ? null : errorReply("UnknownMessageType", `tsnb does not handle "${msgType}" messages`),
       );
@@ -161,7 +161,7 @@ export class KernelCore {
   }
 
   private dispatchKnown<T extends RequestType>(msgType: T, channel: InboundChannel, raw: JupyterMessage): void {
-    const replyType = replyTypeFor(msgType);
+    const replyType = safeReplyTypeFor(msgType);
     const validated = VALIDATORS[msgType](raw.content);
     if (!validated.ok) {
       const evalue = `invalid ${msgType}: ${validated.error}`;
@@ -253,6 +253,16 @@ export class KernelCore {
     this.io.status("idle", parent);
     return content;
   }
+}
+
+/**
+ * replyTypeFor() looks names up with `in`, so "constructor" or "__proto__" would find Object.prototype's
+ * members; a client must not be able to make the kernel send a reply with a function as its msg_type.
+ */
+function safeReplyTypeFor(msgType: string): string | null {
+  if (msgType in Object.prototype) return null;
+  const replyType = replyTypeFor(msgType);
+  return typeof replyType === "string" ? replyType : null;
 }
 
 function isRequestType(msgType: string): msgType is RequestType {
