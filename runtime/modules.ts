@@ -16,6 +16,8 @@ export interface ImporterOptions {
   tsnbUrl: string;
   /** import.meta.resolve of the runtime's entry module (needs --experimental-import-meta-resolve for a parent). */
   resolve: ((specifier: string, parent?: string) => string) | undefined;
+  /** Called before resolving a relative or absolute path (the TypeScript file loader is set up lazily). */
+  beforeFileImport(): void;
 }
 
 export interface Importer {
@@ -36,7 +38,9 @@ export function createImporter(options: ImporterOptions): Importer {
   const resolve = (specifier: string): string => {
     if (specifier === "tsnb") return options.tsnbUrl;
     if (isBuiltin(specifier)) return specifier.startsWith("node:") ? specifier : `node:${specifier}`;
-    if (/^(file|data):/.test(specifier)) return specifier;
+    if (specifier.startsWith("data:")) return specifier;
+    if (/^(?:\.{1,2}\/|\/|file:)/.test(specifier)) options.beforeFileImport();
+    if (specifier.startsWith("file:")) return specifier;
     const errors: string[] = [];
     if (options.resolve) {
       try {

@@ -17,6 +17,7 @@ import { Magics } from "./magics.js";
 import { createImporter, type Importer } from "./modules.js";
 import { Output, type CellContext } from "./output.js";
 import { API_KEY, createTsnb, type Tsnb } from "./tsnb/api.js";
+import { registerTypeScriptLoader } from "./ts-loader.js";
 import { COMMS_KEY, ProgramComms, SyncedVariable } from "./tsnb/comms/comms.js";
 
 export interface RuntimeOptions {
@@ -68,6 +69,7 @@ export class Runtime implements Disposable {
   private readonly compiler = new CellCompiler();
   private queue: Promise<void> = Promise.resolve();
   private nextDisplay = 0;
+  private tsLoaderRegistered = false;
   private nextInput = 0;
   private disposed = false;
 
@@ -78,7 +80,17 @@ export class Runtime implements Disposable {
     this.tracker = new ContextTracker<CellContext>();
     this.output = new Output({ tracker: this.tracker, send: (op) => this.channel.send(op) });
     this.mapper = new StackMapper({ internalPrefixes: options.internalPrefixes });
-    this.importer = createImporter({ tsnbUrl: options.tsnbUrl, resolve: options.resolve });
+    this.importer = createImporter({
+      tsnbUrl: options.tsnbUrl,
+      resolve: options.resolve,
+      // Registering module hooks starts Node's loader thread (~50 ms): only when a cell imports a file.
+      beforeFileImport: () => {
+        if (this.tsLoaderRegistered) return;
+        this.tsLoaderRegistered = true;
+        const note = registerTypeScriptLoader();
+        if (note !== null) this.log(note);
+      },
+    });
     this.magics = new Magics({ write: (name, text) => this.output.write(name, text) });
     this.tsnb = createTsnb({
       send: (op) => this.send(op),

@@ -35,6 +35,8 @@ describe("runtime: modules", () => {
     });
     writeFileSync(join(dir, "local.mjs"), "export const fromLocal = 'local value';\n");
     writeFileSync(join(dir, "data.json"), JSON.stringify({ answer: 42 }));
+    writeFileSync(join(dir, "util.ts"), "export enum Level { Low = 1, High = 5 }\nexport function double(n: number): number { return n * 2 }\n");
+    writeFileSync(join(dir, "uses-util.ts"), "import { double } from './util.js'\nexport const quadruple = (n: number): number => double(double(n))\n");
     program = await ProgramHarness.start({ cwd: dir });
   });
   afterAll(async () => {
@@ -69,6 +71,12 @@ describe("runtime: modules", () => {
   it("imports relative files and JSON from the notebook directory", async () => {
     expect(resultText(await program.execute("import { fromLocal } from './local.mjs'\nfromLocal"))).toBe("'local value'");
     expect(resultText(await program.execute("import data from './data.json' with { type: 'json' }\ndata.answer"))).toBe("42");
+  });
+
+  it("imports TypeScript files, also through .js-suffixed and extensionless specifiers", async () => {
+    expect(resultText(await program.execute("import { double, Level } from './util.ts'\n[double(21), Level.High]"))).toBe("[ 42, 5 ]");
+    expect(resultText(await program.execute("import { quadruple } from './uses-util.js'\nquadruple(3)"))).toBe("12");
+    expect(resultText(await program.execute("(await import('./util')).double(4)"))).toBe("8");
   });
 
   it("provides require resolved from the notebook directory", async () => {
