@@ -135,6 +135,11 @@ interface Subscription {
   callback: (value: unknown, address: string) => void;
 }
 
+/** A separate ack is sent once this much arrived unacknowledged (the kernel's window is 16 MiB). */
+const ACK_EVERY_BYTES = 1024 * 1024;
+/** ...or after this long without a values message to carry it. */
+const ACK_QUIET_MS = 250;
+
 let idCounter = 0;
 /** Ids without crypto.randomUUID, which only exists on secure origins. */
 export function randomId(): string {
@@ -156,8 +161,10 @@ export class TsnbComm {
   private readonly lastValues = new Map<string, unknown>();
   private readonly statusCallbacks = new Map<number, (status: ConnectionStatus) => void>();
   private outbox: ValueItem[] = [];
-  private outboxTimer: ReturnType<typeof setTimeout> | null = null;
+  private flushQueued = false;
+  /** Newest batch handled but not yet acknowledged, and roughly how many bytes that leaves unacknowledged. */
   private ackSeq: number | null = null;
+  private unackedBytes = 0;
   private ackTimer: ReturnType<typeof setTimeout> | null = null;
   private openAckTimer: ReturnType<typeof setTimeout> | null = null;
   private retryTimer: ReturnType<typeof setTimeout> | null = null;
@@ -209,7 +216,20 @@ export class TsnbComm {
     const item = itemOf(address, value);
     this.lastValues.set(address, value);
     this.outbox.push(item);
-    if (this.outboxTimer === null) this.outboxTimer = setTimeout(() => this.flush(), 0);
+    this.queueFlush();
+  }
+
+  /**
+   * Sends made in one task go out as one message, at the end of that task: a microtask, not a timer,
+   * because browsers clamp timers to 4 ms and that would be most of an echo's round trip.
+   */
+  private queueFlush(): void {
+    if (this.flushQueued) return;
+    this.flushQueued = true;
+    queueMicrotask(() => {
+      this.flushQueued = false;
+      this.flush();
+    });
   }
 
   subscribe(address: string, callback: (value: any, address: string) => void, options: { latestOnly?: boolean } = {}): number {
@@ -291,8 +311,8 @@ export class TsnbComm {
   close(): void {
     this.flush();
     this.dispatch({ type: "close_requested" });
-    for (const t of [this.outboxTimer, this.ackTimer, this.openAckTimer, this.retryTimer]) if (t !== null) clearTimeout(t);
-    this.outboxTimer = this.ackTimer = this.openAckTimer = this.retryTimer = null;
+    for (const t of [this.ackTimer, this.openAckTimer, this.retryTimer]) if (t !== null) clearTimeout(t);
+    this.ackTimer = this.openAckTimer = this.retryTimer = null;
     this.rejectReady(new Error("tsnb_comm was closed"));
   }
 
@@ -397,6 +417,7 @@ export class TsnbComm {
         return;
       case "values":
         for (const item of splitItems(message.items, buffers)) {
+          this.unackedBytes += itemSize(item);
           let value: unknown;
           try {
             value = valueOf(item);
@@ -439,23 +460,40 @@ export class TsnbComm {
     }
   }
 
-  /** Acks are coalesced: one per event-loop turn, for the newest batch handled. */
+  /**
+   * Acks ride on the next values this page sends. A separate ack goes out only when much is unacknowledged
+   * (the kernel stops sending at its window) or after a quiet spell: each separate message costs a
+   * busy/idle pair on IOPub, which the server's Nagle-delayed writes can turn into a 40 ms stall for
+   * whatever comes next.
+   */
   private ackLater(seq: number): void {
     this.ackSeq = this.ackSeq === null ? seq : Math.max(this.ackSeq, seq);
-    if (this.ackTimer !== null) return;
-    this.ackTimer = setTimeout(() => {
-      this.ackTimer = null;
-      const s = this.ackSeq;
-      this.ackSeq = null;
-      if (s !== null && this.current.state === "open") this.sendNow({ op: "ack", seq: s });
-    }, 0);
+    if (this.unackedBytes >= ACK_EVERY_BYTES) {
+      this.sendAck();
+      return;
+    }
+    if (this.ackTimer === null) this.ackTimer = setTimeout(() => this.sendAck(), ACK_QUIET_MS);
+  }
+
+  private sendAck(): void {
+    if (this.ackTimer !== null) clearTimeout(this.ackTimer);
+    this.ackTimer = null;
+    const seq = this.takeAck();
+    if (seq !== undefined) this.sendNow({ op: "ack", seq });
+  }
+
+  /** The ack to send now, if any, clearing the pending one. */
+  private takeAck(): number | undefined {
+    if (this.ackSeq === null || this.current.state !== "open") return undefined;
+    const seq = this.ackSeq;
+    this.ackSeq = null;
+    this.unackedBytes = 0;
+    if (this.ackTimer !== null) clearTimeout(this.ackTimer);
+    this.ackTimer = null;
+    return seq;
   }
 
   private flush(): void {
-    if (this.outboxTimer !== null) {
-      clearTimeout(this.outboxTimer);
-      this.outboxTimer = null;
-    }
     if (this.current.state !== "open" || this.outbox.length === 0) return;
     // Batches stay below the chunk size where possible; a single larger value is chunked.
     let start = 0;
@@ -469,7 +507,10 @@ export class TsnbComm {
         end++;
       }
       const batch = joinItems(this.outbox.slice(start, end));
-      this.sendNow({ op: "values", items: batch.items }, batch.buffers, bytes);
+      const message: BrowserToKernel = { op: "values", items: batch.items };
+      const ack = this.takeAck();
+      if (ack !== undefined) message.ack = ack;
+      this.sendNow(message, batch.buffers, bytes);
       start = end;
     }
     this.outbox = [];

@@ -46,7 +46,11 @@ export type BrowserToKernel =
   /** The browser listens to `address`; the kernel replays the last value and forwards new ones. */
   | { op: "listen"; address: string; latest_only: boolean }
   | { op: "unlisten"; address: string }
-  | { op: "values"; items: WireItem[] }
+  /**
+   * `ack` piggybacks flow control on traffic the browser sends anyway: a separate `ack` message costs a
+   * busy/idle pair on IOPub, which the server's Nagle-delayed writes turn into a ~40 ms stall.
+   */
+  | { op: "values"; items: WireItem[]; ack?: number }
   | { op: "pong"; nonce: number }
   /** The shim has handled the `values` batch `seq` and every earlier one (flow control). */
   | { op: "ack"; seq: number }
@@ -132,7 +136,10 @@ export function parseBrowserMessage(data: unknown, bufferCount: number): ParseRe
     case "values": {
       const e = checkItems(data.items, bufferCount);
       if (e) return fail(e);
-      return { ok: true, message: { op, items: data.items as WireItem[] } };
+      if (data.ack !== undefined && !isCount(data.ack)) return fail('"ack" must be a non-negative integer');
+      const message: BrowserToKernel = { op, items: data.items as WireItem[] };
+      if (data.ack !== undefined) message.ack = data.ack as number;
+      return { ok: true, message };
     }
     case "pong": {
       if (!isCount(data.nonce)) return fail('"nonce" must be a non-negative integer');

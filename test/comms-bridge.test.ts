@@ -288,6 +288,21 @@ describe("batching, rate budget and flow control", () => {
     expect(bridge.congested).toBe(false);
   });
 
+  it("takes an ack piggybacked on the browser's own values, so echoes need no separate ack message", () => {
+    const { clock, host, bridge, open, listen, send } = setup({ ackWindowBytes: 100_000 });
+    open("a");
+    listen("a", "blob");
+    for (let i = 0; i < 3; i++) send([{ address: "blob", value: new Uint8Array(90_000) }]);
+    clock.advance(10);
+    const first = host.takeFor("a").filter((m) => m.data.op === "values");
+    expect(first).toHaveLength(1);
+    const seq = first[0]!.data.op === "values" ? first[0]!.data.seq : -1;
+    const reply = browserValues("a", [{ address: "answer", value: 1 }]);
+    bridge.commMsg({ ...reply, content: { ...reply.content, data: { ...(reply.content.data as object), ack: seq } } });
+    clock.advance(10);
+    expect(host.takeFor("a").filter((m) => m.data.op === "values")).toHaveLength(1);
+  });
+
   it("answers sync at once when nothing is queued", () => {
     const { host, bridge } = setup();
     bridge.programOp({ op: "comm_sync", id: "now" }, []);

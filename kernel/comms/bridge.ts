@@ -318,6 +318,7 @@ export class CommsBridge {
         if (record.listens.delete(message.address)) this.countListeners(message.address);
         return;
       case "values": {
+        if (message.ack !== undefined) this.acknowledge(record, message.ack);
         const items = splitItems(message.items, buffers);
         const toProgram: ValueItem[] = [];
         for (const item of items) {
@@ -336,13 +337,9 @@ export class CommsBridge {
       case "pong":
         this.heartbeatEvent(record, { type: "pong", now: this.host.now(), nonce: message.nonce });
         return;
-      case "ack": {
-        while (record.inflight.length > 0 && record.inflight[0]!.seq <= message.seq) {
-          record.inflightBytes -= record.inflight.shift()!.bytes;
-        }
-        this.scheduleFlush();
+      case "ack":
+        this.acknowledge(record, message.seq);
         return;
-      }
       case "chunk":
         this.handleChunk(record, message, buffers[0]!);
         return;
@@ -351,6 +348,13 @@ export class CommsBridge {
         throw new Error(`unhandled browser op ${JSON.stringify(unreachable)}`);
       }
     }
+  }
+
+  private acknowledge(record: CommRecord, seq: number): void {
+    while (record.inflight.length > 0 && record.inflight[0]!.seq <= seq) {
+      record.inflightBytes -= record.inflight.shift()!.bytes;
+    }
+    this.scheduleFlush();
   }
 
   private handleChunk(record: CommRecord, message: { id: string; index: number; last: boolean }, bytes: Uint8Array): void {
