@@ -191,6 +191,15 @@ describe("executing cells", () => {
     expect(result(kernel.client.iopubFor(request))).toMatchObject({ data: { "text/plain": "'ADA'" } });
   });
 
+  it("marks password prompts as such on stdin", async () => {
+    const request = kernel.client.send("shell", "execute_request", { code: "(await input.password('Secret: ')).length", silent: false, store_history: true, user_expressions: {}, allow_stdin: true, stop_on_error: true });
+    const inputRequest = await kernel.client.replies.stdin.wait((m) => parentId(m) === request.msg_id, 10_000, "input_request");
+    expect(inputRequest.content).toEqual({ prompt: "Secret: ", password: true });
+    kernel.client.send("stdin", "input_reply", { value: "hunter2" }, { parent: inputRequest.header });
+    await kernel.client.idle(request);
+    expect(result(kernel.client.iopubFor(request))).toMatchObject({ data: { "text/plain": "7" } });
+  });
+
   it("fails input() clearly when the front-end does not allow stdin", async () => {
     const { reply } = await kernel.client.execute("await input('x')", { content: { allow_stdin: false } });
     expect(reply.content.status).toBe("error");
