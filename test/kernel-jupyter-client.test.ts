@@ -1,0 +1,91 @@
+// The kernel as Jupyter itself runs it: installed with `tsnb install`, started and restarted from its
+// kernelspec by jupyter_client's KernelManager (Debian's python3-jupyter-client).
+
+import { execFile } from "node:child_process";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, describe, expect, it } from "vitest";
+import { REPO_ROOT } from "./helpers/kernel-client.js";
+
+const SCRIPT = String.raw`
+import json, sys, time
+from jupyter_client.manager import start_new_kernel
+
+km, kc = start_new_kernel(kernel_name="tsnb-jc-test", startup_timeout=30)
+def report_pid():
+    print("PID %d" % km.provisioner.pid, flush=True)
+report_pid()
+out = {}
+try:
+    first = kc.execute_interactive("const answer: number = 6 * 7; answer", timeout=30, output_hook=lambda m: None)
+    out["first"] = first["content"]["status"]
+    out["session_before"] = kc.kernel_info(reply=True, timeout=10)["header"]["session"]
+    started = time.monotonic()
+    km.restart_kernel(now=False)
+    report_pid()
+    kc.wait_for_ready(timeout=30)
+    out["restart_seconds"] = time.monotonic() - started
+    out["session_after"] = kc.kernel_info(reply=True, timeout=10)["header"]["session"]
+    results = []
+    after = kc.execute_interactive("typeof answer", timeout=30, output_hook=lambda m: results.append(m["content"]) if m["msg_type"] == "execute_result" else None)
+    out["after"] = after["content"]["status"]
+    out["after_result"] = results[0]["data"]["text/plain"] if results else None
+finally:
+    kc.stop_channels()
+    km.shutdown_kernel(now=False)
+    out["alive_after_shutdown"] = km.is_alive()
+print("RESULT " + json.dumps(out))
+`;
+
+describe("jupyter_client drives the installed kernelspec", () => {
+  const dir = mkdtempSync(join(tmpdir(), "tsnb-jc-"));
+  /** Kernel pids the driver reported: killed here even if the driver itself died half-way. */
+  const kernelPids = new Set<number>();
+  afterAll(() => {
+    for (const pid of kernelPids) {
+      try {
+        process.kill(-pid, "SIGKILL");
+      } catch (err) {
+        // ESRCH: the kernel (and its process group) already exited, as it should have.
+        if ((err as NodeJS.ErrnoException).code !== "ESRCH") throw err;
+      }
+    }
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it("starts, runs a cell, restarts quickly with a new session and fresh state, and shuts down", async () => {
+    const prefix = join(dir, "prefix");
+    await run(process.execPath, [join(REPO_ROOT, "bin", "tsnb.mjs"), "install", "--prefix", prefix, "--name", "tsnb-jc-test"], {});
+    const script = join(dir, "drive.py");
+    writeFileSync(script, SCRIPT);
+    const { stdout } = await run("/usr/bin/python3", [script], { JUPYTER_PATH: join(prefix, "share", "jupyter") }, (out) => {
+      for (const m of out.matchAll(/^PID (\d+)$/gm)) kernelPids.add(Number(m[1]));
+    });
+    const line = stdout.split("\n").find((l) => l.startsWith("RESULT "));
+    expect(line, stdout).toBeDefined();
+    const result = JSON.parse(line!.slice("RESULT ".length));
+    expect(result.first).toBe("ok");
+    expect(result.after).toBe("ok");
+    expect(result.after_result).toBe("'undefined'");
+    expect(result.session_after).not.toBe(result.session_before);
+    // The kernel exits on its own, so the manager never waits out its kill timeout (5 s by default).
+    expect(result.restart_seconds).toBeLessThan(3);
+    expect(result.alive_after_shutdown).toBe(false);
+  }, 90_000);
+});
+
+function run(
+  cmd: string,
+  args: string[],
+  env: NodeJS.ProcessEnv,
+  onStdout: (stdout: string) => void = () => {},
+): Promise<{ stdout: string; stderr: string }> {
+  return new Promise((resolve, reject) => {
+    execFile(cmd, args, { env: { ...process.env, ...env }, timeout: 80_000 }, (err, stdout, stderr) => {
+      onStdout(stdout);
+      if (err) reject(new Error(`${cmd} ${args.join(" ")} failed: ${err.message}\n${stdout}\n${stderr}`));
+      else resolve({ stdout, stderr });
+    });
+  });
+}
