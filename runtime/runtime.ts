@@ -1,6 +1,8 @@
 // The user program: receives ops from the kernel on the main channel, runs cells one at a time, and sends
 // output, displays, input requests and results back. See ARCHITECTURE.md ("The program channel").
 
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
 import { transform } from "esbuild";
 import type { ErrorContent, JsonObject } from "../protocol/jupyter.js";
 import type { RawFrame } from "../protocol/framing.js";
@@ -76,7 +78,7 @@ export class Runtime implements Disposable {
   constructor(private readonly options: RuntimeOptions) {
     this.channel = new Channel({ fd: options.channelFd, onEvent: (event) => this.onChannelEvent(event) });
     this.channel.send({ op: "hello", pid: process.pid, node_version: process.version });
-    this.evaluator = new Evaluator();
+    this.evaluator = new Evaluator({ log: (text) => this.log(text) });
     this.tracker = new ContextTracker<CellContext>();
     this.output = new Output({ tracker: this.tracker, send: (op) => this.channel.send(op) });
     this.mapper = new StackMapper({ internalPrefixes: options.internalPrefixes });
@@ -241,6 +243,24 @@ export class Runtime implements Disposable {
     }
   }
 
+  /**
+   * Standard (TC39) decorators unless the notebook directory's tsconfig.json turns on TypeScript's
+   * legacy `experimentalDecorators`, as libraries like TypeORM expect.
+   */
+  private legacyDecorators(): boolean {
+    let text: string;
+    try {
+      text = readFileSync(join(process.cwd(), "tsconfig.json"), "utf8");
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === "ENOENT") return false;
+      this.log(`could not read tsconfig.json: ${String(err)}`);
+      return false;
+    }
+    // tsconfig.json allows comments, so no JSON.parse: drop comments, then look for the one flag.
+    const withoutComments = text.replace(/\/\*[\s\S]*?\*\/|(^|[^:"\\])\/\/.*$/gm, "$1");
+    return /"experimentalDecorators"\s*:\s*true/.test(withoutComments);
+  }
+
   private cellFileName(op: ExecuteOp): string {
     const base = `cell[${op.execution_count}]`;
     const uses = (this.fileNameUses.get(base) ?? 0) + 1;
@@ -265,7 +285,7 @@ export class Runtime implements Disposable {
 
   private async evaluateCell(op: ExecuteOp, signal: ReturnType<InterruptController["signal"]>): Promise<ProgramToKernel> {
     const fileName = this.cellFileName(op);
-    const compiled = await this.compiler.compile({ code: op.code, fileName, experimentalDecorators: false });
+    const compiled = await this.compiler.compile({ code: op.code, fileName, experimentalDecorators: this.legacyDecorators() });
     if (signal.isInterrupted()) return { op: "execute_done", id: op.id, status: "error", ...interruptedContent() };
     if (compiled.type === "syntax_error") {
       const { type: _type, ...error } = compiled;

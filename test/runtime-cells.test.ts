@@ -1,5 +1,5 @@
 // Cell semantics of the real user program (dist/program.js spawned as the kernel spawns it).
-import { mkdtempSync, rmSync } from "node:fs";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -85,6 +85,21 @@ describe("runtime: cells", () => {
       "[new Calc().add(1, 2), seen]",
     ].join("\n");
     expect(resultText(await program.execute(decorated))).toBe("[ 30, [ 'add' ] ]");
+  });
+
+  it("uses legacy decorators when the notebook's tsconfig.json enables experimentalDecorators", async () => {
+    writeFileSync(join(dir, "tsconfig.json"), '{\n  // comments are allowed here\n  "compilerOptions": { "experimentalDecorators": true }\n}\n');
+    try {
+      const legacy = [
+        "const targets: string[] = []",
+        "function mark(target: any, key: string, descriptor: PropertyDescriptor) { targets.push(`${typeof target}:${key}`) }",
+        "class Legacy { @mark run() {} }",
+        "targets",
+      ].join("\n");
+      expect(resultText(await program.execute(legacy))).toBe("[ 'object:run' ]");
+    } finally {
+      rmSync(join(dir, "tsconfig.json"));
+    }
   });
 
   it("renders objects with Symbol.for('Jupyter.display') richly", async () => {

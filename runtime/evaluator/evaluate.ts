@@ -35,13 +35,17 @@ interface EvaluateResponse {
 const GROUP = "tsnb-eval";
 const STASH = Symbol.for("tsnb.stash");
 
+export interface EvaluatorOptions {
+  log(text: string): void;
+}
+
 export class Evaluator implements Disposable {
   private readonly session = new inspector.Session();
   private readonly stash: { value: unknown } = { value: undefined };
   private stashId: Promise<string>;
   private disposed = false;
 
-  constructor() {
+  constructor(private readonly options: EvaluatorOptions) {
     this.session.connect();
     Object.defineProperty(globalThis, STASH, { value: this.stash, enumerable: false, configurable: true });
     this.stashId = this.post<EvaluateResponse>("Runtime.evaluate", { expression: "globalThis[Symbol.for('tsnb.stash')]" }).then(
@@ -88,8 +92,16 @@ export class Evaluator implements Disposable {
       return await Promise.race([evaluation, interrupted]);
     } finally {
       // Objects of an interrupted evaluation are released too; the cell's promise is abandoned.
-      this.post("Runtime.releaseObjectGroup", { objectGroup: GROUP }).catch(() => undefined);
+      this.release(GROUP);
     }
+  }
+
+  /** Lets V8 collect the remote objects of a finished evaluation. */
+  private release(objectGroup: string): void {
+    if (this.disposed) return;
+    this.post("Runtime.releaseObjectGroup", { objectGroup }).catch((err: unknown) =>
+      this.options.log(`releasing ${objectGroup} failed: ${err instanceof Error ? err.message : String(err)}`),
+    );
   }
 
   private async toValue(remote: RemoteObject): Promise<unknown> {
@@ -130,7 +142,7 @@ export class Evaluator implements Disposable {
       if (r.exceptionDetails) return { found: false };
       return { found: true, value: await this.toValue(r.result) };
     } finally {
-      this.post("Runtime.releaseObjectGroup", { objectGroup: GROUP + "-introspect" }).catch(() => undefined);
+      this.release(GROUP + "-introspect");
     }
   }
 

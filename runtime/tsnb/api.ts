@@ -110,8 +110,9 @@ export function createTsnb(host: TsnbHost): Tsnb {
     const run = (v: T, opts: DisplayOptions | undefined, update: boolean) => {
       const bundle = toBundle(v);
       if (bundle instanceof Promise) {
-        // A rich display whose bundle is computed asynchronously: failures surface as rejections.
-        bundle.then((b) => emit(b, opts, update), (err: unknown) => Promise.reject(err));
+        // An async [Symbol.for("Jupyter.display")](): its failure is left unhandled on purpose, so the
+        // runtime reports it as an error under the cell that displayed it.
+        void bundle.then((b) => emit(b, opts, update));
       } else emit(bundle, opts, update);
     };
     run(value, options, false);

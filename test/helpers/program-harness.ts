@@ -37,6 +37,7 @@ export class ProgramHarness {
   readonly received: ProgramToKernel[] = [];
   rawStdout = "";
   rawStderr = "";
+  readonly pipeErrors: string[] = [];
   private readonly waiters = new Set<Waiter>();
   private readonly decoder = new FrameDecoder();
   private exitInfo: { code: number | null; signal: NodeJS.Signals | null } | null = null;
@@ -50,8 +51,9 @@ export class ProgramHarness {
       for (const frame of frames) this.onOp(frame.header as unknown as ProgramToKernel);
       if (error) throw new Error(`program sent a bad frame: ${describeFrameError(error)}`);
     });
-    channel.on("error", () => undefined);
-    (child.stdio[4] as Duplex).on("error", () => undefined);
+    // EPIPE after the program exited (a test that kills it) is expected; keep it for diagnostics.
+    channel.on("error", (err) => this.pipeErrors.push(`channel: ${err.message}`));
+    (child.stdio[4] as Duplex).on("error", (err) => this.pipeErrors.push(`interrupt channel: ${err.message}`));
     child.stdout!.setEncoding("utf8").on("data", (t: string) => (this.rawStdout += t));
     child.stderr!.setEncoding("utf8").on("data", (t: string) => (this.rawStderr += t));
     this.exited = new Promise((resolve) => {
