@@ -100,9 +100,26 @@ async function runKernel(args: string[]): Promise<void> {
   process.on("unhandledRejection", (reason) =>
     log.error(`unhandled rejection (kernel bug): ${reason instanceof Error ? reason.stack ?? reason.message : String(reason)}`),
   );
+  watchParent({ log, onGone: () => void stop(0) });
   process.on("SIGINT", () => executor.interrupt());
   process.on("SIGTERM", () => void stop(0));
   process.on("SIGHUP", () => void stop(0));
+}
+
+/**
+ * Jupyter's launcher sets JPY_PARENT_PID. If that process dies without shutting the kernel down (the server
+ * was killed), we are reparented; exit rather than linger with a user program nobody can reach.
+ */
+function watchParent(options: { log: ReturnType<typeof stderrLog>; onGone: () => void }): void {
+  const expected = Number(process.env.JPY_PARENT_PID);
+  if (!Number.isInteger(expected) || expected <= 0 || process.ppid !== expected) return;
+  const timer = setInterval(() => {
+    if (process.ppid === expected) return;
+    clearInterval(timer);
+    options.log.warn(`the Jupyter process that started this kernel (pid ${expected}) is gone: shutting down`);
+    options.onGone();
+  }, 1000);
+  timer.unref();
 }
 
 function location(values: { user?: boolean; "sys-prefix"?: boolean; prefix?: string }): Location {

@@ -1,9 +1,13 @@
 // Black-box protocol tests: the real kernel process (bin/tsnb.mjs) over real zeromq sockets, with bad input
 // on every layer. Each test checks the kernel keeps answering afterwards.
 
+import { spawn } from "node:child_process";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { DELIMITER, encodeFrames } from "../protocol/wire.js";
-import { KernelClient, parentId, startKernel, type RunningKernel } from "./helpers/kernel-client.js";
+import { KernelClient, parentId, REPO_ROOT, startKernel, writeConnectionFile, type RunningKernel } from "./helpers/kernel-client.js";
 
 const enc = new TextEncoder();
 
@@ -184,3 +188,54 @@ describe("kernel lifecycle", () => {
     expect(reply.content.status).toBe("ok");
   });
 });
+
+describe("orphaned kernel", () => {
+  it("exits when the Jupyter process that started it (JPY_PARENT_PID) dies", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "tsnb-orphan-"));
+    const { path } = await writeConnectionFile(dir);
+    // A stand-in for the Jupyter server: starts the kernel as its child, reports the pid, then waits.
+    const parentCode = `
+      const { spawn } = require("node:child_process");
+      const kernel = spawn(process.execPath, [${JSON.stringify(join(REPO_ROOT, "bin", "tsnb.mjs"))}, "kernel", "--connection-file", ${JSON.stringify(path)}],
+        { env: { ...process.env, JPY_PARENT_PID: String(process.pid) }, stdio: "ignore", detached: true });
+      console.log(kernel.pid);
+      setInterval(() => {}, 1000);
+    `;
+    const parent = spawn(process.execPath, ["-e", parentCode], { stdio: ["ignore", "pipe", "inherit"] });
+    let kernelPid = 0;
+    try {
+      kernelPid = await new Promise<number>((resolve, reject) => {
+        const timer = setTimeout(() => reject(new Error("the stand-in parent did not report the kernel pid")), 10_000);
+        parent.stdout!.once("data", (d: Buffer) => {
+          clearTimeout(timer);
+          resolve(Number(d.toString().trim()));
+        });
+      });
+      const client = KernelClient.connect(path);
+      try {
+        await client.waitForReady(15_000);
+      } finally {
+        client.close();
+      }
+      parent.kill("SIGKILL");
+      // The kernel is not our child, so its exit cannot be awaited: poll for it, with a deadline.
+      const deadline = Date.now() + 5000;
+      while (processAlive(kernelPid) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+      expect(processAlive(kernelPid)).toBe(false);
+    } finally {
+      parent.kill("SIGKILL");
+      if (kernelPid > 0 && processAlive(kernelPid)) process.kill(-kernelPid, "SIGKILL");
+      rmSync(dir, { recursive: true, force: true });
+    }
+  }, 40_000);
+});
+
+function processAlive(pid: number): boolean {
+  try {
+    // A zombie still answers signal 0; it has exited for our purposes.
+    return !/^State:\s+Z/m.test(readFileSync(`/proc/${pid}/status`, "utf8"));
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === "ENOENT") return false;
+    throw err;
+  }
+}
