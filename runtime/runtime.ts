@@ -3,14 +3,13 @@
 
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
-import { transform } from "esbuild";
 import type { ErrorContent, JsonObject } from "../protocol/jupyter.js";
 import type { RawFrame } from "../protocol/framing.js";
 import type { CompleteOp, ExecuteOp, InputReplyOp, InspectOp, ProgramToKernel } from "../protocol/program.js";
 import { Channel, ChannelClosedError, type ChannelEvent } from "./channel.js";
 import { ContextTracker } from "./context.js";
 import { DisposedError, type Disposable } from "./disposable.js";
-import { CellCompiler, HELPERS } from "./evaluator/compile.js";
+import { CellCompiler, HELPERS, warmUpEsbuild } from "./evaluator/compile.js";
 import { StackMapper } from "./evaluator/errors.js";
 import { Evaluator } from "./evaluator/evaluate.js";
 import { disarmAsyncHookChecks, InterruptController } from "./interrupt.js";
@@ -72,6 +71,8 @@ export class Runtime implements Disposable {
   private queue: Promise<void> = Promise.resolve();
   private nextDisplay = 0;
   private tsLoaderRegistered = false;
+  private esbuildWarm: "cold" | "warming" = "cold";
+  private readonly warmTimer: NodeJS.Timeout;
   private nextInput = 0;
   private disposed = false;
 
@@ -120,8 +121,10 @@ export class Runtime implements Disposable {
     if (note !== null) this.log(note);
     this.installGlobals();
     this.installProcessHandlers();
-    // Start esbuild's service now so the first cell does not pay for it.
-    transform("", { loader: "ts" }).catch((err: unknown) => this.log(`esbuild warm-up failed: ${String(err)}`));
+    // esbuild is loaded lazily (plain JavaScript cells do not need it). Warm it once the first cell is
+    // done or the program has been idle a moment, whichever comes first, so start-up stays quick.
+    this.warmTimer = setTimeout(() => this.warmEsbuild(), 300);
+    this.warmTimer.unref();
   }
 
   private log(text: string): void {
@@ -261,6 +264,13 @@ export class Runtime implements Disposable {
     return /"experimentalDecorators"\s*:\s*true/.test(withoutComments);
   }
 
+  private warmEsbuild(): void {
+    if (this.esbuildWarm !== "cold") return;
+    this.esbuildWarm = "warming";
+    clearTimeout(this.warmTimer);
+    warmUpEsbuild().catch((err: unknown) => this.log(`esbuild warm-up failed: ${err instanceof Error ? err.message : String(err)}`));
+  }
+
   private cellFileName(op: ExecuteOp): string {
     const base = `cell[${op.execution_count}]`;
     const uses = (this.fileNameUses.get(base) ?? 0) + 1;
@@ -280,6 +290,7 @@ export class Runtime implements Disposable {
       this.send({ op: "execute_done", id: op.id, status: "error", ename: "InternalError", evalue: String(err), traceback: [] });
     } finally {
       signal.dispose();
+      setImmediate(() => this.warmEsbuild());
     }
   }
 
@@ -382,6 +393,7 @@ export class Runtime implements Disposable {
   dispose(): void {
     if (this.disposed) return;
     this.disposed = true;
+    clearTimeout(this.warmTimer);
     for (const [id, pending] of this.pendingInputs) {
       this.pendingInputs.delete(id);
       pending.reject(new DisposedError("the runtime"));

@@ -54,8 +54,12 @@ describe("runtime: cells", () => {
     expect(resultText(await program.execute("-1"))).toBe("-1");
     expect(resultText(await program.execute("NaN"))).toBe("NaN");
     expect(resultText(await program.execute("'a' + 'b';"))).toBe("'ab'");
-    expect(resultText(await program.execute("const base = 2\n[\n  base,\n  base * 2,\n]\n// trailing comment\n"))).toBe("[ 2, 4 ]");
+    expect(resultText(await program.execute("const base: number = 2;\n[\n  base,\n  base * 2,\n]\n// trailing comment\n"))).toBe("[ 2, 4 ]");
     expect(resultText(await program.execute("{ a: 1 }"))).toBe("{ a: 1 }");
+    // JavaScript's semicolon rules hold, also for the last line: `(`/`[` continue an unterminated line.
+    expect(resultText(await program.execute("const arr = [[10, 20]]\nconst pick = arr\n[0]\npick"))).toBe("[ 10, 20 ]");
+    expect(resultText(await program.execute("const typed: number[] = [1]\nconst again = typed\n[0]"))).toBe(null);
+    expect(resultText(await program.execute("let t: number = 5\n;(t + 1)"))).toBe("6");
     // A trailing declaration is a statement: it is declared and there is no result.
     expect((await program.execute("function declaredLast() { return 5 }")).done).toMatchObject({ status: "ok", result: null });
     expect(resultText(await program.execute("declaredLast()"))).toBe("5");

@@ -41,12 +41,23 @@ describe("runtime compiler", () => {
   });
 
   it("wraps the last expression so pure values survive esbuild, and only expressions", async () => {
-    const negative = await compileCell({ code: "const a = 1\n-1", fileName: "c.ts", experimentalDecorators: false });
+    const negative = await compileCell({ code: "const a: number = 1;\n-1", fileName: "c.ts", experimentalDecorators: false });
     expect(negative.type === "ok" && negative.js).toContain(`${HELPERS.keep}(`);
     const declaration = await compileCell({ code: "function f() {}", fileName: "c.ts", experimentalDecorators: false });
     expect(declaration.type === "ok" && declaration.js).not.toContain(HELPERS.keep);
     const loop = await compileCell({ code: "for (const x of [1]) {\n  x\n}", fileName: "c.ts", experimentalDecorators: false });
     expect(loop.type === "ok" && loop.js).not.toContain(HELPERS.keep);
+  });
+
+  it("evaluates plain JavaScript as written, and sends anything TypeScript-like through esbuild", async () => {
+    const plain = await compileCell({ code: "const a = [1, 2].map((x) => x * 2)\na", fileName: "p.ts", experimentalDecorators: false });
+    expect(plain.type === "ok" && plain.map).toBe(null);
+    expect(plain.type === "ok" && plain.js).toBe("const a = [1, 2].map((x) => x * 2)\na\n//# sourceURL=p.ts");
+    // `f<number>(1)` is valid JavaScript (two comparisons) but a generic call in TypeScript.
+    const generic = await compileCell({ code: "const f = <T>(x: T) => x\nf<number>(1)", fileName: "g.ts", experimentalDecorators: false });
+    expect(generic.type === "ok" && generic.map).not.toBe(null);
+    const comparison = await compileCell({ code: "1 < 2", fileName: "c.ts", experimentalDecorators: false });
+    expect(comparison.type === "ok" && comparison.map).not.toBe(null);
   });
 
   it("formats syntax errors with position, source line and caret", async () => {

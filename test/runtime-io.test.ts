@@ -114,7 +114,7 @@ describe("runtime: output and input", () => {
   });
 
   it("reads input and passwords through input_request / input_reply", async () => {
-    const started = program.startExecute("const who = await input('Name? ')\nconst secret = await input.password('Password: ')\n`${who}:${secret.length}`", { allowStdin: true });
+    const started = program.startExecute("const who = await input('Name? ')\nconst secret = await input.password('Password: ');\n`${who}:${secret.length}`", { allowStdin: true });
     const first = await program.waitFor<Op<"input_request">>((op) => op.op === "input_request", { from: started.from });
     expect(first).toMatchObject({ prompt: "Name? ", password: false, cell: started.id });
     replyInput(first, "Ada");

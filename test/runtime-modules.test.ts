@@ -80,7 +80,7 @@ describe("runtime: modules", () => {
   });
 
   it("provides require resolved from the notebook directory", async () => {
-    expect(resultText(await program.execute("const g = require('cjs-pkg')\n[g('r'), require('node:path').sep]"))).toBe("[ 'hello r', '/' ]");
+    expect(resultText(await program.execute("const g = require('cjs-pkg');\n[g('r'), require('node:path').sep]"))).toBe("[ 'hello r', '/' ]");
     const failed = await program.execute("require('esm-only')");
     expect(failed.done.status).toBe("error");
   });

@@ -4,8 +4,8 @@
 //   3. acorn parses the output and import declarations, `import()`, `import.meta` and `export` keywords
 //      are rewritten in place, keeping every line where it was so the source map stays valid.
 
-import { transform, type Message, type TransformFailure } from "esbuild";
-import { parse, type Node } from "acorn";
+import type { Message, TransformFailure } from "esbuild";
+import { parse, type Node, type Token } from "acorn";
 import { SourceMap, type SourceMapPayload } from "node:module";
 import type { ErrorContent } from "../../protocol/jupyter.js";
 import { formatSyntaxError } from "./errors.js";
@@ -23,7 +23,8 @@ export const HELPERS = {
 export interface CompiledCell {
   type: "ok";
   js: string;
-  map: SourceMap;
+  /** null when the cell was plain JavaScript, evaluated as written (positions map to themselves). */
+  map: SourceMap | null;
   fileName: string;
   /** The cell's source lines as the user wrote them (before magic translation). */
   sourceLines: string[];
@@ -67,6 +68,8 @@ type TransformOutcome = { type: "ok"; code: string; map: string } | { type: "err
 
 async function transformTs(code: string, options: CompileOptions): Promise<TransformOutcome> {
   try {
+    // Loaded on first use: a notebook whose first cells are plain JavaScript starts without esbuild.
+    const { transform } = await import("esbuild");
     const result = await transform(code, {
       loader: "ts",
       format: "esm",
@@ -106,6 +109,15 @@ const MAX_TAIL_LINES = 40;
  * that compiles. Candidates start at column 0 (or on the last line), which is where top-level statements
  * start in practice, so a cell needs few tries.
  */
+function continuesPreviousLine(lines: readonly string[], k: number): boolean {
+  for (let i = k - 1; i >= 0; i--) {
+    const text = lines[i]!.replace(/\/\/.*$/, "").trim();
+    if (text === "") continue;
+    return !/[;{}]$/.test(text);
+  }
+  return false;
+}
+
 async function transformKeepingLastExpression(
   translated: string,
   options: CompileOptions,
@@ -114,11 +126,15 @@ async function transformKeepingLastExpression(
   let end = lines.length;
   while (end > 0 && /^\s*(?:\/\/.*)?$/.test(lines[end - 1]!)) end--;
   if (end === 0) return null;
-  const prefix = `;${HELPERS.keep}(`;
+  // No leading `;`: an identifier at the start of the line ends the previous statement exactly where
+  // JavaScript's automatic semicolon insertion would, so the wrapper cannot split a statement...
+  const prefix = `${HELPERS.keep}(`;
   for (let k = end - 1; k >= Math.max(0, end - MAX_TAIL_LINES); k--) {
     const first = lines[k]!;
     if (NOT_EXPRESSION_START.test(first)) continue;
     if (k !== end - 1 && /^\s/.test(first)) continue;
+    // ...except before `(`, `[`, a template or a unary sign, which continue an unterminated line above.
+    if (/^\s*[([`+\-/]/.test(first) && continuesPreviousLine(lines, k)) continue;
     const tail = lines.slice(k, end);
     tail[tail.length - 1] = tail[tail.length - 1]!.replace(/;\s*$/, "");
     const indent = /^\s*/.exec(first)![0];
@@ -130,9 +146,46 @@ async function transformKeepingLastExpression(
   return null;
 }
 
+/**
+ * Plain JavaScript needs no esbuild: parse it with acorn and evaluate it as written. TypeScript syntax
+ * fails that parse, except generic calls like `f<T>(x)`, which JavaScript reads as comparisons; so any
+ * `<`/`>` sends the cell through esbuild, as do `using` declarations (Node 20 cannot run them).
+ */
+function plainJavaScript(translated: string): AnyNode | null {
+  let typeScriptLike = false;
+  let program: AnyNode;
+  try {
+    program = parse(translated, {
+      ecmaVersion: "latest",
+      sourceType: "module",
+      allowAwaitOutsideFunction: true,
+      allowHashBang: true,
+      onToken: (token: Token) => {
+        const value = (token as Token & { value?: unknown }).value;
+        if (token.type.label === "</>/<=/>=" || (token.type.label === "name" && value === "using")) typeScriptLike = true;
+      },
+    }) as unknown as AnyNode;
+  } catch (err) {
+    // Not JavaScript: TypeScript, or a syntax error that esbuild will report with its own message.
+    if (err instanceof SyntaxError) return null;
+    throw err;
+  }
+  if (typeScriptLike) return null;
+  // `{ a: 1 }` as the last statement is a block to JavaScript but an object to a REPL user; the esbuild
+  // path's last-expression wrapper reads it as the object, like Node's REPL.
+  const body = program.body as AnyNode[];
+  if (body.length > 0 && body[body.length - 1]!.type === "BlockStatement") return null;
+  return program;
+}
+
 export async function compileCell(options: CompileOptions): Promise<CompileResult> {
   const sourceLines = options.code.split("\n");
   const translated = translateMagics(options.code);
+  const plain = plainJavaScript(translated);
+  if (plain) {
+    const rewritten = rewriteParsed(translated, plain);
+    return { type: "ok", js: withSourceUrl(rewritten, options.fileName), map: null, fileName: options.fileName, sourceLines, columnShift: null };
+  }
   let outcome: TransformOutcome;
   let columnShift: CompiledCell["columnShift"] = null;
   const kept = await transformKeepingLastExpression(translated, options);
@@ -182,6 +235,12 @@ function withSourceUrl(code: string, fileName: string): string {
  * round trip to its service process). Only the sourceURL differs between runs; the source map is keyed
  * by that name elsewhere, so the map object is shared.
  */
+/** Loads esbuild and starts its service process ahead of the first TypeScript cell. */
+export async function warmUpEsbuild(): Promise<void> {
+  const { transform } = await import("esbuild");
+  await transform("let warm: number = 1", { loader: "ts" });
+}
+
 export class CellCompiler {
   private readonly cache = new Map<string, { js: string; compiled: CompiledCell }>();
 
@@ -290,6 +349,10 @@ export function rewriteModuleSyntax(code: string): { type: "ok"; code: string } 
   } catch (err) {
     return { type: "error", message: err instanceof Error ? err.message : String(err) };
   }
+  return { type: "ok", code: rewriteParsed(code, program) };
+}
+
+function rewriteParsed(code: string, program: AnyNode): string {
   const edits: Edit[] = [];
   for (const statement of program.body as AnyNode[]) {
     const text = code.slice(statement.start, statement.end);
@@ -342,5 +405,5 @@ export function rewriteModuleSyntax(code: string): { type: "ok"; code: string } 
   edits.sort((a, b) => b.start - a.start);
   let out = code;
   for (const edit of edits) out = out.slice(0, edit.start) + edit.text + out.slice(edit.end);
-  return { type: "ok", code: out };
+  return out;
 }

@@ -13,7 +13,8 @@ const BOLD = "\u001b[1m";
 const RESET = "\u001b[0m";
 
 export interface CellSource {
-  map: SourceMap;
+  /** null: the cell ran as written, generated positions are source positions. */
+  map: SourceMap | null;
   sourceLines: string[];
   /** Columns inserted by the compiler on one (1-based) line, to subtract after mapping. */
   columnShift: { line: number; by: number } | null;
@@ -87,6 +88,7 @@ export class StackMapper {
   mapPosition(fileName: string, line: number, column: number): Position | null {
     const cell = this.cells.get(fileName);
     if (!cell) return null;
+    if (cell.map === null) return { fileName, line, column };
     const entry = cell.map.findEntry(line - 1, column - 1) as Partial<{ originalLine: number; originalColumn: number }>;
     if (typeof entry.originalLine !== "number" || typeof entry.originalColumn !== "number") return null;
     const mappedLine = entry.originalLine + 1;
