@@ -17,7 +17,7 @@ import { complete, inspectAt } from "./introspect.js";
 import { Magics } from "./magics.js";
 import { createImporter, type Importer } from "./modules.js";
 import { Output, type CellContext } from "./output.js";
-import { API_KEY, createTsnb, type Tsnb } from "./tsnb/api.js";
+import { API_KEY, createTsnb, isNoResult, type Tsnb } from "./tsnb/api.js";
 import { registerTypeScriptLoader } from "./ts-loader.js";
 import { COMMS_KEY, ProgramComms, SyncedVariable } from "./tsnb/comms/comms.js";
 
@@ -311,7 +311,9 @@ export class Runtime implements Disposable {
       case "exception":
         return { op: "execute_done", id: op.id, status: "error", ...this.mapper.format(outcome.value) };
       case "value": {
-        if (op.silent || outcome.value === undefined) return { op: "execute_done", id: op.id, status: "ok", result: null };
+        if (op.silent || outcome.value === undefined || isNoResult(outcome.value)) {
+          return { op: "execute_done", id: op.id, status: "ok", result: null };
+        }
         try {
           const data = await this.tracker.run(context, () => this.tsnb.toMimeBundle(outcome.value));
           return { op: "execute_done", id: op.id, status: "ok", result: { data, metadata: {} } };

@@ -108,6 +108,12 @@ describe("runtime: output and input", () => {
     expect(clears.map((c) => c.wait)).toEqual([true, false]);
   });
 
+  it("shows a display call as the cell's last line once, without the handle as a result", async () => {
+    const run = await program.execute("display.html('<p>once</p>');");
+    expect(run.outputs.filter((op) => op.op === "display")).toHaveLength(1);
+    expect(run.done).toMatchObject({ status: "ok", result: null });
+  });
+
   it("rejects bad display input with a clear error", async () => {
     const run = await program.execute("display.png(42 as any)");
     expect(run.done).toMatchObject({ status: "error", ename: "DisplayError" });

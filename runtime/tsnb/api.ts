@@ -7,6 +7,8 @@ import type { JsonObject, JsonValue, MimeBundle } from "../../protocol/jupyter.j
 import type { CellId, ProgramToKernel } from "../../protocol/program.js";
 
 export const API_KEY = Symbol.for("tsnb.api");
+/** Marks values that are not shown as a cell's result (a display handle: its content is already shown). */
+export const NO_RESULT = Symbol.for("tsnb.noResult");
 /** Deno's protocol: `obj[Symbol.for("Jupyter.display")]()` returns a MIME bundle. */
 export const JUPYTER_DISPLAY = Symbol.for("Jupyter.display");
 
@@ -82,6 +84,10 @@ function isBundle(value: unknown): value is MimeBundle {
 }
 
 /** Rich bundle from Jupyter.display (may be async), else util.inspect text. text/plain is always present. */
+export function isNoResult(value: unknown): boolean {
+  return typeof value === "object" && value !== null && (value as { [NO_RESULT]?: unknown })[NO_RESULT] === true;
+}
+
 export async function toMimeBundle(value: unknown): Promise<MimeBundle> {
   const method = (value as { [JUPYTER_DISPLAY]?: unknown } | null | undefined)?.[JUPYTER_DISPLAY];
   if ((typeof value === "object" || typeof value === "function") && value !== null && typeof method === "function") {
@@ -116,7 +122,10 @@ export function createTsnb(host: TsnbHost): Tsnb {
       } else emit(bundle, opts, update);
     };
     run(value, options, false);
-    return { id, update: (v: T, opts?: DisplayOptions) => run(v, opts, true) };
+    const handle: DisplayHandle<T> = { id, update: (v: T, opts?: DisplayOptions) => run(v, opts, true) };
+    // `display.html(...)` as a cell's last line shows the HTML once, not the handle as well.
+    Object.defineProperty(handle, NO_RESULT, { value: true, enumerable: false });
+    return handle;
   };
 
   const text = (mime: string, label: string) => (s: string) => {
