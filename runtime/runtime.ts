@@ -176,6 +176,11 @@ export class Runtime implements Disposable {
       report(reason, this.tracker.contextOfPromise(promise)?.cell ?? this.output.currentCell()),
     );
     process.on("exit", () => this.dispose());
+    // Interrupts arrive on fd 4. A SIGINT to the whole process group (Ctrl+C in the terminal running
+    // Jupyter, or a signal-mode interrupt) must not kill the user's state; the kernel ends the program
+    // with SIGTERM/SIGKILL or a shutdown op.
+    // Not logged: raw stderr would reach the notebook.
+    process.on("SIGINT", () => undefined);
   }
 
   private onChannelEvent(event: ChannelEvent): void {

@@ -148,6 +148,14 @@ describe("runtime: exit", () => {
     expect(program.rawStderr).not.toMatch(debuggerNoise);
   });
 
+  it("survives SIGINT (Ctrl+C reaching the process group) with its state", async () => {
+    program = await ProgramHarness.start({ cwd: dir });
+    await program.execute("const survivor = 'kept'");
+    program.child.kill("SIGINT");
+    expect(resultText(await program.execute("survivor"))).toBe("'kept'");
+    expect(program.exit).toBe(null);
+  });
+
   it("exits when the kernel closes the channel", async () => {
     program = await ProgramHarness.start({ cwd: dir });
     program.child.stdio[3]!.destroy();
