@@ -578,7 +578,7 @@ export class CommsBridge {
       progress = false;
       for (const record of this.comms.values()) {
         if (this.tokens < 1) break;
-        if (record.queue.length === 0 || record.inflightBytes >= this.options.ackWindowBytes) continue;
+        if (!this.sendable(record)) continue;
         if (this.sendBatch(record)) {
           this.tokens -= 1;
           progress = true;
@@ -586,8 +586,17 @@ export class CommsBridge {
       }
     }
     this.updateCongestion();
-    const waiting = [...this.comms.values()].some((r) => r.queue.length > 0 && r.inflightBytes < this.options.ackWindowBytes);
+    // Comms waiting for acks are flushed again when the acks come, not by polling.
+    const waiting = [...this.comms.values()].some((r) => this.sendable(r));
     if (waiting) this.scheduleFlush();
+  }
+
+  /** Whether the comm's next value fits its ack window now (anything fits when nothing is in flight). */
+  private sendable(record: CommRecord): boolean {
+    const head = record.queue.find((e) => !e.superseded);
+    if (head === undefined) return false;
+    if (record.inflightBytes === 0) return true;
+    return head.size <= this.options.ackWindowBytes - record.inflightBytes;
   }
 
   private sendBatch(record: CommRecord): boolean {
@@ -602,6 +611,8 @@ export class CommsBridge {
         taken++;
         continue;
       }
+      // A value bigger than what is left of the window waits for acks, unless nothing is in flight.
+      if (items.length === 0 && record.inflightBytes > 0 && entry.size > this.options.ackWindowBytes - record.inflightBytes) break;
       if (items.length > 0 && (bytes + entry.size > limit || items.length >= this.options.maxBatchItems)) break;
       items.push(entry.item);
       bytes += entry.size;
