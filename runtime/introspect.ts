@@ -38,7 +38,8 @@ function propertyNames(value: unknown): string[] {
     for (const name of Object.getOwnPropertyNames(object)) names.add(name);
     object = Object.getPrototypeOf(object) as object | null;
   }
-  return [...names].filter((name) => /^[A-Za-z_$][\w$]*$/.test(name) && name !== "constructor" || name === "constructor");
+  // Only names that can follow a dot.
+  return [...names].filter((name) => /^[A-Za-z_$][\w$]*$/.test(name));
 }
 
 export interface CompleteResult {
