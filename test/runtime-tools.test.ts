@@ -80,6 +80,19 @@ describe("runtime: complete, inspect, magics", () => {
     expect((await inspect("doesNotExist")).found).toBe(false);
   });
 
+  it("survives malformed and unknown ops from the kernel, answering what it can", async () => {
+    const from = program.received.length;
+    program.send({ op: "bogus" } as never);
+    program.send({ op: "complete", id: "no-code", cursor_pos: 3 } as never);
+    program.send({ op: "inspect", id: "no-cursor", code: "x" } as never);
+    program.send({ op: "input_reply", id: "never-asked", status: "ok", value: "stray" });
+    program.send({ op: "execute", code: "1" } as never);
+    expect(await program.waitFor((op) => op.op === "complete_reply" && op.id === "no-code", { from })).toMatchObject({ matches: [] });
+    expect(await program.waitFor((op) => op.op === "inspect_reply" && op.id === "no-cursor", { from })).toMatchObject({ found: false });
+    expect(resultText(await program.execute("'still fine'"))).toBe("'still fine'");
+    expect(program.rawStderr).toContain('unknown op "bogus" ignored');
+  });
+
   it("%cd changes directory (imports and require follow), %env lists and sets, %help explains", async () => {
     const cd = await program.execute("%cd sub");
     expect(cd.stdout).toBe(`${join(dir, "sub")}\n`);
