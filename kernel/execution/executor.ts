@@ -60,8 +60,7 @@ interface CellInfo {
 
 interface RunningCell {
   id: string;
-  executionCount: number;
-  info: CellInfo;
+  /** Settles the cell's execute() with how it ended. */
   finish(outcome: CellOutcome): void;
 }
 
@@ -152,7 +151,7 @@ export class Executor implements Execution {
         resolve({ type: "program_lost", message: "The TypeScript program stopped before the cell could run. Run the cell again." });
         return;
       }
-      this.apply({ type: "cell_started", cell: { id, executionCount, info: { parent: request.header, request }, finish: resolve } });
+      this.apply({ type: "cell_started", cell: { id, finish: resolve } });
       const sent = state.program.send({ op: "execute", id, code, silent, store_history, allow_stdin, execution_count: executionCount });
       if (!sent) resolve({ type: "program_lost", message: "The TypeScript program was not running; a fresh program has started. Run the cell again." });
     });

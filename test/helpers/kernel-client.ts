@@ -296,7 +296,8 @@ export async function startKernel(options: { cwd?: string; env?: NodeJS.ProcessE
   const { path, connection } = await writeConnectionFile(dir, options.key === undefined ? {} : { key: options.key });
   const child = spawn(process.execPath, [join(REPO_ROOT, "bin", "tsnb.mjs"), "kernel", "--connection-file", path], {
     cwd: options.cwd ?? dir,
-    env: options.env ?? process.env,
+    // Like Jupyter's launcher: if this test process dies before kill() runs, the kernel notices and exits.
+    env: { ...(options.env ?? process.env), JPY_PARENT_PID: String(process.pid) },
     stdio: ["ignore", "pipe", "pipe"],
     detached: true,
   });
