@@ -90,7 +90,7 @@ export class Runtime implements Disposable {
       beforeFileImport: () => {
         if (this.tsLoaderRegistered) return;
         this.tsLoaderRegistered = true;
-        const note = registerTypeScriptLoader();
+        const note = registerTypeScriptLoader({ tsnbUrl: options.tsnbUrl });
         if (note !== null) this.log(note);
       },
     });

@@ -10,7 +10,9 @@ import { createRequire } from "node:module";
 
 const HOOKS = String.raw`
 let transform;
+let tsnbUrl;
 export async function initialize(data) {
+  tsnbUrl = data.tsnbUrl;
   ({ transform } = await import(data.esbuildUrl));
 }
 const TS = /\.(?:ts|mts|cts)$/;
@@ -20,6 +22,8 @@ function candidates(specifier) {
   return [];
 }
 export async function resolve(specifier, context, nextResolve) {
+  // Files next to the notebook share the runtime's one tsnb instance, installed or not.
+  if (specifier === "tsnb") return { url: tsnbUrl, shortCircuit: true };
   try {
     return await nextResolve(specifier, context);
   } catch (err) {
@@ -53,10 +57,10 @@ export async function load(url, context, nextLoad) {
 `;
 
 /** Registers the hooks; returns a note when that is not possible (then .ts imports fail as in plain Node). */
-export function registerTypeScriptLoader(): string | null {
+export function registerTypeScriptLoader(options: { tsnbUrl: string }): string | null {
   try {
     const esbuildUrl = pathToFileURL(createRequire(import.meta.url).resolve("esbuild")).href;
-    register(`data:text/javascript,${encodeURIComponent(HOOKS)}`, { data: { esbuildUrl } });
+    register(`data:text/javascript,${encodeURIComponent(HOOKS)}`, { data: { esbuildUrl, tsnbUrl: options.tsnbUrl } });
     return null;
   } catch (err) {
     return `TypeScript file imports are unavailable: ${err instanceof Error ? err.message : String(err)}`;

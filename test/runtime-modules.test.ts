@@ -36,6 +36,7 @@ describe("runtime: modules", () => {
     writeFileSync(join(dir, "local.mjs"), "export const fromLocal = 'local value';\n");
     writeFileSync(join(dir, "data.json"), JSON.stringify({ answer: 42 }));
     writeFileSync(join(dir, "util.ts"), "export enum Level { Low = 1, High = 5 }\nexport function double(n: number): number { return n * 2 }\n");
+    writeFileSync(join(dir, "shows.ts"), "import { display } from 'tsnb'\nexport const sameDisplay = (d: unknown) => d === display\n");
     writeFileSync(join(dir, "uses-util.ts"), "import { double } from './util.js'\nexport const quadruple = (n: number): number => double(double(n))\n");
     program = await ProgramHarness.start({ cwd: dir });
   });
@@ -77,6 +78,8 @@ describe("runtime: modules", () => {
     expect(resultText(await program.execute("import { double, Level } from './util.ts'\n[double(21), Level.High]"))).toBe("[ 42, 5 ]");
     expect(resultText(await program.execute("import { quadruple } from './uses-util.js'\nquadruple(3)"))).toBe("12");
     expect(resultText(await program.execute("(await import('./util')).double(4)"))).toBe("8");
+    // A file next to the notebook that imports "tsnb" gets the runtime's instance too.
+    expect(resultText(await program.execute("import { sameDisplay } from './shows.ts'\nsameDisplay(display)"))).toBe("true");
   });
 
   it("provides require resolved from the notebook directory", async () => {
