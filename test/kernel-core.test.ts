@@ -277,6 +277,36 @@ describe("KernelCore", () => {
   });
 });
 
+describe("KernelIO holds", () => {
+  it("never delays a message past maxHoldMs, even while holds keep overlapping", async () => {
+    const log = memoryLog();
+    const transport = new MemoryTransport({ log, signer: new HmacSigner("") });
+    const io = new KernelIO(transport, { maxHoldMs: 5 });
+    onTestFinished(() => io.dispose());
+    // Requests arriving back to back (comm bursts) keep at least one hold open all the time.
+    const first = io.hold(60_000);
+    io.publish({ msgType: "stream", content: { name: "stdout", text: "a" }, parent: {} });
+    const second = io.hold(60_000);
+    first.dispose();
+    expect(transport.sent).toEqual([]);
+    const out = await sent(transport, (m) => m.header.msg_type === "stream");
+    expect(out.content.text).toBe("a");
+    second.dispose();
+  });
+
+  it("sends held messages in order as soon as the last hold ends", () => {
+    const log = memoryLog();
+    const transport = new MemoryTransport({ log, signer: new HmacSigner("") });
+    const io = new KernelIO(transport, { maxHoldMs: 60_000 });
+    onTestFinished(() => io.dispose());
+    const hold = io.hold(60_000);
+    for (const text of ["1", "2", "3"]) io.publish({ msgType: "stream", content: { name: "stdout", text }, parent: {} });
+    expect(transport.sent).toEqual([]);
+    hold.dispose();
+    expect(transport.sent.map((m) => m.content.text)).toEqual(["1", "2", "3"]);
+  });
+});
+
 describe("is_complete scanner", () => {
   it.each([
     ["const x = 1", { status: "complete" }],

@@ -22,8 +22,15 @@ export class KernelIO {
   /** Open holds (see hold()); IOPub messages wait in `held` while there is one. */
   private holds = new Set<NodeJS.Timeout>();
   private held: OutgoingMessage[] = [];
+  /** Started by the first held message: overlapping holds must not delay any message longer than this. */
+  private heldDeadline: NodeJS.Timeout | null = null;
+  private readonly transport: Transport;
+  private readonly maxHoldMs: number;
 
-  constructor(private readonly transport: Transport) {}
+  constructor(transport: Transport, options: { maxHoldMs?: number } = {}) {
+    this.transport = transport;
+    this.maxHoldMs = options.maxHoldMs ?? 10;
+  }
 
   header(msgType: string): Header {
     return {
@@ -47,8 +54,12 @@ export class KernelIO {
       content: options.content,
       buffers: options.buffers ?? [],
     };
-    if (this.holds.size > 0) this.held.push(message);
-    else this.transport.send(message);
+    if (this.holds.size === 0) {
+      this.transport.send(message);
+    } else {
+      this.held.push(message);
+      this.heldDeadline ??= setTimeout(() => this.flushHeld(), this.maxHoldMs);
+    }
     return header;
   }
 
@@ -108,7 +119,12 @@ export class KernelIO {
   private release(timer: NodeJS.Timeout): void {
     if (!this.holds.delete(timer)) return;
     clearTimeout(timer);
-    if (this.holds.size > 0) return;
+    if (this.holds.size === 0) this.flushHeld();
+  }
+
+  private flushHeld(): void {
+    if (this.heldDeadline) clearTimeout(this.heldDeadline);
+    this.heldDeadline = null;
     const held = this.held;
     this.held = [];
     for (const message of held) this.transport.send(message);
@@ -117,5 +133,6 @@ export class KernelIO {
   /** Sends whatever is held and drops the timers (the kernel is stopping). Idempotent. */
   dispose(): void {
     for (const timer of [...this.holds]) this.release(timer);
+    this.flushHeld();
   }
 }
