@@ -2,12 +2,33 @@
 // fd 4 = interrupt channel. The URLs of the sibling bundles are computed here because only the entry
 // module's import.meta.url is guaranteed to be dist/program.js after bundling.
 
+import { fstatSync } from "node:fs";
 import { dirname } from "node:path";
 import { fileURLToPath } from "node:url";
 import { Runtime } from "./runtime.js";
 
 const distDir = dirname(fileURLToPath(import.meta.url));
 const metaResolve = (import.meta as { resolve?: (specifier: string, parent?: string) => string }).resolve;
+
+function channelProblem(fd: number): string | null {
+  try {
+    const stat = fstatSync(fd);
+    return stat.isSocket() || stat.isFIFO() ? null : `fd ${fd} is not a pipe`;
+  } catch (err) {
+    return `fd ${fd}: ${(err as NodeJS.ErrnoException).code ?? String(err)}`;
+  }
+}
+
+function hasChannels(): boolean {
+  const problem = channelProblem(3) ?? channelProblem(4);
+  if (problem === null) return true;
+  process.stderr.write(
+    `tsnb: dist/program.js runs cells for the tsnb kernel, which starts it with its channels on fds 3 and 4 (${problem}). Start a notebook with the "TypeScript (tsnb)" kernel instead.\n`,
+  );
+  return false;
+}
+
+if (!hasChannels()) process.exit(2);
 
 new Runtime({
   channelFd: 3,

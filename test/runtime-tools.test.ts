@@ -4,7 +4,8 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import type { ProgramToKernel } from "../protocol/program.js";
-import { ProgramHarness, resultText } from "./helpers/program-harness.js";
+import { spawn } from "node:child_process";
+import { PROGRAM, ProgramHarness, resultText } from "./helpers/program-harness.js";
 
 type Op<K extends ProgramToKernel["op"]> = Extract<ProgramToKernel, { op: K }>;
 
@@ -167,6 +168,24 @@ describe("runtime: exit", () => {
     program.child.kill("SIGINT");
     expect(resultText(await program.execute("survivor"))).toBe("'kept'");
     expect(program.exit).toBe(null);
+  });
+
+  it("explains itself and exits 2 when started without the kernel's channels", async () => {
+    const child = spawn(process.execPath, [PROGRAM], { cwd: dir, stdio: ["ignore", "pipe", "pipe"] });
+    let stderr = "";
+    child.stderr.setEncoding("utf8").on("data", (t: string) => (stderr += t));
+    let timer: NodeJS.Timeout | undefined;
+    try {
+      const code = await Promise.race([
+        new Promise<number | null>((resolve) => child.on("exit", (c) => resolve(c))),
+        new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error("program did not exit within 5 s")), 5_000))),
+      ]);
+      expect(code).toBe(2);
+      expect(stderr).toContain("channels on fds 3 and 4");
+    } finally {
+      clearTimeout(timer);
+      child.kill("SIGKILL");
+    }
   });
 
   it("exits when the kernel closes the channel", async () => {
