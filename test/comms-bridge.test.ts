@@ -184,6 +184,24 @@ describe("values", () => {
   });
 });
 
+describe("reads", () => {
+  it("asks a browser that starts listening after the read was made", () => {
+    const { host, bridge, open, listen } = setup();
+    open("a");
+    bridge.programOp({ op: "comm_subscribe", cell: "c1", address: "slider" }, []);
+    bridge.programOp({ op: "comm_read", cell: "c1", address: "slider" }, []);
+    expect(host.takeFor("a")).toEqual([]);
+    listen("a", "slider");
+    expect(host.takeFor("a").map((m) => m.data)).toEqual([{ op: "read", address: "slider" }]);
+    bridge.commMsg(browserValues("a", [{ address: "slider", value: 50 }]));
+    expect(host.programValues()).toEqual([{ address: "slider", value: 50 }]);
+    // Answered: a later listener is not asked again.
+    open("b");
+    listen("b", "slider");
+    expect(host.takeFor("b").filter((m) => m.data.op === "read")).toEqual([]);
+  });
+});
+
 describe("batching, rate budget and flow control", () => {
   it("delivers 100,000 values in order in few messages, never over the IOPub budget", () => {
     const { clock, host, open, listen, send, ackAll } = setup();

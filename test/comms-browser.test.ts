@@ -3,7 +3,7 @@
 // values go both ways. GoNB's scenarios plus falsy values, Float32Array both ways, two tabs, a reload,
 // and a JupyterHub-style base_url over https.
 
-import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { copyFileSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { Page } from "playwright-core";
@@ -207,6 +207,26 @@ describe("comms in real Chromium through the real Notebook 6 server", () => {
       expect(await received(page, "after", 1)).toEqual(['"reloaded"']);
       expect(await received(page, "after-ack", 1)).toEqual(["7"]);
       await cellText(page, 3, /after reload: ok/);
+    });
+    await page.close();
+  }, 300_000);
+
+  it("runs notebooks/comms.ipynb with its page widget: the counter follows the program, the read answers", async () => {
+    const server = await startNotebookServer({ env: env!, notebookDir });
+    servers.push(server);
+    copyFileSync(join(repoRoot, "notebooks", "comms.ipynb"), join(notebookDir, "comms-demo.ipynb"));
+    const page = await browser!.newPage();
+    await diagnose(page, server, async () => {
+      await openNotebook(page, server, "comms-demo.ipynb");
+      await page.evaluate(() => (window as unknown as { Jupyter: { notebook: { execute_all_cells(): void } } }).Jupyter.notebook.execute_all_cells());
+      const demo = page.locator("#tsnb-demo");
+      await demo.locator(".status").filter({ hasText: "connected" }).waitFor({ timeout: 60_000 });
+      await demo.locator(".counter").filter({ hasText: /^20$/ }).waitFor({ timeout: 60_000 });
+      await demo.locator(".click").click();
+      const cells = page.locator("#notebook-container .cell");
+      await demo.locator(".seen").filter({ hasText: "the program saw 1 click(s)" }).waitFor({ timeout: 30_000 });
+      await cells.filter({ hasText: "the slider is at" }).locator(".output_area").filter({ hasText: "the slider is at 50" }).first().waitFor({ timeout: 30_000 });
+      await cells.filter({ hasText: "sent 10000 values" }).locator(".output_area").filter({ hasText: "sent 10000 values" }).first().waitFor({ timeout: 30_000 });
     });
     await page.close();
   }, 300_000);

@@ -138,6 +138,8 @@ export class CommsBridge {
   private readonly lastValues = new Map<string, ValueItem>();
   private readonly programSubscriptions = new Set<string>();
   private readonly listenerCounts = new Map<string, number>();
+  /** Addresses the program asked to read and no browser has answered yet: a late listener is asked too. */
+  private readonly pendingReads = new Set<string>();
   private pendingSyncs: string[] = [];
   private injection: InjectionState = { state: "none" };
   private injectionWake: Disposable | null = null;
@@ -248,6 +250,7 @@ export class CommsBridge {
   /** A (new) program started: it knows nothing yet, so tell it who listens. */
   programStarted(): void {
     this.programSubscriptions.clear();
+    this.pendingReads.clear();
     this.pendingSyncs = [];
     this.host.toProgram({ op: "comm_frontends", count: this.comms.size }, []);
     for (const [address, count] of this.listenerCounts) {
@@ -258,6 +261,7 @@ export class CommsBridge {
   /** The program exited: its subscriptions and pending syncs go with it. Values stay in the store. */
   programStopped(): void {
     this.programSubscriptions.clear();
+    this.pendingReads.clear();
     this.pendingSyncs = [];
   }
 
@@ -312,6 +316,7 @@ export class CommsBridge {
         if (!had) this.countListeners(message.address);
         const last = this.lastValues.get(message.address);
         if (last) this.enqueue(record, last);
+        if (this.pendingReads.has(message.address)) this.sendControl(record, { op: "read", address: message.address });
         return;
       }
       case "unlisten":
@@ -323,6 +328,7 @@ export class CommsBridge {
         const toProgram: ValueItem[] = [];
         for (const item of items) {
           this.lastValues.set(item.address, item);
+          this.pendingReads.delete(item.address);
           if (this.programSubscriptions.has(item.address)) toProgram.push(item);
           for (const other of this.comms.values()) {
             if (other !== record && other.listens.has(item.address)) this.enqueue(other, item);
@@ -436,9 +442,11 @@ export class CommsBridge {
         return;
       case "comm_unsubscribe":
         this.programSubscriptions.delete(op.address);
+        this.pendingReads.delete(op.address);
         return;
       case "comm_read":
         this.used(op.cell);
+        this.pendingReads.add(op.address);
         for (const record of this.comms.values()) {
           if (record.listens.has(op.address)) this.sendControl(record, { op: "read", address: op.address });
         }
