@@ -154,6 +154,6 @@ export const REPLY_TYPE: { readonly [T in RequestType]: string | null } = {
 
 /** Reply type for any `*_request`, including ones the kernel does not implement. */
 export function replyTypeFor(msgType: string): string | null {
-  if (msgType in REPLY_TYPE) return REPLY_TYPE[msgType as RequestType];
+  if (Object.prototype.hasOwnProperty.call(REPLY_TYPE, msgType)) return REPLY_TYPE[msgType as RequestType];
   return msgType.endsWith("_request") ? msgType.slice(0, -"_request".length) + "_reply" : null;
 }

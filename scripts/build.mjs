@@ -1,12 +1,14 @@
 // Bundles the kernel, the user-program runtime and the browser shim into dist/ with esbuild.
 // Typechecking is separate (`npm run typecheck`): esbuild only strips types, which keeps builds ~100 ms.
 import { build } from "esbuild";
-import { mkdirSync } from "node:fs";
+import { mkdirSync, rmSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { existsSync } from "node:fs";
 
 const root = join(dirname(fileURLToPath(import.meta.url)), "..");
+// Chunk names carry content hashes: stale ones from earlier builds would otherwise ship in `npm pack`.
+rmSync(join(root, "dist"), { recursive: true, force: true });
 mkdirSync(join(root, "dist"), { recursive: true });
 
 const node = {

@@ -115,8 +115,7 @@ describe("executing cells", () => {
     expect(reply.content.status).toBe("error");
     expect(streamText(iopub)).toBe("bye\n");
     const error = iopub.find((m) => m.header.msg_type === "error");
-    // The exit code is whatever the runtime's exit path reports (it currently loses the 1, see the report).
-    expect(String(error?.content.evalue)).toMatch(/^The TypeScript program exited \(code \d+\)\. Variables and imports were lost; a fresh program has started\.$/);
+    expect(String(error?.content.evalue)).toMatch(/^The TypeScript program exited \(code 1\)\. Variables and imports were lost; a fresh program has started\.$/);
     const next = await kernel.client.execute("typeof before", { deadlineMs: 15_000 });
     expect(next.reply.content.status).toBe("ok");
     expect(result(next.iopub)).toMatchObject({ data: { "text/plain": "'undefined'" } });

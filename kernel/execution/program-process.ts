@@ -86,7 +86,13 @@ export class ProgramProcess {
 
   constructor(private readonly options: ProgramProcessOptions) {
     const { programPath, cwd, env, log } = options;
-    this.child = spawn(process.execPath, ["--experimental-import-meta-resolve", programPath], {
+    this.child = spawn(process.execPath, [
+      "--experimental-import-meta-resolve",
+      // Interrupts stop JavaScript with terminateExecution; Node 20's async-hook stack checks would abort the
+      // whole program (and lose every variable) when that lands inside a callback. See runtime/README.md.
+      "--no-force-async-hooks-checks",
+      programPath,
+    ], {
       cwd,
       env,
       stdio: ["ignore", "pipe", "pipe", "pipe", "pipe"],
