@@ -25,6 +25,9 @@ class FakeTab {
   private seen = 0;
   readonly messages: { data: KernelToBrowser; buffers: Uint8Array[] }[] = [];
   readonly values: { address: string; value: unknown }[] = [];
+  /** A stalled tab: it stops acknowledging batches (it still answers pings, so it is not closed). */
+  acking = true;
+  private unacked: number | null = null;
 
   async open(): Promise<void> {
     kernel.client.send("shell", "comm_open", { comm_id: this.id, target_name: "tsnb_comm", data: { version: 1 } });
@@ -55,9 +58,17 @@ class FakeTab {
       this.messages.push({ data: parsed.message, buffers: m.buffers });
       if (parsed.message.op === "values") {
         for (const item of splitItems(parsed.message.items, m.buffers)) this.values.push({ address: item.address, value: valueOf(item) });
-        this.send({ op: "ack", seq: parsed.message.seq });
+        if (this.acking) this.send({ op: "ack", seq: parsed.message.seq });
+        else this.unacked = parsed.message.seq;
       } else if (parsed.message.op === "ping") this.send({ op: "pong", nonce: parsed.message.nonce });
     }
+  }
+
+  /** Resumes acknowledging, starting with everything held back. */
+  resume(): void {
+    this.acking = true;
+    if (this.unacked !== null) this.send({ op: "ack", seq: this.unacked });
+    this.unacked = null;
   }
 
   async waitFor(what: string, match: (m: { data: KernelToBrowser; buffers: Uint8Array[] }) => boolean, deadlineMs = 10_000) {
@@ -177,6 +188,33 @@ describe("comms through the real kernel and program", () => {
     const batches = tab.messages.filter((m) => m.data.op === "values").length;
     expect(batches).toBeLessThan(100);
   }, 60_000);
+
+  it("a stalled tab slows a program that awaits sync, and everything arrives once it catches up", async () => {
+    const tab = new FakeTab();
+    await tab.open();
+    await kernel.client.idle(tab.listen("flood"));
+    tab.acking = false;
+    // 120 MiB in 1 MiB values: far beyond the 16 MiB ack window and the 32 MiB high-water mark.
+    const cell = kernel.client.execute(
+      'for (let i = 0; i < 120; i++) { comms.send("flood", { i, bytes: new Uint8Array(1 << 20) }); await comms.sync(); } "flooded"',
+      { deadlineMs: 60_000 },
+    );
+    let finished = false;
+    void cell.then(() => (finished = true), () => (finished = true));
+    // The kernel stops at its window: about 16 MiB reach the stalled tab, and the cell cannot finish.
+    await tab.waitFor("the first values", () => tab.values.length >= 10);
+    const stalledAt = Date.now();
+    await kernel.client.iopub.wait(() => false, 1500, "nothing (waiting while stalled)").catch(() => undefined);
+    expect(Date.now() - stalledAt).toBeGreaterThanOrEqual(1400);
+    expect(finished).toBe(false);
+    expect(tab.values.length).toBeLessThan(40);
+    tab.resume();
+    // Acknowledging as batches arrive (the tab pumps while it waits) lets the rest through.
+    const values = await tab.waitForValues(120, 30_000);
+    const result = await cell;
+    expect(outputsOf(result.iopub).result?.["text/plain"]).toBe("'flooded'");
+    expect(values.map((v) => (v.value as { i: number }).i)).toEqual(Array.from({ length: 120 }, (_, i) => i));
+  }, 90_000);
 
   it("reports an error thrown in a comms callback under its cell and keeps delivering", async () => {
     const tab = new FakeTab();
