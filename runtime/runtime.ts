@@ -9,7 +9,7 @@ import type { CompleteOp, ExecuteOp, InputReplyOp, InspectOp, ProgramToKernel } 
 import { Channel, ChannelClosedError, type ChannelEvent } from "./channel.js";
 import { ContextTracker } from "./context.js";
 import { DisposedError, type Disposable } from "./disposable.js";
-import { CellCompiler, HELPERS, warmUpEsbuild } from "./evaluator/compile.js";
+import { CellCompiler, HELPERS } from "./evaluator/compile.js";
 import { StackMapper } from "./evaluator/errors.js";
 import { Evaluator } from "./evaluator/evaluate.js";
 import { disarmAsyncHookChecks, InterruptController } from "./interrupt.js";
@@ -71,8 +71,6 @@ export class Runtime implements Disposable {
   private queue: Promise<void> = Promise.resolve();
   private nextDisplay = 0;
   private tsLoaderRegistered = false;
-  private esbuildWarm: "cold" | "warming" = "cold";
-  private readonly warmTimer: NodeJS.Timeout;
   private nextInput = 0;
   private disposed = false;
 
@@ -121,10 +119,9 @@ export class Runtime implements Disposable {
     if (note !== null) this.log(note);
     this.installGlobals();
     this.installProcessHandlers();
-    // esbuild is loaded lazily (plain JavaScript cells do not need it). Warm it once the first cell is
-    // done or the program has been idle a moment, whichever comes first, so start-up stays quick.
-    this.warmTimer = setTimeout(() => this.warmEsbuild(), 300);
-    this.warmTimer.unref();
+    // esbuild is not warmed ahead of time: its service process costs ~11.5 MB RSS for the whole session,
+    // while starting it on the first TypeScript-only cell costs that cell ~30-80 ms once. Plain JavaScript
+    // cells never start it.
   }
 
   private log(text: string): void {
@@ -269,13 +266,6 @@ export class Runtime implements Disposable {
     return /"experimentalDecorators"\s*:\s*true/.test(withoutComments);
   }
 
-  private warmEsbuild(): void {
-    if (this.esbuildWarm !== "cold") return;
-    this.esbuildWarm = "warming";
-    clearTimeout(this.warmTimer);
-    warmUpEsbuild().catch((err: unknown) => this.log(`esbuild warm-up failed: ${err instanceof Error ? err.message : String(err)}`));
-  }
-
   private cellFileName(op: ExecuteOp): string {
     const base = `cell[${op.execution_count}]`;
     const uses = (this.fileNameUses.get(base) ?? 0) + 1;
@@ -295,7 +285,6 @@ export class Runtime implements Disposable {
       this.send({ op: "execute_done", id: op.id, status: "error", ename: "InternalError", evalue: String(err), traceback: [] });
     } finally {
       signal.dispose();
-      setImmediate(() => this.warmEsbuild());
     }
   }
 
@@ -400,7 +389,6 @@ export class Runtime implements Disposable {
   dispose(): void {
     if (this.disposed) return;
     this.disposed = true;
-    clearTimeout(this.warmTimer);
     for (const [id, pending] of this.pendingInputs) {
       this.pendingInputs.delete(id);
       pending.reject(new DisposedError("the runtime"));

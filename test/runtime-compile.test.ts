@@ -56,8 +56,16 @@ describe("runtime compiler", () => {
     // `f<number>(1)` is valid JavaScript (two comparisons) but a generic call in TypeScript.
     const generic = await compileCell({ code: "const f = <T>(x: T) => x\nf<number>(1)", fileName: "g.ts", experimentalDecorators: false });
     expect(generic.type === "ok" && generic.map).not.toBe(null);
-    const comparison = await compileCell({ code: "1 < 2", fileName: "c.ts", experimentalDecorators: false });
-    expect(comparison.type === "ok" && comparison.map).not.toBe(null);
+    // Both an opening `<` and a closing `>`-like token could be type arguments: esbuild decides.
+    for (const code of ["f<number>(1)", "f<Array<number>>(1)", "f<A, B>(x)", "a < b && c > d", "f<<T>() => T>(g)", "x << 1 >= y"]) {
+      const ambiguous = await compileCell({ code, fileName: "a.ts", experimentalDecorators: false });
+      expect(ambiguous.type === "ok" && ambiguous.map, code).not.toBe(null);
+    }
+    // A lone `<` (the usual loop) or only `>` cannot be a generic call: no esbuild.
+    for (const code of ["for (let i = 0; i < 10; i++) console.log(i)", "1 < 2", "a >= b", "'<' + x + '>'", "x >>> 1"]) {
+      const comparison = await compileCell({ code, fileName: "c.ts", experimentalDecorators: false });
+      expect(comparison.type === "ok" && comparison.map, code).toBe(null);
+    }
   });
 
   it("formats syntax errors with position, source line and caret", async () => {

@@ -146,13 +146,22 @@ async function transformKeepingLastExpression(
   return null;
 }
 
+/** Tokens that can open a type argument list (`f<T>`, `f<<T>() => T>`). */
+const TYPE_ARGS_OPEN = new Set(["<", "<<"]);
+/** Tokens that can close one: `>` and every token that starts with it (`f<A<B>>(x)` ends in `>>`). */
+const TYPE_ARGS_CLOSE = new Set([">", ">=", ">>", ">>>", ">>=", ">>>="]);
+
 /**
  * Plain JavaScript needs no esbuild: parse it with acorn and evaluate it as written. TypeScript syntax
- * fails that parse, except generic calls like `f<T>(x)`, which JavaScript reads as comparisons; so any
- * `<`/`>` sends the cell through esbuild, as do `using` declarations (Node 20 cannot run them).
+ * fails that parse, except generic calls like `f<T>(x)`, which JavaScript reads as comparisons; so a cell
+ * with both an opening `<` and a closing `>`-like token goes through esbuild, as do `using` declarations
+ * (Node 20 cannot run them). A lone `<` (`for (let i = 0; i < n; i++)`) cannot be a type argument list,
+ * and keeping such cells off esbuild spares its ~11 MB service process and its IPC round trip.
  */
 function plainJavaScript(translated: string): AnyNode | null {
-  let typeScriptLike = false;
+  let opens = false;
+  let closes = false;
+  let usesUsing = false;
   let program: AnyNode;
   try {
     program = parse(translated, {
@@ -162,7 +171,10 @@ function plainJavaScript(translated: string): AnyNode | null {
       allowHashBang: true,
       onToken: (token: Token) => {
         const value = (token as Token & { value?: unknown }).value;
-        if (token.type.label === "</>/<=/>=" || (token.type.label === "name" && value === "using")) typeScriptLike = true;
+        if (typeof value !== "string") return;
+        if (TYPE_ARGS_OPEN.has(value) && token.type.label !== "string" && token.type.label !== "template") opens = true;
+        else if (TYPE_ARGS_CLOSE.has(value) && token.type.label !== "string" && token.type.label !== "template") closes = true;
+        else if (token.type.label === "name" && value === "using") usesUsing = true;
       },
     }) as unknown as AnyNode;
   } catch (err) {
@@ -170,7 +182,7 @@ function plainJavaScript(translated: string): AnyNode | null {
     if (err instanceof SyntaxError) return null;
     throw err;
   }
-  if (typeScriptLike) return null;
+  if ((opens && closes) || usesUsing) return null;
   // `{ a: 1 }` as the last statement is a block to JavaScript but an object to a REPL user; the esbuild
   // path's last-expression wrapper reads it as the object, like Node's REPL.
   const body = program.body as AnyNode[];
@@ -235,12 +247,6 @@ function withSourceUrl(code: string, fileName: string): string {
  * round trip to its service process). Only the sourceURL differs between runs; the source map is keyed
  * by that name elsewhere, so the map object is shared.
  */
-/** Loads esbuild and starts its service process ahead of the first TypeScript cell. */
-export async function warmUpEsbuild(): Promise<void> {
-  const { transform } = await import("esbuild");
-  await transform("let warm: number = 1", { loader: "ts" });
-}
-
 export class CellCompiler {
   private readonly cache = new Map<string, { js: string; compiled: CompiledCell }>();
 
