@@ -5,6 +5,7 @@ import { parseArgs } from "node:util";
 import { KernelComms } from "./comms/kernel-comms.js";
 import { kernelIdFromConnectionFile, loadShimSource } from "./comms/shim-display.js";
 import { KernelIO } from "./core/io.js";
+import { defaultHistoryFile, History } from "./core/history.js";
 import { KernelCore } from "./core/kernel.js";
 import { Executor } from "./execution/executor.js";
 import { dataDir, findJupyter, install, InstallError, uninstall, type Location } from "./install.js";
@@ -86,6 +87,7 @@ async function runKernel(args: string[]): Promise<void> {
     transport,
     execution: executor,
     comms,
+    history: new History({ file: defaultHistoryFile(process.env), log }),
     log,
     io,
     // The kernel process always exits: on a restart, Jupyter's kernel manager waits for the process to end and

@@ -1,6 +1,7 @@
 // The dispatcher through MemoryTransport with a scripted Execution: status ordering, a reply for every
 // request, validation at the edge, the execution lane and stop_on_error, without sockets or processes.
 
+import { History } from "../kernel/core/history.js";
 import { randomUUID } from "node:crypto";
 import { describe, expect, it, onTestFinished } from "vitest";
 import type { JsonObject, JupyterMessage, OutgoingMessage } from "../protocol/jupyter.js";
@@ -62,7 +63,7 @@ function setup(options: { holdMs?: number } = {}) {
   const io = new KernelIO(transport);
   const execution = new ScriptedExecution();
   const shutdowns: boolean[] = [];
-  const core = new KernelCore({ transport, execution, comms: new NoComms(log), log, io, onShutdown: (r) => shutdowns.push(r), ...options });
+  const core = new KernelCore({ transport, execution, comms: new NoComms(log), history: new History({ file: null, log }), log, io, onShutdown: (r) => shutdowns.push(r), ...options });
   core.start();
   onTestFinished(() => {
     core.stop();

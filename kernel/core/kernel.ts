@@ -19,6 +19,7 @@ import { TSNB_VERSION } from "../version.js";
 import type { CommContext, Comms } from "./comms.js";
 import type { Execution } from "./execution.js";
 import { KernelIO } from "./io.js";
+import type { History } from "./history.js";
 import { isComplete } from "./is-complete.js";
 import { VALIDATORS } from "./validate.js";
 
@@ -27,6 +28,7 @@ export interface KernelCoreOptions {
   /** Built from the KernelIO so both send through the same publisher (see createKernelCore). */
   execution: Execution;
   comms: Comms;
+  history: History;
   log: Log;
   io: KernelIO;
   /** Called once the shutdown_reply and idle are queued. The caller stops the process. */
@@ -105,7 +107,10 @@ export class KernelCore {
       complete_request: { lane: "immediate", handle: (ctx) => execution.complete(ctx.request.content) },
       inspect_request: { lane: "immediate", handle: (ctx) => execution.inspect(ctx.request.content) },
       is_complete_request: { lane: "immediate", handle: (ctx) => ({ ...isComplete(ctx.request.content.code) }) },
-      history_request: { lane: "immediate", handle: () => ({ status: "ok", history: [] }) },
+      history_request: {
+        lane: "immediate",
+        handle: (ctx) => ({ status: "ok", history: options.history.query(ctx.request.content) }),
+      },
       comm_info_request: {
         lane: "immediate",
         handle: (ctx) => ({ status: "ok", comms: comms.info(ctx.request.content.target_name) }),
@@ -146,12 +151,14 @@ export class KernelCore {
     const msgType = message.header.msg_type;
     if (channel === "stdin") {
       if (msgType === "input_reply") this.options.execution.inputReply(message);
+      // The comms shim's latency nudge (frontend-shim/index.ts): it only exists to carry a TCP ACK.
+      else if (msgType === "tsnb_nudge") return;
       else this.log.warn(`ignored ${msgType} on stdin (only input_reply is expected there)`);
       return;
     }
     if (!isRequestType(msgType)) {
       this.log.warn(`unknown message type ${JSON.stringify(msgType)} on ${channel}`);
-      const replyType = safeReplyTypeFor(msgType);
+      const replyType = replyTypeFor(msgType);
       void this.run(message, channel, replyType, () =>
         replyType === null ? null : errorReply("UnknownMessageType", `tsnb does not handle "${msgType}" messages`),
       );
@@ -161,7 +168,7 @@ export class KernelCore {
   }
 
   private dispatchKnown<T extends RequestType>(msgType: T, channel: InboundChannel, raw: JupyterMessage): void {
-    const replyType = safeReplyTypeFor(msgType);
+    const replyType = replyTypeFor(msgType);
     const validated = VALIDATORS[msgType](raw.content);
     if (!validated.ok) {
       const evalue = `invalid ${msgType}: ${validated.error}`;
@@ -211,7 +218,10 @@ export class KernelCore {
         const reply = await this.run(item.message, item.channel, "execute_reply", (publish) =>
           item.aborted ? { status: "aborted" } : entry.handle({ request: item.message, channel: item.channel, publish }),
         );
-        const { silent, stop_on_error } = item.message.content;
+        const { silent, stop_on_error, store_history, code } = item.message.content;
+        if (store_history && !silent && !item.aborted && typeof reply?.execution_count === "number") {
+          this.options.history.record(reply.execution_count, code);
+        }
         if (reply?.status === "error" && stop_on_error && !silent) {
           // Only what was queued behind the failing cell is aborted; later requests run normally.
           for (const queued of this.executionQueue) queued.aborted = true;
@@ -253,16 +263,6 @@ export class KernelCore {
     this.io.status("idle", parent);
     return content;
   }
-}
-
-/**
- * replyTypeFor() looks names up with `in`, so "constructor" or "__proto__" would find Object.prototype's
- * members; a client must not be able to make the kernel send a reply with a function as its msg_type.
- */
-function safeReplyTypeFor(msgType: string): string | null {
-  if (msgType in Object.prototype) return null;
-  const replyType = replyTypeFor(msgType);
-  return typeof replyType === "string" ? replyType : null;
 }
 
 function isRequestType(msgType: string): msgType is RequestType {

@@ -95,11 +95,28 @@ const history = guard<HistoryRequestContent>((c) => {
   if (access !== "range" && access !== "tail" && access !== "search") {
     throw new FieldError(`"hist_access_type" must be "range", "tail" or "search", got ${JSON.stringify(access)}`);
   }
-  return {
+  const optional = <T>(name: string, check: (v: JsonValue) => v is JsonValue & T, expected: string): T | undefined =>
+    c[name] === undefined || c[name] === null ? undefined : field<T>(c, name, check, expected);
+  const isAnyInt = (v: JsonValue): v is number => typeof v === "number" && Number.isInteger(v);
+  const out: HistoryRequestContent = {
     output: field<boolean>(c, "output", isBool, "true or false", false),
     raw: field<boolean>(c, "raw", isBool, "true or false", true),
     hist_access_type: access,
   };
+  // Sessions count back from the current one when zero or negative, so they may be any integer.
+  const session = optional<number>("session", isAnyInt, "an integer");
+  const start = optional<number>("start", isInt, "a non-negative integer");
+  const stop = optional<number>("stop", isInt, "a non-negative integer");
+  const n = optional<number>("n", isInt, "a non-negative integer");
+  const pattern = optional<string>("pattern", isString, "a string");
+  const unique = optional<boolean>("unique", isBool, "true or false");
+  if (session !== undefined) out.session = session;
+  if (start !== undefined) out.start = start;
+  if (stop !== undefined) out.stop = stop;
+  if (n !== undefined) out.n = n;
+  if (pattern !== undefined) out.pattern = pattern;
+  if (unique !== undefined) out.unique = unique;
+  return out;
 });
 
 const commInfo = guard<CommInfoRequestContent>((c) => {

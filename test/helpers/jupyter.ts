@@ -89,6 +89,8 @@ export async function makeJupyterEnv(options: MakeJupyterEnvOptions = {}): Promi
     // The kernels and servers must never prompt or open anything.
     BROWSER: "true",
     PYDEVD_DISABLE_FILE_VALIDATION: "1",
+    // The kernel's input history goes here instead of the user's ~/.local/share/tsnb.
+    TSNB_HISTORY_FILE: join(root, "tsnb-history.jsonl"),
     ...options.extraVars,
   };
   let tsnbSpec: JupyterEnv["tsnbSpec"] = "hand-written";

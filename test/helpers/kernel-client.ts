@@ -297,7 +297,8 @@ export async function startKernel(options: { cwd?: string; env?: NodeJS.ProcessE
   const child = spawn(process.execPath, [join(REPO_ROOT, "bin", "tsnb.mjs"), "kernel", "--connection-file", path], {
     cwd: options.cwd ?? dir,
     // Like Jupyter's launcher: if this test process dies before kill() runs, the kernel notices and exits.
-    env: { ...(options.env ?? process.env), JPY_PARENT_PID: String(process.pid) },
+    // History goes to this kernel's own temp dir (never the user's ~/.local/share/tsnb) unless a test names a file.
+    env: { TSNB_HISTORY_FILE: join(dir, "history.jsonl"), ...(options.env ?? process.env), JPY_PARENT_PID: String(process.pid) },
     stdio: ["ignore", "pipe", "pipe"],
     detached: true,
   });

@@ -1,0 +1,138 @@
+import { appendFileSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterEach, describe, expect, it } from "vitest";
+import { History, defaultHistoryFile } from "../kernel/core/history.js";
+import { memoryLog } from "../kernel/log.js";
+import type { HistoryRequestContent } from "../protocol/jupyter.js";
+import { startKernel, type RunningKernel } from "./helpers/kernel-client.js";
+
+const tail = (n: number): HistoryRequestContent => ({ output: false, raw: true, hist_access_type: "tail", n });
+
+describe("History", () => {
+  const tempFile = () => join(mkdtempSync(join(tmpdir(), "tsnb-history-")), "nested", "history.jsonl");
+
+  it("answers tail, range and glob search like IPython, oldest first", () => {
+    const history = new History({ file: null, log: memoryLog() });
+    history.record(1, "const a = 1");
+    history.record(2, "console.log(a)");
+    history.record(3, "const a = 2");
+    expect(history.query(tail(2))).toEqual([
+      [1, 2, "console.log(a)"],
+      [1, 3, "const a = 2"],
+    ]);
+    expect(history.query({ output: false, raw: true, hist_access_type: "range", session: 0, start: 2, stop: 3 })).toEqual([
+      [1, 2, "console.log(a)"],
+    ]);
+    expect(history.query({ output: false, raw: true, hist_access_type: "search", pattern: "const a*" })).toEqual([
+      [1, 1, "const a = 1"],
+      [1, 3, "const a = 2"],
+    ]);
+    expect(history.query({ output: false, raw: true, hist_access_type: "search", pattern: "const a = ?", n: 1 })).toEqual([
+      [1, 3, "const a = 2"],
+    ]);
+  });
+
+  it("keeps only the newest of repeated inputs when asked for unique matches", () => {
+    const history = new History({ file: null, log: memoryLog() });
+    history.record(1, "x");
+    history.record(2, "y");
+    history.record(3, "x");
+    expect(history.query({ output: false, raw: true, hist_access_type: "search", pattern: "*", unique: true })).toEqual([
+      [1, 2, "y"],
+      [1, 3, "x"],
+    ]);
+  });
+
+  it("persists across kernel runs, numbering each run as a new session", () => {
+    const file = tempFile();
+    const first = new History({ file, log: memoryLog() });
+    first.record(1, "let kept = 1");
+    const second = new History({ file, log: memoryLog() });
+    expect(second.session).toBe(2);
+    second.record(1, "kept");
+    expect(second.query(tail(10))).toEqual([
+      [1, 1, "let kept = 1"],
+      [2, 1, "kept"],
+    ]);
+    expect(second.query({ output: false, raw: true, hist_access_type: "range", session: -1 })).toEqual([[1, 1, "let kept = 1"]]);
+  });
+
+  it("survives a torn or foreign line in the file and says so", () => {
+    const file = tempFile();
+    new History({ file, log: memoryLog() }).record(1, "good");
+    appendFileSync(file, '{"session": 1, "line": 2, "sour');
+    const log = memoryLog();
+    const history = new History({ file, log });
+    expect(history.query(tail(10))).toEqual([[1, 1, "good"]]);
+    expect(log.lines.join("\n")).toMatch(/ignored 1 unreadable line/);
+  });
+
+  it("keeps working in memory when the file cannot be written, and logs it once", () => {
+    const dir = mkdtempSync(join(tmpdir(), "tsnb-history-"));
+    const blocker = join(dir, "not-a-dir");
+    writeFileSync(blocker, "");
+    const log = memoryLog();
+    const history = new History({ file: join(blocker, "history.jsonl"), log });
+    history.record(1, "a");
+    history.record(2, "b");
+    expect(history.query(tail(10))).toHaveLength(2);
+    expect(log.lines.filter((l) => l.includes("cannot write"))).toHaveLength(1);
+  });
+
+  it("bounds the file: a long history is compacted to the newest entries at start-up", () => {
+    const file = tempFile();
+    const writer = new History({ file, limit: 5, log: memoryLog() });
+    for (let i = 1; i <= 12; i++) writer.record(i, `cell ${i}`);
+    const reader = new History({ file, limit: 5, log: memoryLog() });
+    expect(readFileSync(file, "utf8").trim().split("\n")).toHaveLength(5);
+    expect(reader.query(tail(1))).toEqual([[1, 12, "cell 12"]]);
+  });
+
+  it("lives under XDG_DATA_HOME unless TSNB_HISTORY_FILE names a file or turns it off", () => {
+    expect(defaultHistoryFile({ XDG_DATA_HOME: "/data" })).toBe("/data/tsnb/history.jsonl");
+    expect(defaultHistoryFile({ TSNB_HISTORY_FILE: "/x/h.jsonl" })).toBe("/x/h.jsonl");
+    expect(defaultHistoryFile({ TSNB_HISTORY_FILE: "" })).toBe(null);
+  });
+});
+
+describe("history_request against the real kernel", () => {
+  let kernel: RunningKernel | null = null;
+  afterEach(async () => {
+    await kernel?.kill();
+    kernel = null;
+  });
+
+  it("returns executed cells with their execution counts, and not silent or unstored ones", async () => {
+    const file = join(mkdtempSync(join(tmpdir(), "tsnb-history-")), "history.jsonl");
+    kernel = await startKernel({ env: { ...process.env, TSNB_HISTORY_FILE: file } });
+    await kernel.client.execute("const answer = 42");
+    await kernel.client.execute("answer + 1");
+    await kernel.client.execute("'hidden'", { content: { silent: true } });
+    await kernel.client.execute("'unstored'", { content: { store_history: false } });
+    const { reply } = await kernel.client.request("shell", "history_request", { ...tail(10) });
+    expect(reply.content).toEqual({
+      status: "ok",
+      history: [
+        [1, 1, "const answer = 42"],
+        [1, 2, "answer + 1"],
+      ],
+    });
+    await kernel.kill();
+    kernel = await startKernel({ env: { ...process.env, TSNB_HISTORY_FILE: file } });
+    const search = await kernel.client.request("shell", "history_request", {
+      output: false,
+      raw: true,
+      hist_access_type: "search",
+      pattern: "answer*",
+    });
+    expect(search.reply.content.history).toEqual([[1, 2, "answer + 1"]]);
+  });
+
+  it("answers a malformed history_request with a clear error reply", async () => {
+    kernel = await startKernel();
+    const { reply } = await kernel.client.request("shell", "history_request", { hist_access_type: "tail", n: "ten" });
+    expect(reply.content).toMatchObject({ status: "error", ename: "InvalidRequest" });
+    expect(String(reply.content.evalue)).toMatch(/"n" must be a non-negative integer/);
+  });
+});
