@@ -106,7 +106,14 @@ export interface InputRequestOp {
 }
 
 export type ExecuteDoneOp =
-  | { op: "execute_done"; id: CellId; status: "ok"; result: { data: MimeBundle; metadata: JsonObject } | null }
+  | {
+      op: "execute_done";
+      id: CellId;
+      status: "ok";
+      result: { data: MimeBundle; metadata: JsonObject } | null;
+      /** execute_reply payloads, e.g. `{source: "page", data, start}` for `name?` help. */
+      payload?: JsonObject[];
+    }
   | ({ op: "execute_done"; id: CellId; status: "error" } & ErrorContent);
 
 export interface CompleteReplyOp {

@@ -49,6 +49,18 @@ const RED = "\u001b[31m";
 const BOLD = "\u001b[1m";
 const RESET = "\u001b[0m";
 
+/** `name?`, `?name`, `a.b??` alone in a cell: a help request (IPython's syntax; never valid TypeScript). */
+const HELP_NAME = "[A-Za-z_$][\\w$]*(?:\\.[A-Za-z_$][\\w$]*)*";
+const HELP_REQUEST = new RegExp(`^\\s*(?:(${HELP_NAME})\\s*(\\?\\??)|(\\?\\??)\\s*(${HELP_NAME}))\\s*$`);
+
+/** The help request in a cell, if the whole cell is one. */
+function helpRequest(code: string): { expression: string; detailLevel: 0 | 1 } | null {
+  const m = HELP_REQUEST.exec(code);
+  if (m === null) return null;
+  const marks = m[2] ?? m[3] ?? "?";
+  return { expression: (m[1] ?? m[4])!, detailLevel: marks === "??" ? 1 : 0 };
+}
+
 function interruptedContent(): ErrorContent {
   const evalue = "Execution interrupted by the user; variables from earlier cells are kept.";
   return { ename: "Interrupted", evalue, traceback: [`${RED}${BOLD}Interrupted${RESET}: ${evalue}`] };
@@ -273,6 +285,19 @@ export class Runtime implements Disposable {
     return uses === 1 ? `${base}.ts` : `${base}~${uses}.ts`;
   }
 
+  /**
+   * IPython's `name?` / `name??`: the inspect text goes to the pager (an execute_reply "page" payload, which
+   * front-ends show in their help panel), not into the cell's output.
+   */
+  private async pageHelp(op: ExecuteOp, expression: string, detailLevel: 0 | 1): Promise<ProgramToKernel> {
+    const reply = await inspectAt({ evaluator: this.evaluator, code: expression, cursorPos: expression.length, detailLevel });
+    if (!reply.found) {
+      this.output.write("stdout", `Object \`${expression}\` not found.\n`, op.id);
+      return { op: "execute_done", id: op.id, status: "ok", result: null };
+    }
+    return { op: "execute_done", id: op.id, status: "ok", result: null, payload: [{ source: "page", data: reply.data, start: 0 }] };
+  }
+
   private async runCell(op: ExecuteOp): Promise<void> {
     const signal = this.interrupts.signal();
     try {
@@ -289,6 +314,8 @@ export class Runtime implements Disposable {
   }
 
   private async evaluateCell(op: ExecuteOp, signal: ReturnType<InterruptController["signal"]>): Promise<ProgramToKernel> {
+    const help = helpRequest(op.code);
+    if (help !== null) return this.pageHelp(op, help.expression, help.detailLevel);
     const fileName = this.cellFileName(op);
     const compiled = await this.compiler.compile({ code: op.code, fileName, experimentalDecorators: this.legacyDecorators() });
     if (signal.isInterrupted()) return { op: "execute_done", id: op.id, status: "error", ...interruptedContent() };

@@ -33,6 +33,12 @@ describe("History", () => {
     ]);
   });
 
+  it("pairs each input with a null output when outputs are asked for (inputs only are recorded)", () => {
+    const history = new History({ file: null, log: memoryLog() });
+    history.record(1, "1 + 1");
+    expect(history.query({ ...tail(1), output: true })).toEqual([[1, 1, ["1 + 1", null]]]);
+  });
+
   it("keeps only the newest of repeated inputs when asked for unique matches", () => {
     const history = new History({ file: null, log: memoryLog() });
     history.record(1, "x");

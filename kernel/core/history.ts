@@ -65,7 +65,10 @@ export class History {
 
   /** The `history` list of a history_reply: [session, line, source] triples, oldest first. */
   query(request: HistoryRequestContent): JsonValue[] {
-    const triples = (list: HistoryEntry[]): JsonValue[] => list.map((e) => [e.session, e.line, e.source]);
+    // With `output`, the third item is [input, output]; tsnb records inputs only, so output is null (as in
+    // IPython when output logging is off).
+    const triples = (list: HistoryEntry[]): JsonValue[] =>
+      list.map((e) => [e.session, e.line, request.output ? [e.source, null] : e.source]);
     switch (request.hist_access_type) {
       case "tail":
         return triples(this.entries.slice(-Math.max(0, request.n ?? 10)));

@@ -176,7 +176,7 @@ export class Executor implements Execution {
             content: { execution_count: executionCount, data, metadata: done.result.metadata ?? {} },
           });
         }
-        return { status: "ok", execution_count: executionCount, user_expressions: {}, payload: [] };
+        return { status: "ok", execution_count: executionCount, user_expressions: {}, payload: done.payload ?? [] };
       }
       case "program_lost":
         return failed({ ename: "ProgramExited", evalue: outcome.message, traceback: [outcome.message] });

@@ -48,6 +48,9 @@ export function parseProgramOp(h: JsonObject & { op: string }): ParsedOp {
         if (h.result !== null && h.result !== undefined && !(isObject(h.result) && isObject(h.result.data))) {
           return bad('"result" must be null or {data, metadata}');
         }
+        if (h.payload !== undefined && !(Array.isArray(h.payload) && h.payload.every(isObject))) {
+          return bad('"payload" must be a list of objects');
+        }
       } else if (h.status === "error") {
         if (!isString(h.ename) || !isString(h.evalue)) return bad('"ename" and "evalue" must be strings');
       } else {

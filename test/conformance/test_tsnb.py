@@ -80,11 +80,10 @@ class TsnbKernelTests(jupyter_kernel_test.KernelTests):
         {"code": 'display({ [Symbol.for("Jupyter.display")]() { return { "text/markdown": "*md*" }; } });', "mime": "text/markdown"},
     ]
 
-    # test_history: tsnb keeps no history yet (allowed by the protocol: an empty list), so no operation is
-    # claimed; the test still checks that history_request gets a valid history_reply... only when an
-    # operation is listed, which is why this is reported as skipped subtests.
-    supported_history_operations = ()
-    code_history_pattern = ""
+    # test_history: tail, range and search are all supported; the pattern must match exactly one distinct
+    # input among code_execute_result (for the unique subtest) and at least three runs of it (for n=3).
+    supported_history_operations = ("tail", "range", "search")
+    code_history_pattern = "1 + ?"
 
     # test_inspect
     code_inspect_sample = "Math.max"
@@ -92,8 +91,8 @@ class TsnbKernelTests(jupyter_kernel_test.KernelTests):
     # test_clear_output
     code_clear_output = 'console.log("soon gone"); clearOutput()'
 
-    # test_pager: tsnb sends no pager payloads (help prints into the cell), so this stays empty.
-    code_page_something = ""
+    # test_pager: `name?` shows inspect text in the pager (an execute_reply "page" payload), as in IPython.
+    code_page_something = "Math.max?"
 
 
 if __name__ == "__main__":
