@@ -23,6 +23,8 @@ Magics (one per line, may be mixed with TypeScript lines):
   %env NAME        print one variable
   %env NAME=value  set a variable (also seen by later !commands)
   %help            this help
+  name?  ?name     help on a name in the pager: its type and value, or a function's signature
+  name??           the same, with more detail (a function's source)
 
 Globals in every cell (also exported by the "tsnb" module: import { display } from "tsnb"):
   display(value)                 show a value (rich if it has [Symbol.for("Jupyter.display")]())
