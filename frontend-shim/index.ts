@@ -3,7 +3,7 @@
 // the page's own base URL, websocket scheme and token, opens the `tsnb_comm` comm and publishes the
 // global `tsnb_comm`. Running it again leaves one live object (it only re-checks the connection).
 
-import { KernelManager, ServerConnection } from "@jupyterlab/services";
+import { KernelManager, KernelMessage, ServerConnection } from "@jupyterlab/services";
 import type { Kernel } from "@jupyterlab/services";
 import { BRIDGE_TARGET } from "../protocol/bridge.js";
 import { randomId, TsnbComm, type CommOpener, type CommPort } from "./client.js";
@@ -61,9 +61,45 @@ function bytes(view: ArrayBuffer | ArrayBufferView): Uint8Array {
   return view instanceof ArrayBuffer ? new Uint8Array(view) : new Uint8Array(view.buffer, view.byteOffset, view.byteLength);
 }
 
+/** Most of our own requests whose busy/idle are still expected; older ones are forgotten. */
+const MAX_TRACKED_REQUESTS = 1000;
+
+/**
+ * Latency: the Jupyter server writes each IOPub message to the websocket as it comes, without
+ * TCP_NODELAY, so after it wrote the `busy` of one of our messages, the kernel's answer waits for the
+ * browser's delayed ACK (~40 ms). A tiny message back to the server carries that ACK at once. The nudge
+ * goes on the stdin channel, which the tsnb kernel reads without publishing anything (no busy/idle, so
+ * it cannot start the same stall again). @jupyterlab/services has no public way to send on stdin other
+ * than input_reply (which could answer a real input() prompt), hence the internal `_sendMessage`; where
+ * it is missing, nudging is simply skipped.
+ */
+function nudgeOnStatus(kernel: Kernel.IKernelConnection, ours: Set<string>): void {
+  const send = (kernel as unknown as { _sendMessage?: (m: unknown) => void })._sendMessage;
+  if (typeof send !== "function") return;
+  kernel.iopubMessage.connect((_, msg) => {
+    if (msg.header.msg_type !== "status") return;
+    const parentId = (msg.parent_header as { msg_id?: string }).msg_id;
+    if (parentId === undefined || !ours.has(parentId)) return;
+    if ((msg.content as { execution_state?: string }).execution_state === "idle") ours.delete(parentId);
+    const nudge = KernelMessage.createMessage({
+      msgType: "tsnb_nudge" as never,
+      channel: "stdin",
+      session: kernel.clientId,
+      username: kernel.username,
+      content: {} as never,
+    });
+    try {
+      send.call(kernel, nudge);
+    } catch (err) {
+      console.debug("tsnb_comm: nudge failed", err);
+    }
+  });
+}
+
 function makeOpener(config: BootConfig): CommOpener {
   let kernel: Kernel.IKernelConnection | null = null;
   const restartListeners: (() => void)[] = [];
+  const ours = new Set<string>();
   const connection = (): Kernel.IKernelConnection => {
     if (kernel && !kernel.isDisposed) return kernel;
     const settings = discoverSettings(config);
@@ -75,6 +111,7 @@ function makeOpener(config: BootConfig): CommOpener {
     });
     const manager = new KernelManager({ serverSettings });
     kernel = manager.connectTo({ model: { id: config.kernelId, name: "" }, handleComms: true, commsOverSubshells: "disabled" as never });
+    nudgeOnStatus(kernel, ours);
     kernel.statusChanged.connect((_, status) => {
       // A restarted kernel forgets every comm: reopen ours.
       if (status === "restarting" || status === "autorestarting") for (const l of restartListeners) l();
@@ -109,7 +146,9 @@ function makeOpener(config: BootConfig): CommOpener {
     const port: CommPort = {
       send: (data, buffers) => {
         if (comm.isDisposed) return;
-        comm.send(data, undefined, buffers.map(exact));
+        const future = comm.send(data, undefined, buffers.map(exact));
+        ours.add(future.msg.header.msg_id);
+        if (ours.size > MAX_TRACKED_REQUESTS) ours.delete(ours.values().next().value as string);
       },
       close: () => {
         closed = true;

@@ -103,7 +103,11 @@ async function subscribeInPage(page: Page, address: string, options: { echoTo?: 
     async ({ address, echoTo, describeSource }) => {
       const w = window as unknown as TestWindow;
       const comm = w.tsnb_comm!;
-      await comm.ready;
+      // Every wait has a deadline, in the page too.
+      await Promise.race([
+        comm.ready,
+        new Promise((_, reject) => setTimeout(() => reject(new Error(`tsnb_comm not ready within 30 s (status ${comm.status})`)), 30_000)),
+      ]);
       const describe = (0, eval)(describeSource) as (v: unknown) => string;
       w.received ??= {};
       const list = (w.received[address] ??= []);
