@@ -33,6 +33,11 @@ interface EvaluateResponse {
 }
 
 const GROUP = "tsnb-eval";
+
+/** CDP's unserializableValue: a bigint ("12n") or one of NaN, Infinity, -Infinity, -0. */
+function unserializable(text: string): number | bigint {
+  return text.endsWith("n") ? BigInt(text.slice(0, -1)) : Number(text);
+}
 const STASH = Symbol.for("tsnb.stash");
 
 export interface EvaluatorOptions {
@@ -68,6 +73,9 @@ export class Evaluator implements Disposable {
 
   async evaluate(js: string, signal: InterruptSignal): Promise<EvalOutcome> {
     const interrupted = signal.interrupted.then((): EvalOutcome => ({ type: "interrupted" }));
+    // Only a RemoteObject with an objectId pins anything in the group; a primitive result (the common
+    // `1 + 1`) needs no release round trip. Unknown (interrupted, failed) means release to be safe.
+    let holdsObjects = true;
     const evaluation = this.post<EvaluateResponse>("Runtime.evaluate", {
       expression: js,
       replMode: true,
@@ -75,6 +83,7 @@ export class Evaluator implements Disposable {
       objectGroup: GROUP,
     }).then(
       async (response): Promise<EvalOutcome> => {
+        holdsObjects = response.result.objectId !== undefined || response.exceptionDetails?.exception?.objectId !== undefined;
         if (response.exceptionDetails) {
           const remote = response.exceptionDetails.exception;
           const value = remote ? await this.toValue(remote) : new Error(response.exceptionDetails.text);
@@ -92,7 +101,7 @@ export class Evaluator implements Disposable {
       return await Promise.race([evaluation, interrupted]);
     } finally {
       // Objects of an interrupted evaluation are released too; the cell's promise is abandoned.
-      this.release(GROUP);
+      if (holdsObjects) this.release(GROUP);
     }
   }
 
@@ -105,18 +114,15 @@ export class Evaluator implements Disposable {
   }
 
   private async toValue(remote: RemoteObject): Promise<unknown> {
-    const arg =
-      remote.objectId !== undefined
-        ? { objectId: remote.objectId }
-        : remote.unserializableValue !== undefined
-          ? { unserializableValue: remote.unserializableValue }
-          : remote.type === "undefined"
-            ? {}
-            : { value: remote.value };
+    // Primitives come back by value: no second inspector round trip through the stash.
+    if (remote.objectId === undefined) {
+      if (remote.unserializableValue !== undefined) return unserializable(remote.unserializableValue);
+      return remote.type === "undefined" ? undefined : remote.value;
+    }
     await this.post("Runtime.callFunctionOn", {
       objectId: await this.stashId,
       functionDeclaration: "function (v) { this.value = v; }",
-      arguments: [arg],
+      arguments: [{ objectId: remote.objectId }],
     });
     const value = this.stash.value;
     this.stash.value = undefined;
