@@ -235,11 +235,11 @@ describe("comms in real Chromium through the real Notebook 6 server", () => {
     await page.close();
   }, 300_000);
 
-  it("connects under a JupyterHub-style base_url over https (wss)", async () => {
+  it("connects under a JupyterHub-style base_url over https (wss), and carries 24 MiB each way", async () => {
     const server = await startNotebookServer({ env: env!, notebookDir, baseUrl: "/user/test/", https: true });
     servers.push(server);
     expect(server.url).toMatch(/^https:\/\/127\.0\.0\.1:\d+\/user\/test\/$/);
-    const path = await createNotebook(server, { path: "hub.ipynb", kernelName: TSNB_KERNEL_NAME, cells: [""] });
+    const path = await createNotebook(server, { path: "hub.ipynb", kernelName: TSNB_KERNEL_NAME, cells: ["", ""] });
     const page = await browser!.newPage();
     await diagnose(page, server, async () => {
       await openNotebook(page, server, path);
@@ -247,6 +247,28 @@ describe("comms in real Chromium through the real Notebook 6 server", () => {
       await subscribeInPage(page, "echo-out", { echoTo: "echo-in" });
       expect(await cellText(page, 0, /echo: /)).toContain(`echo: ${Array.from({ length: 50 }, (_, i) => i + 1).join(",")}`);
       expect(await page.evaluate(() => (window as unknown as TestWindow).tsnb_comm!.status)).toBe("open");
+
+      // 24 MiB each way: above the server's 10 MiB websocket message limit, so the browser must chunk.
+      await runCell(page, 1, `
+const big = await comms.read<Float32Array>("big-up", { timeout: 60000 });
+comms.send("big-down", big);
+await comms.sync();
+console.log("big: " + big.constructor.name + " " + big.length + " " + big[big.length - 1]);`);
+      await page.waitForFunction(() => (window as unknown as TestWindow).tsnb_comm !== undefined);
+      await page.evaluate(() => {
+        const w = window as unknown as TestWindow & { bigDown?: string };
+        w.tsnb_comm!.subscribe("big-down", (v) => {
+          const a = v as Float32Array;
+          w.bigDown = `${a.constructor.name} ${a.length} ${a[a.length - 1]}`;
+        });
+        const a = new Float32Array(6 * 1024 * 1024);
+        a[a.length - 1] = 7.5;
+        // A synced variable answers the program's read, whichever of the two comes first.
+        (w.tsnb_comm as unknown as { newSyncedVariable(address: string, initial: unknown): unknown }).newSyncedVariable("big-up", a);
+      });
+      const expected = `Float32Array ${6 * 1024 * 1024} 7.5`;
+      expect(await cellText(page, 1, /big: /, 120_000)).toContain(`big: ${expected}`);
+      await page.waitForFunction((e) => (window as unknown as { bigDown?: string }).bigDown === e, expected, { timeout: 120_000 });
     });
     await page.close();
   }, 300_000);
