@@ -10,6 +10,7 @@ import { Channel, ChannelClosedError, type ChannelEvent } from "./channel.js";
 import { ContextTracker } from "./context.js";
 import { DisposedError, type Disposable } from "./disposable.js";
 import { CellCompiler, HELPERS } from "./evaluator/compile.js";
+import { installFastConsoleFormat, installPlainConsole } from "./console.js";
 import { StackMapper } from "./evaluator/errors.js";
 import { Evaluator } from "./evaluator/evaluate.js";
 import { disarmAsyncHookChecks, InterruptController } from "./interrupt.js";
@@ -70,6 +71,8 @@ export class Runtime implements Disposable {
   private readonly tracker: ContextTracker<CellContext>;
   private readonly channel: Channel;
   private readonly output: Output;
+  private readonly plainConsole: Disposable;
+  private readonly fastConsole: Disposable | null;
   private readonly evaluator: Evaluator;
   private readonly interrupts: InterruptController;
   private readonly mapper: StackMapper;
@@ -92,6 +95,9 @@ export class Runtime implements Disposable {
     this.evaluator = new Evaluator({ log: (text) => this.log(text) });
     this.tracker = new ContextTracker<CellContext>();
     this.output = new Output({ tracker: this.tracker, send: (op) => this.channel.send(op) });
+    this.plainConsole = installPlainConsole();
+    this.fastConsole = installFastConsoleFormat();
+    if (this.fastConsole === null) this.log("console fast path unavailable on this Node version; console.log formats with util.format");
     this.mapper = new StackMapper({ internalPrefixes: options.internalPrefixes });
     this.importer = createImporter({
       tsnbUrl: options.tsnbUrl,
@@ -428,6 +434,8 @@ export class Runtime implements Disposable {
       }
     }
     this.comms.dispose();
+    this.fastConsole?.dispose();
+    this.plainConsole.dispose();
     this.output.dispose();
     this.magics.dispose();
     this.interrupts.dispose();

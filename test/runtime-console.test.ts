@@ -1,0 +1,146 @@
+// The console's primitive fast path (runtime/console.ts) must print exactly what Node's own formatting prints,
+// and the real program must show console output unchanged.
+import { Console } from "node:console";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { Writable } from "node:stream";
+import { formatWithOptions } from "node:util";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { formatPrimitives, installFastConsoleFormat } from "../runtime/console.js";
+import { ProgramHarness, resultText } from "./helpers/program-harness.js";
+
+const CASES: unknown[][] = [
+  ["line", 1],
+  [1, 2, 3],
+  [-0, 0, NaN, Infinity, -Infinity, 1.5e300, 2 ** -1074],
+  [10n, -3n, true, false, null, undefined],
+  ["%s is %d", "x", 4],
+  ["100%"],
+  ["100%", "sure"],
+  ["%%", 1],
+  [""],
+  [],
+  ["a\nb", "tab\t", "quote'\""],
+  [{ a: 1 }, [1, 2]],
+  [Symbol("s")],
+  ["x", new Error("boom")],
+  [() => 1],
+];
+
+function capture(): { console: Console; text: () => string } {
+  let text = "";
+  const sink = new Writable({
+    write(chunk: Buffer, _encoding, callback) {
+      text += chunk.toString();
+      callback();
+    },
+  });
+  return { console: new Console({ stdout: sink, stderr: sink, colorMode: false }), text: () => text };
+}
+
+describe("console fast path", () => {
+  it("formats primitive arguments exactly as util.formatWithOptions, and declines everything else", () => {
+    for (const args of CASES) {
+      const fast = formatPrimitives(args);
+      if (fast !== null) expect(fast, JSON.stringify(String(args))).toBe(formatWithOptions({}, ...args));
+    }
+    expect(formatPrimitives(["%s is %d", "x", 4])).toBe(null);
+    expect(formatPrimitives([{ a: 1 }])).toBe(null);
+    expect(formatPrimitives([Symbol("s")])).toBe(null);
+    expect(formatPrimitives(["line", 7])).toBe("line 7");
+  });
+
+  it("leaves a console's output byte for byte the same, including groups, and restores it on dispose", async () => {
+    const run = (c: Console) => {
+      for (const args of CASES) c.log(...args);
+      c.group("group");
+      c.log("inside", 1, "a\nb");
+      c.error("err", 2);
+      c.groupEnd();
+      c.warn("warn", -0);
+      c.info("info", 3n);
+    };
+    const plain = capture();
+    run(plain.console);
+    const fast = capture();
+    const installed = installFastConsoleFormat(fast.console);
+    expect(installed).not.toBe(null);
+    run(fast.console);
+    await new Promise((resolve) => setImmediate(resolve));
+    expect(fast.text()).toBe(plain.text());
+    expect(fast.text()).toContain("  inside 1 a\n  b\n");
+
+    installed!.dispose();
+    installed!.dispose();
+    const sym = Object.getOwnPropertySymbols(fast.console).filter((s) => s.description?.startsWith("kFormatFor"));
+    expect(sym).toEqual([]);
+  });
+
+  it("keeps colored consoles on Node's formatter (numbers are styled there)", () => {
+    let text = "";
+    const sink = new Writable({
+      write(chunk: Buffer, _encoding, callback) {
+        text += chunk.toString();
+        callback();
+      },
+    });
+    const colored = new Console({ stdout: sink, colorMode: true });
+    installFastConsoleFormat(colored)!;
+    colored.log("n", 5);
+    expect(text).toBe(formatWithOptions({ colors: true }, "n", 5) + "\n");
+    expect(text).toContain("\u001b[");
+  });
+});
+
+describe("console in the real program", () => {
+  let dir: string;
+  let program: ProgramHarness;
+
+  beforeAll(async () => {
+    dir = mkdtempSync(join(tmpdir(), "tsnb-console-"));
+    program = await ProgramHarness.start({ cwd: dir });
+  });
+  afterAll(async () => {
+    await program?.close();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it("prints primitives, format strings, objects and groups as Node does", async () => {
+    const run = await program.execute(
+      [
+        'console.log("line", 1, -0, 2n, true, null, undefined)',
+        'console.log("%s=%d", "x", 5)',
+        "console.log({ a: [1, 2] })",
+        'console.group("g")',
+        'console.log("in", 1)',
+        "console.groupEnd()",
+        'console.info("info", 3)',
+        'console.error("oops", 4)',
+        "for (let i = 0; i < 3; i++) console.log('line', i)",
+      ].join("\n"),
+    );
+    expect(run.done.status).toBe("ok");
+    expect(run.stdout).toBe("line 1 -0 2n true null undefined\nx=5\n{ a: [ 1, 2 ] }\ng\n  in 1\ninfo 3\nline 0\nline 1\nline 2\n");
+    expect(run.stderr).toBe("oops 4\n");
+  });
+
+  it("does not keep objects passed to console.log alive (V8's inspector console would hold ~1000 of them)", async () => {
+    // 150 arrays of 100,000 numbers (~0.8 MB each, ~120 MB together); util.inspect prints 100 items of each.
+    const run = await program.execute(
+      [
+        "for (let i = 0; i < 150; i++) console.log(new Array(100_000).fill(i))",
+        "const v8 = await import('node:v8')",
+        "v8.setFlagsFromString('--expose-gc')",
+        "const gc = (await import('node:vm')).runInNewContext('gc')",
+        "gc()",
+        "Math.round(process.memoryUsage().heapUsed / 1048576)",
+      ].join("\n"),
+      { timeoutMs: 30_000 },
+    );
+    expect(run.done.status).toBe("ok");
+    expect(run.stdout.split("\n").filter((l) => l.startsWith("[")).length).toBe(150);
+    const heapMb = Number(resultText(run));
+    expect(heapMb).toBeLessThan(40);
+  });
+});
