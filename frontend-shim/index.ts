@@ -180,9 +180,15 @@ function boot(config: BootConfig): TsnbComm {
     return existing;
   }
   existing?.close?.();
+  // A page going away says so, so the kernel does not wait for the heartbeat to find the comm dead
+  // (a reloaded page gets a fresh shim on its next use of comms).
+  const onPageHide = () => {
+    if (g.tsnb_comm === comm) comm.close();
+  };
   const log = config.log ? (m: string) => console.info(`tsnb_comm: ${m}`) : (m: string) => console.debug(`tsnb_comm: ${m}`);
   const comm = new TsnbComm({ kernelId: config.kernelId, open: makeOpener(config), log });
   g.tsnb_comm = comm;
+  if (typeof addEventListener === "function") addEventListener("pagehide", onPageHide, { once: true });
   return comm;
 }
 

@@ -546,6 +546,38 @@ describe("shim injection", () => {
     expect((displays[0]!.parent as { msg_id: string }).msg_id).toBe("parent-c7");
   });
 
+  it("probes even a shim heard a moment ago (a page reloaded right after traffic), once per cell", () => {
+    const { clock, host, bridge, open, send } = setup({ shim });
+    send([{ address: "x", value: 1 }]);
+    open("page");
+    bridge.commMsg(commMsg("page", { op: "listen", address: "x", latest_only: false }));
+    clock.advance(100);
+    host.published = [];
+    const first = programSend([{ address: "y", value: 1 }], "c9");
+    bridge.programOp(first.header, first.buffers);
+    const again = programSend([{ address: "y", value: 2 }], "c9");
+    bridge.programOp(again.header, again.buffers);
+    expect(host.takeFor("page").filter((m) => m.data.op === "ping")).toHaveLength(1);
+    clock.advance(600);
+    expect(host.closes()).toEqual(["page"]);
+    expect(host.published.filter((p) => p.msg_type === "display_data")).toHaveLength(1);
+  });
+
+  it("after a page closed its comm as it went away, injects under the next cell that uses comms", () => {
+    const { clock, host, bridge, open, send } = setup({ shim });
+    send([{ address: "x", value: 1 }]);
+    open("page");
+    send([{ address: "x", value: 2 }]);
+    bridge.commClose(commClose("page"));
+    clock.advance(100);
+    host.published = [];
+    const next = programSend([{ address: "y", value: 1 }], "c11");
+    bridge.programOp(next.header, next.buffers);
+    const displays = host.published.filter((p) => p.msg_type === "display_data");
+    expect(displays).toHaveLength(1);
+    expect((displays[0]!.parent as { msg_id: string }).msg_id).toBe("parent-c11");
+  });
+
   it("does not inject again when the connected shim answers the probe", () => {
     const { clock, host, bridge, open, send } = setup({ shim });
     send([{ address: "x", value: 1 }]);

@@ -467,9 +467,9 @@ export class CommsBridge {
     this.injectionEvent({ type: "used", now: this.host.now(), displayId: `tsnb-shim-${this.host.newId()}`, cell });
   }
 
-  private frontendsChanged(): void {
+  private frontendsChanged(heartbeat = false): void {
     this.host.toProgram({ op: "comm_frontends", count: this.comms.size }, []);
-    this.injectionEvent({ type: "frontends", now: this.host.now(), count: this.comms.size });
+    this.injectionEvent({ type: "frontends", now: this.host.now(), count: this.comms.size, heartbeat });
   }
 
   private injectionEvent(event: InjectionEvent): void {
@@ -489,7 +489,7 @@ export class CommsBridge {
           break;
         case "probe":
           for (const record of [...this.comms.values()]) {
-            this.heartbeatEvent(record, { type: "outgoing", now: this.host.now(), nonce: this.nonce++ });
+            this.heartbeatEvent(record, { type: "probe", now: this.host.now(), nonce: this.nonce++ });
           }
           break;
         case "blank":
@@ -700,7 +700,7 @@ export class CommsBridge {
     record.queuedBytes = 0;
     record.chunks.clear();
     this.updateCongestion();
-    this.frontendsChanged();
+    this.frontendsChanged(reason !== null);
     this.scheduleFlush();
   }
 

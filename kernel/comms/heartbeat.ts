@@ -24,6 +24,8 @@ export type HeartbeatEvent =
   | { type: "pong"; now: number; nonce: number }
   /** Something must be sent to this front-end; `nonce` is used if a ping goes out. */
   | { type: "outgoing"; now: number; nonce: number }
+  /** Check liveness now, however recently the front-end was heard (a page may have just been reloaded). */
+  | { type: "probe"; now: number; nonce: number }
   /** Time passed (a timer fired). */
   | { type: "tick"; now: number }
   | { type: "close"; reason: string };
@@ -54,8 +56,9 @@ export function stepHeartbeat(current: HeartbeatState, event: HeartbeatEvent, co
         case "heard":
         case "pong":
           return { state: { state: "live", lastHeard: Math.max(current.lastHeard, event.now) }, effects: [] };
-        case "outgoing": {
-          if (event.now - current.lastHeard <= config.silenceMs) return stay;
+        case "outgoing":
+        case "probe": {
+          if (event.type === "outgoing" && event.now - current.lastHeard <= config.silenceMs) return stay;
           const deadline = event.now + config.pongTimeoutMs;
           return {
             state: { state: "pinging", lastHeard: current.lastHeard, nonce: event.nonce, deadline },
@@ -81,6 +84,7 @@ export function stepHeartbeat(current: HeartbeatState, event: HeartbeatEvent, co
         case "pong":
           return { state: { state: "live", lastHeard: event.now }, effects: [] };
         case "outgoing":
+        case "probe":
           return stay;
         case "tick":
           if (event.now < current.deadline) return { state: current, effects: [{ type: "wake_at", at: current.deadline }] };

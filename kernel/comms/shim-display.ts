@@ -58,13 +58,22 @@ export type InjectionState =
   | { state: "none" }
   | { state: "injected"; displayId: string; at: number }
   /** A shim is connected; `lastUse` is the latest cell that used comms, in case the shim turns out dead. */
-  | { state: "connected"; displayId: string | null; lastUse: { cell: string | null; at: number; displayId: string } | null };
+  | {
+      state: "connected";
+      displayId: string | null;
+      lastUse: { cell: string | null; at: number; displayId: string } | null;
+      /** The cell whose first use of comms already probed the shims (probe once per cell, not per send). */
+      probedCell: string | null | undefined;
+    };
 
 export type InjectionEvent =
   /** A program used comms; `displayId` is used if the shim must be injected now. */
   | { type: "used"; now: number; displayId: string; cell: string | null }
-  /** The number of open comms changed. */
-  | { type: "frontends"; now: number; count: number }
+  /**
+   * The number of open comms changed; `heartbeat` when the kernel closed one because it did not answer
+   * (as opposed to the page closing it as it went away).
+   */
+  | { type: "frontends"; now: number; count: number; heartbeat: boolean }
   | { type: "tick"; now: number };
 
 export type InjectionEffect =
@@ -100,7 +109,7 @@ export function stepInjection(
           };
         case "frontends":
           // A page that still has a shim from before (a kernel restart) reconnected by itself.
-          return event.count > 0 ? { state: { state: "connected", displayId: null, lastUse: null }, effects: [] } : stay;
+          return event.count > 0 ? { state: { state: "connected", displayId: null, lastUse: null, probedCell: undefined }, effects: [] } : stay;
         case "tick":
           return stay;
         default:
@@ -113,7 +122,7 @@ export function stepInjection(
         case "frontends":
           if (event.count === 0) return stay;
           return {
-            state: { state: "connected", displayId: current.displayId, lastUse: null },
+            state: { state: "connected", displayId: current.displayId, lastUse: null, probedCell: undefined },
             effects: [{ type: "blank", displayId: current.displayId }],
           };
         case "tick":
@@ -124,18 +133,21 @@ export function stepInjection(
       }
     case "connected":
       switch (event.type) {
-        case "used":
-          // The page may have been reloaded: make the heartbeat check, and remember where to inject.
-          return {
-            state: { ...current, lastUse: { cell: event.cell, at: event.now, displayId: event.displayId } },
-            effects: [{ type: "probe" }],
-          };
+        case "used": {
+          // The page may have been reloaded: the first use in each cell makes the heartbeat check every
+          // shim, and the use is remembered as where to inject if none answers.
+          const lastUse = { cell: event.cell, at: event.now, displayId: event.displayId };
+          if (current.probedCell === event.cell) return { state: { ...current, lastUse }, effects: [] };
+          return { state: { ...current, lastUse, probedCell: event.cell }, effects: [{ type: "probe" }] };
+        }
         case "tick":
           return stay;
         case "frontends": {
           if (event.count > 0) return stay;
+          // Only a shim found dead by the probe of a cell that is using comms right now means "inject here";
+          // a page that closed its comm as it went away may have taken that cell's output with it.
           const use = current.lastUse;
-          if (use !== null && event.now - use.at <= config.probeWindowMs) {
+          if (event.heartbeat && use !== null && event.now - use.at <= config.probeWindowMs) {
             return {
               state: { state: "injected", displayId: use.displayId, at: event.now },
               effects: [
