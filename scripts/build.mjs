@@ -1,14 +1,11 @@
 // Bundles the kernel, the user-program runtime and the browser shim into dist/ with esbuild.
 // Typechecking is separate (`npm run typecheck`): esbuild only strips types, which keeps builds ~100 ms.
 import { build } from "esbuild";
-import { mkdirSync, rmSync } from "node:fs";
-import { dirname, join } from "node:path";
+import { existsSync, mkdirSync, readdirSync, rmSync, statSync } from "node:fs";
+import { dirname, join, relative } from "node:path";
 import { fileURLToPath } from "node:url";
-import { existsSync } from "node:fs";
 
 const root = join(dirname(fileURLToPath(import.meta.url)), "..");
-// Chunk names carry content hashes: stale ones from earlier builds would otherwise ship in `npm pack`.
-rmSync(join(root, "dist"), { recursive: true, force: true });
 mkdirSync(join(root, "dist"), { recursive: true });
 
 const node = {
@@ -31,14 +28,29 @@ const entries = [
   { in: "runtime/tsnb/index.ts", out: "tsnb" },
 ].filter((e) => existsSync(join(root, e.in)));
 
-await build({
+const programBuild = await build({
   ...node,
+  metafile: true,
   entryPoints: entries.map((e) => ({ in: join(root, e.in), out: e.out })),
   outdir: join(root, "dist"),
   // program.js and tsnb.js must share one instance of the tsnb library state, so shared code is split.
   splitting: true,
   chunkNames: "chunks/[name]-[hash]",
 });
+
+// Chunk names carry content hashes, so stale ones from earlier builds pile up (and would ship in `npm pack`).
+// dist/ is not wiped: a kernel started a moment ago by a running test may still be loading the previous
+// build, so only chunks that are neither current nor fresh are removed.
+const current = new Set(Object.keys(programBuild.metafile.outputs).map((p) => relative(root, join(process.cwd(), p))));
+const chunksDir = join(root, "dist", "chunks");
+const staleAfterMs = 10 * 60 * 1000;
+for (const name of existsSync(chunksDir) ? readdirSync(chunksDir) : []) {
+  const path = join(chunksDir, name);
+  const key = relative(root, path);
+  const base = key.replace(/\.map$/, "");
+  if (current.has(key) || current.has(base)) continue;
+  if (Date.now() - statSync(path).mtimeMs > staleAfterMs) rmSync(path, { force: true });
+}
 
 if (existsSync(join(root, "frontend-shim/index.ts"))) {
   await build({
