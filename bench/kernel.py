@@ -74,6 +74,19 @@ def tree_rss_mb(root_pid):
     return sum(r[2] for r in process_tree_rss(root_pid)) / 1024
 
 
+def tree_pss_mb(root_pid):
+    """Proportional set size of the tree: pages shared between processes (the node binary mapped by both the
+    kernel and its program) are split among them instead of counted once per process, as RSS does."""
+    total_kb = 0
+    for pid, _cmd, _rss in process_tree_rss(root_pid):
+        try:
+            with open(f"/proc/{pid}/smaps_rollup") as f:
+                total_kb += next((int(l.split()[1]) for l in f if l.startswith("Pss:")), 0)
+        except OSError:
+            continue  # the process exited while we looked
+    return total_kb / 1024
+
+
 class Deadline(Exception):
     pass
 
@@ -160,6 +173,7 @@ def bench_kernel(name, rounds, lines):
         result["rtt_p99_ms"] = samples[min(len(samples) - 1, int(round(0.99 * len(samples))) - 1)]
         result["rtt_rounds"] = rounds
         result["rss_mb"] = tree_rss_mb(pid)
+        result["pss_mb"] = tree_pss_mb(pid)
         result["rss_by_process"] = [
             {"pid": p, "command": cmd[:120], "rss_mb": round(kb / 1024, 1)} for p, cmd, kb in process_tree_rss(pid)
         ]

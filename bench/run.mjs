@@ -102,6 +102,7 @@ async function main() {
       ["  lines delivered by idle", "burst_lines_at_idle"],
       ["  lines delivered in total", "burst_lines_total"],
       ["memory, kernel + children (MB RSS)", "rss_mb"],
+      ["memory, kernel + children (MB PSS, shared pages split)", "pss_mb"],
       ["memory after the burst (MB RSS)", "rss_after_burst_mb"],
     ];
     const labels = Object.keys(byLabel);
