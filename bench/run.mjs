@@ -1,9 +1,12 @@
 #!/usr/bin/env node
-// `npm run bench`: measures tsnb against ipykernel (and Deno's kernel when `deno` is on PATH) through the
+// `npm run bench`: measures tsnb against ipykernel and Deno's kernel through the
 // same jupyter_client code (bench/kernel.py), prints every figure, the tsnb/ipykernel ratios and the issue's
 // targets, and saves the raw figures to bench/results/ (gitignored). Not a test: `npm test` never runs it.
 //
-// Options: --rounds N (default 300), --lines N (default 10000).
+// Deno comes from PATH, or else from the npm package `deno` (a prebuilt binary in the registry), installed once
+// into bench/.deps (gitignored); --no-deno skips it.
+//
+// Options: --rounds N (default 300), --lines N (default 10000), --no-deno.
 
 import { spawn, spawnSync } from "node:child_process";
 import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
@@ -14,12 +17,40 @@ import { parseArgs } from "node:util";
 
 const root = join(dirname(fileURLToPath(import.meta.url)), "..");
 const { values: opts } = parseArgs({
-  options: { rounds: { type: "string", default: "300" }, lines: { type: "string", default: "10000" } },
+  options: {
+    rounds: { type: "string", default: "300" },
+    lines: { type: "string", default: "10000" },
+    "no-deno": { type: "boolean", default: false },
+  },
 });
 
 function which(cmd) {
   const res = spawnSync("sh", ["-c", `command -v ${cmd}`], { encoding: "utf8" });
   return res.status === 0 ? res.stdout.trim() : null;
+}
+
+/** Deno on PATH, or the npm package's binary under bench/.deps (installed here on first use). */
+function findDeno() {
+  const onPath = which("deno");
+  if (onPath !== null) return onPath;
+  const deps = join(root, "bench", ".deps");
+  const local = join(deps, "node_modules", ".bin", "deno");
+  if (!existsSync(local)) {
+    console.log("deno: not on PATH; installing the npm package `deno` into bench/.deps ...");
+    mkdirSync(deps, { recursive: true });
+    const res = spawnSync("npm", ["install", "--prefix", deps, "--no-save", "--no-audit", "--no-fund", "deno"], { encoding: "utf8" });
+    if (res.status !== 0) {
+      console.log(`deno: npm install failed (exit ${res.status}), Deno skipped:\n${res.stderr}`);
+      return null;
+    }
+  }
+  const version = spawnSync(local, ["--version"], { encoding: "utf8" });
+  if (version.status !== 0) {
+    console.log(`deno: ${local} does not run (exit ${version.status}), Deno skipped:\n${version.stderr}`);
+    return null;
+  }
+  console.log(`deno: ${version.stdout.split("\n")[0]} (${local})`);
+  return local;
 }
 
 async function main() {
@@ -57,10 +88,8 @@ async function main() {
     if (install.status !== 0) throw new Error(`tsnb install failed:\n${install.stdout}${install.stderr}`);
     kernels.push({ name: "tsnb-bench", label: "tsnb" });
 
-    const deno = which("deno");
-    if (deno === null) {
-      console.log("deno: not installed (no `deno` on PATH), skipped");
-    } else {
+    const deno = opts["no-deno"] ? null : findDeno();
+    if (deno !== null) {
       const dir = join(jupyterPath, "kernels", "deno-bench");
       mkdirSync(dir, { recursive: true });
       writeFileSync(
