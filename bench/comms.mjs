@@ -1,0 +1,457 @@
+#!/usr/bin/env node
+// `npm run bench:comms`: the comms benchmark of issues 3 and 5, from real Chromium through a default
+// `jupyter notebook` server (Notebook 6, no extra flags), against tsnb's comms and against an ipykernel comm
+// echo target registered in a cell of a python3 notebook, in one run. Prints each figure, the ratios
+// tsnb/ipykernel and whether each target is met; saves the raw figures to bench/results/ (gitignored).
+// Not a test: `npm test` never runs it.
+//
+// Options: --echo N (default 1000), --burst N (default 100000), --mb N (default 100), --only tsnb|ipykernel.
+//
+// It reuses the test helpers (test/helpers/jupyter.ts, browser.ts), bundled on the fly by esbuild into
+// bench/.build/ (two levels below the repository root, so their repoRoot still resolves) and removed after.
+
+import { mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { dirname, join } from "node:path";
+import { fileURLToPath, pathToFileURL } from "node:url";
+import { parseArgs } from "node:util";
+import { build } from "esbuild";
+
+const root = join(dirname(fileURLToPath(import.meta.url)), "..");
+const { values: opts } = parseArgs({
+  options: {
+    echo: { type: "string", default: "1000" },
+    burst: { type: "string", default: "100000" },
+    mb: { type: "string", default: "100" },
+    only: { type: "string" },
+  },
+});
+const ECHO_N = Number(opts.echo);
+const BURST_N = Number(opts.burst);
+const BIG_BYTES = Number(opts.mb) * 1e6;
+const BIG_FLOATS = Math.floor(BIG_BYTES / 4);
+const MB = 1e6;
+
+// ---- helpers ------------------------------------------------------------------------------------------
+
+async function loadHelpers() {
+  const out = join(root, "bench", ".build");
+  await build({
+    entryPoints: [join(root, "test", "helpers", "jupyter.ts"), join(root, "test", "helpers", "browser.ts")],
+    outdir: out,
+    bundle: true,
+    format: "esm",
+    platform: "node",
+    packages: "external",
+    logLevel: "error",
+  });
+  const jupyter = await import(pathToFileURL(join(out, "jupyter.js")).href);
+  const browser = await import(pathToFileURL(join(out, "browser.js")).href);
+  return { jupyter, browser, dispose: () => rmSync(out, { recursive: true, force: true }) };
+}
+
+/** Pid of the process whose command line names this kernel's connection file. */
+function kernelPid(kernelId) {
+  for (const entry of readdirSync("/proc")) {
+    if (!/^\d+$/.test(entry)) continue;
+    let cmd;
+    try {
+      cmd = readFileSync(`/proc/${entry}/cmdline`, "utf8");
+    } catch {
+      continue; // the process exited while we were listing: not ours
+    }
+    if (cmd.includes(`kernel-${kernelId}.json`)) return Number(entry);
+  }
+  throw new Error(`no process found for kernel ${kernelId}`);
+}
+
+function childPids(pid) {
+  const kids = [];
+  for (const entry of readdirSync("/proc")) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      const stat = readFileSync(`/proc/${entry}/stat`, "utf8");
+      const ppid = Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]);
+      if (ppid === pid) kids.push(Number(entry));
+    } catch {
+      continue; // exited meanwhile
+    }
+  }
+  return kids;
+}
+
+function statusKb(pid, field) {
+  const m = new RegExp(`^${field}:\\s+(\\d+) kB`, "m").exec(readFileSync(`/proc/${pid}/status`, "utf8"));
+  if (!m) throw new Error(`no ${field} in /proc/${pid}/status`);
+  return Number(m[1]);
+}
+
+/** Samples VmRSS of the pids every 5 ms until stopped; returns the peak (MB) of each. */
+function sampleRss(pids) {
+  const peaks = pids.map((pid) => statusKb(pid, "VmRSS"));
+  const timer = setInterval(() => {
+    pids.forEach((pid, i) => {
+      peaks[i] = Math.max(peaks[i], statusKb(pid, "VmRSS"));
+    });
+  }, 5);
+  const base = [...peaks];
+  return {
+    /** Peak RSS (MB) per pid; `.growth` holds peak minus the RSS when sampling started. */
+    stop() {
+      clearInterval(timer);
+      const out = peaks.map((kb) => (kb * 1024) / MB);
+      out.growth = peaks.map((kb, i) => ((kb - base[i]) * 1024) / MB);
+      return out;
+    },
+  };
+}
+
+function stats(samples) {
+  const s = [...samples].sort((a, b) => a - b);
+  const at = (q) => s[Math.min(s.length - 1, Math.floor(q * s.length))];
+  return { n: s.length, median: at(0.5), p99: at(0.99), min: s[0], max: s[s.length - 1] };
+}
+
+const fmt = (x, d = 2) => (x === undefined || x === null || Number.isNaN(x) ? "n/a" : x.toFixed(d));
+
+// ---- page side ----------------------------------------------------------------------------------------
+
+// Installed in each page once: a deadline wrapper every in-page wait goes through.
+const PAGE_PRELUDE = `
+window.benchDeadline = (promise, ms, what) => Promise.race([promise, new Promise((_, reject) =>
+  setTimeout(() => reject(new Error(what + ": no answer within " + ms + " ms")), ms))]);
+`;
+
+async function openNotebook(page, server, path, implementation) {
+  await page.goto(server.pageUrl(`notebooks/${path}`), { timeout: 60_000 });
+  await page.waitForFunction(
+    (impl) => {
+      const k = window.Jupyter?.notebook?.kernel;
+      return k != null && k.is_connected() && k.info_reply?.implementation === impl;
+    },
+    implementation,
+    { timeout: 60_000 },
+  );
+  await page.evaluate(PAGE_PRELUDE);
+}
+
+async function runCell(page, index, code) {
+  await page.evaluate(
+    ({ index, code }) => {
+      const nb = window.Jupyter.notebook;
+      nb.get_cell(index).set_text(code);
+      nb.execute_cells([index]);
+    },
+    { index, code },
+  );
+}
+
+async function waitCellText(page, index, pattern, timeout = 120_000) {
+  const out = page.locator("#notebook-container .cell").nth(index).locator(".output_area");
+  await out.filter({ hasText: pattern }).first().waitFor({ state: "visible", timeout });
+}
+
+// ---- tsnb ---------------------------------------------------------------------------------------------
+
+const TSNB_CELL = `
+const stop = new Promise<void>((resolve) => comms.subscribe("bench-stop", () => resolve()));
+comms.subscribe<number>("bench-ping", (v) => comms.send("bench-pong", v));
+comms.subscribe<number>("bench-go-burst", async (n) => { for (let i = 0; i < n; i++) comms.send("bench-burst", i); await comms.sync(); });
+comms.subscribe<Float32Array>("bench-up", (a) => comms.send("bench-up-done", a.length + ":" + a[a.length - 1]));
+comms.subscribe<number>("bench-go-down", (n) => { const a = new Float32Array(n); a[n - 1] = 7.5; comms.send("bench-down", a); });
+console.log("bench ready");
+await stop;
+console.log("bench done");`;
+
+async function benchTsnb({ page, server, kernelId, results }) {
+  await runCell(page, 0, TSNB_CELL);
+  await waitCellText(page, 0, /bench ready/);
+  await page.waitForFunction(() => window.tsnb_comm !== undefined, undefined, { timeout: 60_000 });
+  await page.evaluate(() => window.benchDeadline(window.tsnb_comm.ready, 30_000, "tsnb_comm ready"));
+  const kpid = kernelPid(kernelId);
+  const ppid = childPids(kpid).find((p) => readFileSync(`/proc/${p}/cmdline`, "utf8").includes("program.js"));
+  const pids = ppid === undefined ? [kpid] : [kpid, ppid];
+  const r = (results.tsnb = { kernelPid: kpid, programPid: ppid });
+
+  // Echo: browser -> kernel -> program -> kernel -> browser, one at a time.
+  r.echo = await page.evaluate(async (n) => {
+    const comm = window.tsnb_comm;
+    let waiting = null;
+    comm.subscribe("bench-pong", (v) => waiting?.(v));
+    const times = [];
+    for (let i = 0; i < n + 20; i++) {
+      const t0 = performance.now();
+      const got = await window.benchDeadline(new Promise((res) => { waiting = res; comm.send("bench-ping", i); }), 10_000, `echo ${i}`);
+      if (got !== i) throw new Error(`echo ${i} answered ${got}`);
+      if (i >= 20) times.push(performance.now() - t0); // the first 20 warm the JITs and connections
+    }
+    return times;
+  }, ECHO_N).then(stats);
+
+  // Burst: program -> browser, BURST_N small values as fast as the program can send them.
+  r.burst = await page.evaluate(async (n) => {
+    const comm = window.tsnb_comm;
+    let count = 0;
+    let inOrder = true;
+    let t0 = 0;
+    const done = new Promise((res) => comm.subscribe("bench-burst", (v) => {
+      if (v !== count) inOrder = false;
+      count++;
+      if (count === n) res();
+    }));
+    t0 = performance.now();
+    comm.send("bench-go-burst", n);
+    try {
+      await window.benchDeadline(done, 300_000, `burst of ${n}`);
+    } catch (err) {
+      return { ms: performance.now() - t0, received: count, inOrder, error: String(err) };
+    }
+    return { ms: performance.now() - t0, received: count, inOrder };
+  }, BURST_N);
+
+  // Big: browser -> program, then program -> browser.
+  await page.evaluate((floats) => {
+    window.benchBig = new Float32Array(floats);
+    window.benchBig[floats - 1] = 3.25;
+  }, BIG_FLOATS);
+  let sampler = sampleRss(pids);
+  r.up = await page.evaluate(async (floats) => {
+    const comm = window.tsnb_comm;
+    const done = new Promise((res) => comm.subscribe("bench-up-done", (v) => res(v)));
+    const t0 = performance.now();
+    comm.send("bench-up", window.benchBig);
+    const got = await window.benchDeadline(done, 300_000, "100 MB up");
+    return { ms: performance.now() - t0, answer: got, ok: got === `${floats}:3.25` };
+  }, BIG_FLOATS);
+  ({ 0: r.up.kernelPeakMB, 1: r.up.programPeakMB, growth: [r.up.kernelGrowthMB] } = sampler.stop());
+  await page.evaluate(() => { window.benchBig = null; });
+  sampler = sampleRss(pids);
+  r.down = await page.evaluate(async (floats) => {
+    const comm = window.tsnb_comm;
+    const done = new Promise((res) => comm.subscribe("bench-down", (v) => res(v)));
+    const t0 = performance.now();
+    comm.send("bench-go-down", floats);
+    const a = await window.benchDeadline(done, 300_000, "100 MB down");
+    const ms = performance.now() - t0;
+    return { ms, ok: a instanceof Float32Array && a.length === floats && a[floats - 1] === 7.5 };
+  }, BIG_FLOATS);
+  ({ 0: r.down.kernelPeakMB, 1: r.down.programPeakMB, growth: [r.down.kernelGrowthMB] } = sampler.stop());
+  r.kernelHwmMB = (statusKb(kpid, "VmHWM") * 1024) / MB;
+  await page.evaluate(() => window.tsnb_comm.send("bench-stop", 1));
+  await waitCellText(page, 0, /bench done/);
+}
+
+// ---- ipykernel ----------------------------------------------------------------------------------------
+
+const PY_CELL = `
+import time
+def _bench_target(comm, open_msg):
+    state = {"up": [], "up_bytes": 0}
+    @comm.on_msg
+    def _on(msg):
+        data = msg["content"]["data"]
+        op = data.get("op")
+        if op == "ping":
+            comm.send(data)
+        elif op == "burst":
+            for i in range(data["n"]):
+                comm.send({"i": i})
+        elif op == "up":
+            state["up"].append(bytes(msg["buffers"][0]))
+            state["up_bytes"] += len(msg["buffers"][0])
+            if data["last"]:
+                total = state["up_bytes"]
+                state["up"] = []
+                state["up_bytes"] = 0
+                comm.send({"op": "up-done", "bytes": total})
+        elif op == "down":
+            import array
+            a = array.array("f", bytes(data["n"] * 4))
+            a[-1] = 7.5
+            comm.send({"op": "down"}, buffers=[memoryview(a)])
+get_ipython().kernel.comm_manager.register_target("bench_echo", _bench_target)
+print("bench target registered")`;
+
+async function benchIpykernel({ page, kernelId, results }) {
+  await runCell(page, 0, PY_CELL);
+  await waitCellText(page, 0, /bench target registered/);
+  const kpid = kernelPid(kernelId);
+  const r = (results.ipykernel = { kernelPid: kpid });
+  await page.evaluate(() => {
+    const comm = window.Jupyter.notebook.kernel.comm_manager.new_comm("bench_echo", {});
+    window.benchComm = comm;
+    window.benchHandler = null;
+    comm.on_msg((msg) => window.benchHandler?.(msg));
+  });
+
+  r.echo = await page.evaluate(async (n) => {
+    const comm = window.benchComm;
+    const times = [];
+    for (let i = 0; i < n + 20; i++) {
+      const t0 = performance.now();
+      const got = await window.benchDeadline(new Promise((res) => {
+        window.benchHandler = (msg) => res(msg.content.data.i);
+        comm.send({ op: "ping", i });
+      }), 10_000, `echo ${i}`);
+      if (got !== i) throw new Error(`echo ${i} answered ${got}`);
+      if (i >= 20) times.push(performance.now() - t0);
+    }
+    return times;
+  }, ECHO_N).then(stats);
+
+  // Burst: the server's IOPub rate limit drops most of it; count what arrives by the request's idle.
+  r.burst = await page.evaluate(async (n) => {
+    const comm = window.benchComm;
+    let count = 0;
+    let last = -1;
+    window.benchHandler = (msg) => { count++; last = msg.content.data.i; };
+    const t0 = performance.now();
+    let lastArrival = t0;
+    const prev = window.benchHandler;
+    window.benchHandler = (msg) => { prev(msg); lastArrival = performance.now(); };
+    const idle = new Promise((res) => comm.send({ op: "burst", n }, { iopub: { status: (m) => m.content.execution_state === "idle" && res() } }));
+    let error;
+    try {
+      await window.benchDeadline(idle, 300_000, "ipykernel burst idle");
+    } catch (err) {
+      error = String(err);
+    }
+    return { ms: lastArrival - t0, received: count, lastIndex: last, ...(error ? { error } : {}) };
+  }, BURST_N);
+
+  // Big, browser -> kernel in 8 MiB messages (one 100 MB message closes the server's websocket).
+  await page.evaluate((floats) => {
+    window.benchBig = new Float32Array(floats);
+  }, BIG_FLOATS);
+  let sampler = sampleRss([kpid]);
+  r.up = await page.evaluate(async (bytes) => {
+    const comm = window.benchComm;
+    const all = new Uint8Array(window.benchBig.buffer);
+    const chunk = 8 * 1024 * 1024;
+    const done = new Promise((res) => { window.benchHandler = (msg) => res(msg.content.data); });
+    const t0 = performance.now();
+    for (let off = 0; off < all.length; off += chunk) {
+      const part = all.slice(off, Math.min(all.length, off + chunk));
+      comm.send({ op: "up", last: off + chunk >= all.length }, undefined, {}, [part.buffer]);
+    }
+    const got = await window.benchDeadline(done, 300_000, "ipykernel 100 MB up");
+    return { ms: performance.now() - t0, ok: got.bytes === bytes };
+  }, BIG_FLOATS * 4);
+  ({ 0: r.up.kernelPeakMB, growth: [r.up.kernelGrowthMB] } = sampler.stop());
+  await page.evaluate(() => { window.benchBig = null; });
+  sampler = sampleRss([kpid]);
+  r.down = await page.evaluate(async (floats) => {
+    const comm = window.benchComm;
+    const done = new Promise((res) => { window.benchHandler = (msg) => res(msg); });
+    const t0 = performance.now();
+    comm.send({ op: "down", n: floats });
+    const msg = await window.benchDeadline(done, 300_000, "ipykernel 100 MB down");
+    const ms = performance.now() - t0;
+    const buf = msg.buffers?.[0];
+    const a = buf ? new Float32Array(buf.buffer ?? buf, buf.byteOffset ?? 0, floats) : null;
+    return { ms, ok: a !== null && a[floats - 1] === 7.5 };
+  }, BIG_FLOATS);
+  ({ 0: r.down.kernelPeakMB, growth: [r.down.kernelGrowthMB] } = sampler.stop());
+  r.kernelHwmMB = (statusKb(kpid, "VmHWM") * 1024) / MB;
+}
+
+// ---- report -------------------------------------------------------------------------------------------
+
+function report(results) {
+  const t = results.tsnb;
+  const p = results.ipykernel;
+  const lines = [];
+  const line = (s) => lines.push(s);
+  const mbps = (x) => (x ? BIG_BYTES / MB / (x.ms / 1000) : undefined);
+  const ratio = (a, b) => (a !== undefined && b !== undefined && b !== 0 ? `${(a / b).toFixed(2)}x` : "n/a");
+  const verdict = (ok) => (ok ? "MET" : "NOT MET");
+  line(`\ncomms benchmark: Chromium -> Notebook 6 (default settings) -> kernel; ${new Date().toISOString()}`);
+  for (const [name, r] of [["tsnb", t], ["ipykernel", p]]) {
+    if (!r) continue;
+    line(`\n[${name}]`);
+    line(`  echo round trip (${r.echo.n} sequential): median ${fmt(r.echo.median)} ms, p99 ${fmt(r.echo.p99)} ms, min ${fmt(r.echo.min)} ms, max ${fmt(r.echo.max)} ms`);
+    line(`  burst of ${BURST_N}: ${r.burst.received} arrived (${BURST_N - r.burst.received} lost) in ${fmt(r.burst.ms, 0)} ms${r.burst.inOrder === false ? ", OUT OF ORDER" : ""}${r.burst.error ? ` (${r.burst.error})` : ""}`);
+    line(`  ${BIG_BYTES / MB} MB browser -> kernel${name === "tsnb" ? " -> program" : ""}: ${fmt(r.up.ms, 0)} ms, ${fmt(mbps(r.up), 1)} MB/s, peak kernel RSS ${fmt(r.up.kernelPeakMB, 0)} MB (+${fmt(r.up.kernelGrowthMB, 0)})${r.up.programPeakMB !== undefined ? `, program ${fmt(r.up.programPeakMB, 0)} MB` : ""}${r.up.ok ? "" : " (WRONG CONTENT)"}`);
+    line(`  ${BIG_BYTES / MB} MB kernel -> browser: ${fmt(r.down.ms, 0)} ms, ${fmt(mbps(r.down), 1)} MB/s, peak kernel RSS ${fmt(r.down.kernelPeakMB, 0)} MB (+${fmt(r.down.kernelGrowthMB, 0)})${r.down.programPeakMB !== undefined ? `, program ${fmt(r.down.programPeakMB, 0)} MB` : ""}${r.down.ok ? "" : " (WRONG CONTENT)"}`);
+    line(`  kernel VmHWM over the run: ${fmt(r.kernelHwmMB, 0)} MB`);
+  }
+  if (t && p) {
+    line(`\n[tsnb / ipykernel]`);
+    line(`  echo median ${ratio(t.echo.median, p.echo.median)}, p99 ${ratio(t.echo.p99, p.echo.p99)}`);
+    line(`  burst delivered ${ratio(t.burst.received, p.burst.received)}`);
+    line(`  up time ${ratio(t.up.ms, p.up.ms)}, down time ${ratio(t.down.ms, p.down.ms)}`);
+  }
+  if (t) {
+    line(`\n[targets, issue 3]`);
+    line(`  echo median <= 5 ms: ${fmt(t.echo.median)} ms -> ${verdict(t.echo.median <= 5)}`);
+    if (p) line(`  echo median < 0.15x ipykernel: ${ratio(t.echo.median, p.echo.median)} -> ${verdict(t.echo.median < 0.15 * p.echo.median)}`);
+    line(`  zero loss for ${BURST_N} values: ${BURST_N - t.burst.received} lost -> ${verdict(t.burst.received === BURST_N && t.burst.inOrder)}`);
+    line(`  up >= 100 MB/s: ${fmt(mbps(t.up), 1)} -> ${verdict(mbps(t.up) >= 100 && t.up.ok)}`);
+    line(`  down >= 100 MB/s: ${fmt(mbps(t.down), 1)} -> ${verdict(mbps(t.down) >= 100 && t.down.ok)}`);
+    const peak = Math.max(t.up.kernelPeakMB, t.down.kernelPeakMB);
+    line(`  kernel memory < 3x payload (${(3 * BIG_BYTES) / MB} MB): peak RSS ${fmt(peak, 0)} MB -> ${verdict(peak < (3 * BIG_BYTES) / MB)}`);
+    line(`\n[issue 5, RPC]`);
+    line(`  not measured: the runtime has no RPC API yet (no rpc export in runtime/tsnb).`);
+  }
+  return lines.join("\n");
+}
+
+// ---- main ---------------------------------------------------------------------------------------------
+
+async function main() {
+  const { jupyter, browser: browserHelpers, dispose: disposeHelpers } = await loadHelpers();
+  const notebookDir = mkdtempSync(join(tmpdir(), "tsnb-bench-comms-"));
+  let env;
+  let server;
+  let browser;
+  const cleanup = async () => {
+    await browser?.dispose();
+    await server?.dispose();
+    await env?.dispose();
+    rmSync(notebookDir, { recursive: true, force: true });
+    disposeHelpers();
+  };
+  process.once("SIGINT", () => {
+    void cleanup().finally(() => process.exit(130));
+  });
+  const results = { echoN: ECHO_N, burstN: BURST_N, bigBytes: BIG_BYTES };
+  try {
+    env = await jupyter.makeJupyterEnv();
+    server = await jupyter.startNotebookServer({ env, notebookDir });
+    browser = await browserHelpers.launchBrowser({ captureConsole: true });
+    if (opts.only !== "ipykernel") {
+      const path = await jupyter.createNotebook(server, { path: "bench-tsnb.ipynb", kernelName: jupyter.TSNB_KERNEL_NAME, cells: [""] });
+      const page = await browser.newPage();
+      await openNotebook(page, server, path, "tsnb");
+      const kernelId = await page.evaluate(() => window.Jupyter.notebook.kernel.id);
+      await benchTsnb({ page, server, kernelId, results });
+      await page.close();
+      console.error(`tsnb done: ${JSON.stringify(results.tsnb)}`);
+    }
+    if (opts.only !== "tsnb") {
+      const path = await jupyter.createNotebook(server, { path: "bench-py.ipynb", kernelName: "python3", cells: [""] });
+      const page = await browser.newPage();
+      await openNotebook(page, server, path, "ipython");
+      const kernelId = await page.evaluate(() => window.Jupyter.notebook.kernel.id);
+      await benchIpykernel({ page, kernelId, results });
+      await page.close();
+      console.error(`ipykernel done: ${JSON.stringify(results.ipykernel)}`);
+    }
+    const text = report(results);
+    console.log(text);
+    const dir = join(root, "bench", "results");
+    mkdirSync(dir, { recursive: true });
+    const file = join(dir, `comms-${new Date().toISOString().replace(/[:.]/g, "-")}.json`);
+    writeFileSync(file, JSON.stringify(results, null, 2));
+    console.log(`\nraw figures: ${file}`);
+  } catch (err) {
+    console.error(err);
+    if (browser) console.error(`--- browser console (tail) ---\n${browser.consoleLog().slice(-4000)}`);
+    if (server) console.error(`--- server output (tail) ---\n${server.log().slice(-4000)}`);
+    process.exitCode = 1;
+  } finally {
+    await cleanup();
+  }
+}
+
+await main();
