@@ -86,10 +86,15 @@ export class Magics implements Disposable {
     this.options.write("stdout", `env: ${key}=${process.env[key]}\n`);
   }
 
-  /** Runs `command` with /bin/sh, streaming output into the cell; resolves with the exit code. */
-  shell(command: string, write: MagicsOptions["write"] = this.options.write): Promise<number> {
+  /**
+   * Runs `command` with /bin/sh, streaming output into the cell; resolves with the exit code. `env` is
+   * added to the environment (the command's TSNB_PIPE variables).
+   */
+  shell(command: string, options: { write?: MagicsOptions["write"]; env?: Record<string, string> } = {}): Promise<number> {
+    const write = options.write ?? this.options.write;
     return new Promise((resolvePromise, reject) => {
-      const child = spawn("/bin/sh", ["-c", command], { stdio: ["ignore", "pipe", "pipe"], cwd: process.cwd() });
+      const env = options.env ? { ...process.env, ...options.env } : process.env;
+      const child = spawn("/bin/sh", ["-c", command], { stdio: ["ignore", "pipe", "pipe"], cwd: process.cwd(), env });
       this.children.add(child);
       child.stdout.setEncoding("utf8");
       child.stderr.setEncoding("utf8");

@@ -16,6 +16,7 @@ import { Evaluator } from "./evaluator/evaluate.js";
 import { disarmAsyncHookChecks, InterruptController } from "./interrupt.js";
 import { complete, inspectAt } from "./introspect.js";
 import { Magics } from "./magics.js";
+import { CommandPipes } from "./pipes.js";
 import { createImporter, type Importer } from "./modules.js";
 import { Output, type CellContext } from "./output.js";
 import { API_KEY, createTsnb, isNoResult, type Tsnb } from "./tsnb/api.js";
@@ -169,7 +170,17 @@ export class Runtime implements Disposable {
     define(HELPERS.shell, async (command: string) => {
       // Child output arrives on I/O callbacks, which carry no cell context: pin it to this cell.
       const cell = this.output.currentCell();
-      await this.magics.shell(command, (name, text) => this.output.write(name, text, cell));
+      const write = (name: "stdout" | "stderr", text: string) => this.output.write(name, text, cell);
+      const pipes = await CommandPipes.open({
+        host: { comms: this.comms, send: (op) => this.send(op), write },
+        cell,
+        label: `!${command.length > 60 ? command.slice(0, 57) + "..." : command}`,
+      });
+      try {
+        await this.magics.shell(command, { write, env: pipes.env });
+      } finally {
+        await pipes.close();
+      }
     });
     Object.defineProperty(globalThis, HELPERS.meta, { get: () => this.importer.importMeta(), configurable: true, enumerable: false });
   }

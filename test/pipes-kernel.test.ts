@@ -1,0 +1,276 @@
+// Named pipes for !commands, for real: a real `!/usr/bin/python3` program talks to the real kernel over the
+// FIFOs named by TSNB_PIPE / TSNB_PIPE_BACK with the Python client (notebooks/tsnb_pipe.py), while this
+// test client plays a browser tab on the real zeromq sockets.
+
+import { copyFileSync, mkdtempSync, rmSync, writeFileSync, existsSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { itemOf, joinItems, parseKernelMessage, splitItems, valueOf, type KernelToBrowser } from "../protocol/bridge.js";
+import type { JsonObject, JupyterMessage } from "../protocol/jupyter.js";
+import { REPO_ROOT, startKernel, type RunningKernel } from "./helpers/kernel-client.js";
+
+let kernel: RunningKernel;
+let dir: string;
+
+beforeAll(async () => {
+  dir = mkdtempSync(join(tmpdir(), "tsnb-pipes-test-"));
+  copyFileSync(join(REPO_ROOT, "notebooks", "tsnb_pipe.py"), join(dir, "tsnb_pipe.py"));
+  kernel = await startKernel({ cwd: dir });
+}, 30_000);
+
+afterAll(async () => {
+  await kernel?.kill();
+  if (dir) rmSync(dir, { recursive: true, force: true });
+});
+
+let tabCounter = 0;
+
+/** A scripted browser tab: one tsnb_comm, the values it received; acks batches and answers pings like the shim. */
+class FakeTab {
+  readonly id = `pipe-tab-${++tabCounter}-${Date.now()}`;
+  private seen = 0;
+  readonly values: { address: string; value: unknown }[] = [];
+
+  async open(): Promise<void> {
+    kernel.client.send("shell", "comm_open", { comm_id: this.id, target_name: "tsnb_comm", data: { version: 1 } });
+    await this.waitFor("the open ack", () => this.opened);
+  }
+
+  private opened = false;
+
+  send(data: JsonObject, buffers: Uint8Array[] = []) {
+    return kernel.client.send("shell", "comm_msg", { comm_id: this.id, data }, { buffers });
+  }
+
+  listen(address: string) {
+    return this.send({ op: "listen", address, latest_only: false });
+  }
+
+  sendValue(address: string, value: unknown) {
+    const batch = joinItems([itemOf(address, value)]);
+    return this.send({ op: "values", items: batch.items } as unknown as JsonObject, batch.buffers);
+  }
+
+  private pump(): void {
+    const items = kernel.client.iopub.items;
+    for (; this.seen < items.length; this.seen++) {
+      const m = items[this.seen]!;
+      if (m.header.msg_type !== "comm_msg" || m.content.comm_id !== this.id) continue;
+      const parsed = parseKernelMessage(m.content.data, m.buffers.length);
+      if (!parsed.ok) throw new Error(`kernel sent an invalid message: ${parsed.error}`);
+      const data: KernelToBrowser = parsed.message;
+      if (data.op === "open_ack") this.opened = true;
+      if (data.op === "values") {
+        for (const item of splitItems(data.items, m.buffers)) this.values.push({ address: item.address, value: valueOf(item) });
+        this.send({ op: "ack", seq: data.seq });
+      } else if (data.op === "ping") this.send({ op: "pong", nonce: data.nonce });
+    }
+  }
+
+  async waitFor(what: string, done: () => boolean, deadlineMs = 15_000): Promise<void> {
+    const deadline = Date.now() + deadlineMs;
+    for (;;) {
+      this.pump();
+      if (done()) return;
+      const left = deadline - Date.now();
+      if (left <= 0) throw new Error(`tab ${this.id}: no ${what} within ${deadlineMs} ms`);
+      await kernel.client.iopub.wait(() => true, left, "iopub", kernel.client.iopub.items.length).catch(() => undefined);
+    }
+  }
+
+  valuesOf(address: string): unknown[] {
+    return this.values.filter((v) => v.address === address).map((v) => v.value);
+  }
+}
+
+function script(name: string, source: string): string {
+  const path = join(dir, name);
+  writeFileSync(path, `import os, sys, struct, json\nsys.path.insert(0, ${JSON.stringify(dir)})\n${source}\n`);
+  return path;
+}
+
+function outputsOf(iopub: JupyterMessage[]) {
+  const streams = (name: string) =>
+    iopub
+      .filter((m) => m.header.msg_type === "stream" && m.content.name === name)
+      .map((m) => String(m.content.text))
+      .join("");
+  return {
+    stdout: streams("stdout"),
+    stderr: streams("stderr"),
+    errors: iopub.filter((m) => m.header.msg_type === "error").map((m) => `${m.content.ename}: ${m.content.evalue}`),
+    displays: iopub.filter((m) => m.header.msg_type === "display_data").map((m) => m.content.data as Record<string, unknown>),
+  };
+}
+
+async function expectKernelAlive(): Promise<void> {
+  const next = await kernel.client.execute("40 + 2");
+  expect(next.reply.content.status).toBe("ok");
+  const result = next.iopub.find((m) => m.header.msg_type === "execute_result");
+  expect((result?.content.data as Record<string, string>)["text/plain"]).toBe("42");
+}
+
+describe("named pipes for !commands", () => {
+  it("gives the command a private 0700 directory with 0600 FIFOs and a token, and removes it after the command", async () => {
+    const path = script(
+      "modes.py",
+      `import stat
+for name in ("TSNB_PIPE", "TSNB_PIPE_BACK"):
+    st = os.stat(os.environ[name])
+    print(name, "fifo" if stat.S_ISFIFO(st.st_mode) else "not-fifo", oct(st.st_mode & 0o777))
+print("dir", oct(os.stat(os.path.dirname(os.environ["TSNB_PIPE"])).st_mode & 0o777), os.path.dirname(os.environ["TSNB_PIPE"]))
+print("token", len(os.environ["TSNB_PIPE_TOKEN"]))`,
+    );
+    const result = await kernel.client.execute(`!/usr/bin/python3 ${path}`);
+    const out = outputsOf(result.iopub);
+    expect(out.stdout).toContain("TSNB_PIPE fifo 0o600");
+    expect(out.stdout).toContain("TSNB_PIPE_BACK fifo 0o600");
+    expect(out.stdout).toMatch(/dir 0o700 /);
+    expect(Number(/token (\d+)/.exec(out.stdout)![1])).toBeGreaterThanOrEqual(32);
+    const pipeDir = /dir 0o700 (\S+)/.exec(out.stdout)![1]!;
+    expect(existsSync(pipeDir)).toBe(false);
+  });
+
+  it("delivers a Python program's values to a listening tab in order, falsy values and binary parts included, and shows its display output", async () => {
+    const tab = new FakeTab();
+    await tab.open();
+    await kernel.client.idle(tab.listen("py/vals"));
+    const path = script(
+      "send.py",
+      `from array import array
+from tsnb_pipe import Pipe
+with Pipe() as pipe:
+    print("before")
+    for v in [0, "", False, None, {"nested": [1, "two"]}]:
+        pipe.send("py/vals", v)
+    pipe.send("py/vals", memoryview(array("f", [1.5, 2.5])))
+    pipe.send("py/vals", {"raw": b"\\x00\\x01\\xff", "ints": array("i", [-7, 8])})
+    pipe.display({"text/markdown": "**from python**", "text/plain": "from python"})
+    pipe.sync()
+    print("after")`,
+    );
+    const result = await kernel.client.execute(`!/usr/bin/python3 ${path}`);
+    const out = outputsOf(result.iopub);
+    expect(out.errors).toEqual([]);
+    expect(out.stderr).toBe("");
+    expect(out.stdout).toBe("before\nafter\n");
+    expect(out.displays.some((d) => d["text/markdown"] === "**from python**")).toBe(true);
+    await tab.waitFor("7 values", () => tab.valuesOf("py/vals").length >= 7);
+    const values = tab.valuesOf("py/vals");
+    expect(values.slice(0, 5)).toEqual([0, "", false, null, { nested: [1, "two"] }]);
+    expect(values[5]).toBeInstanceOf(Float32Array);
+    expect(Array.from(values[5] as Float32Array)).toEqual([1.5, 2.5]);
+    const last = values[6] as { raw: Uint8Array; ints: Int32Array };
+    expect(last.raw).toBeInstanceOf(Uint8Array);
+    expect(Array.from(last.raw)).toEqual([0, 1, 255]);
+    expect(last.ints).toBeInstanceOf(Int32Array);
+    expect(Array.from(last.ints)).toEqual([-7, 8]);
+  });
+
+  it("delivers values a tab sends on a subscribed address to the Python program", async () => {
+    const tab = new FakeTab();
+    await tab.open();
+    await kernel.client.idle(tab.listen("py/ready"));
+    const path = script(
+      "receive.py",
+      `from tsnb_pipe import Pipe
+with Pipe() as pipe:
+    pipe.subscribe("py/in")
+    pipe.sync()
+    pipe.send("py/ready", True)
+    for _ in range(2):
+        address, value = pipe.receive(timeout=15)
+        if isinstance(value, memoryview):
+            value = ("memoryview", value.format, value.tolist())
+        print("got", address, json.dumps(value))`,
+    );
+    const request = kernel.client.send("shell", "execute_request", {
+      code: `!/usr/bin/python3 ${path}`,
+      silent: false,
+      store_history: true,
+      user_expressions: {},
+      allow_stdin: false,
+      stop_on_error: true,
+    });
+    await tab.waitFor("the program's ready signal", () => tab.valuesOf("py/ready").length > 0);
+    tab.sendValue("py/in", { n: 0, s: "", ok: false });
+    tab.sendValue("py/in", new Float64Array([0.25, -1]));
+    await kernel.client.idle(request, 20_000);
+    const out = outputsOf(kernel.client.iopubFor(request));
+    expect(out.stderr).toBe("");
+    expect(out.stdout).toBe('got py/in {"n": 0, "s": "", "ok": false}\ngot py/in ["memoryview", "d", [0.25, -1.0]]\n');
+  });
+
+  const garbage: { name: string; source: string; error: RegExp }[] = [
+    {
+      name: "a wrong token",
+      source: `def frame(h):
+    d = json.dumps(h).encode()
+    return struct.pack(">I", len(d)) + d
+out = os.open(os.environ["TSNB_PIPE"], os.O_WRONLY)
+os.write(out, frame({"v": 1, "op": "hello", "token": "not-the-token"}))`,
+      error: /the pipe of !\/usr\/bin\/python3 .*bad_token\.py was closed: the hello frame does not carry the TSNB_PIPE_TOKEN/,
+    },
+    {
+      name: "text instead of a length (garbage length)",
+      source: `out = os.open(os.environ["TSNB_PIPE"], os.O_WRONLY)
+os.write(out, b"hello world, this is not a frame\\n")`,
+      error: /was closed: frame header of \d+ bytes exceeds the 67108864-byte limit/,
+    },
+    {
+      name: "bad JSON",
+      source: `out = os.open(os.environ["TSNB_PIPE"], os.O_WRONLY)
+os.write(out, struct.pack(">I", 9) + b"{not json")`,
+      error: /was closed: frame header is not valid JSON/,
+    },
+    {
+      name: "an unknown op after a good hello",
+      source: `from tsnb_pipe import Pipe
+pipe = Pipe()
+pipe._write({"op": "launch_rockets"})
+try:
+    pipe.sync(timeout=5)
+except Exception as e:
+    print("client saw:", e)`,
+      error: /was closed: unknown op "launch_rockets"/,
+    },
+    {
+      name: "binary parts over the size limit",
+      source: `def frame(h):
+    d = json.dumps(h).encode()
+    return struct.pack(">I", len(d)) + d
+out = os.open(os.environ["TSNB_PIPE"], os.O_WRONLY)
+os.write(out, frame({"v": 1, "op": "hello", "token": os.environ["TSNB_PIPE_TOKEN"]}))
+os.write(out, frame({"v": 1, "op": "comm_send", "items": [{"address": "x", "value": 1, "nbuf": 1}], "buffers": [2**40]}))`,
+      error: /was closed: frame binary parts of 1099511627776 bytes exceed the 268435456-byte limit/,
+    },
+    {
+      name: "a malformed comm op",
+      source: `from tsnb_pipe import Pipe
+pipe = Pipe()
+pipe._write({"op": "comm_send", "items": [{"address": "", "value": 1}]})
+try:
+    pipe.sync(timeout=5)
+except Exception as e:
+    print("client saw:", e)`,
+      error: /was closed: "comm_send" op: /,
+    },
+  ];
+
+  for (const [index, bad] of garbage.entries()) {
+    it(`closes the pipe of a program that sends ${bad.name} with a clear error in the cell; the kernel and the cell's other output survive`, async () => {
+      const file = index === 0 ? "bad_token.py" : `bad_${index}.py`;
+      const path = script(file, `print("before", flush=True)\n${bad.source}\nprint("after", flush=True)`);
+      const result = await kernel.client.execute(`!/usr/bin/python3 ${path}\nconsole.log("cell continues")`);
+      const out = outputsOf(result.iopub);
+      expect(out.stderr).toMatch(bad.error);
+      expect(out.stdout).toContain("before\n");
+      expect(out.stdout).toContain("after\n");
+      expect(out.stdout).toContain("cell continues\n");
+      expect(result.reply.content.status).toBe("ok");
+      if (bad.source.includes("client saw")) expect(out.stdout).toMatch(/client saw: the kernel closed the pipe: /);
+      await expectKernelAlive();
+    });
+  }
+});
