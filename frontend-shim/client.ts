@@ -19,6 +19,31 @@ import {
 } from "../protocol/bridge.js";
 import { encodeFrame } from "../protocol/framing.js";
 import type { JsonObject } from "../protocol/jupyter.js";
+import { errorInfo, RpcCode, RpcError, splitParams, type RpcErrorInfo } from "../protocol/rpc.js";
+import { decodeValue, encodeValue } from "../protocol/values.js";
+
+export { RpcCode, RpcError } from "../protocol/rpc.js";
+
+export interface CallOptions {
+  /** Milliseconds before the call fails with RpcError code -32005 (default 30,000). */
+  timeout?: number;
+}
+
+/** A function the program can call with `comms.callFrontend(name, ...args)`. */
+export type FrontendHandler = (...args: any[]) => unknown;
+
+interface PendingCall {
+  method: string;
+  resolve(value: unknown): void;
+  reject(error: RpcError): void;
+  timer: ReturnType<typeof setTimeout>;
+  /** Sent on the current comm (a comm that closes fails it); false while waiting for the connection. */
+  sent: boolean;
+  message: BrowserToKernel;
+  buffers: Uint8Array[];
+}
+
+const DEFAULT_CALL_TIMEOUT_MS = 30_000;
 
 /** One open comm, as the page's kernel connection provides it. */
 export interface CommPort {
@@ -169,6 +194,8 @@ export class TsnbComm {
   private openAckTimer: ReturnType<typeof setTimeout> | null = null;
   private retryTimer: ReturnType<typeof setTimeout> | null = null;
   private nextId = 1;
+  private readonly calls = new Map<string, PendingCall>();
+  private readonly handlers = new Map<string, FrontendHandler>();
   private readonly options: Required<Omit<TsnbCommOptions, "log">> & { log: (m: string) => void };
 
   constructor(options: TsnbCommOptions) {
@@ -247,7 +274,7 @@ export class TsnbComm {
       if (this.current.state === "open") this.sendNow({ op: "listen", address, latest_only: this.latestOnly.has(address) });
     } else if (this.lastValues.has(address)) {
       const value = this.lastValues.get(address);
-      queueMicrotask(() => this.subscriptions.has(id) && this.call(callback, value, address));
+      queueMicrotask(() => this.subscriptions.has(id) && this.invokeCallback(callback, value, address));
     }
     return id;
   }
@@ -272,7 +299,7 @@ export class TsnbComm {
     this.lastValues.set(address, initial);
     this.subscribe(address, (v: T) => {
       value = v;
-      for (const cb of [...callbacks.values()]) this.call(cb as (v: unknown) => void, v, address);
+      for (const cb of [...callbacks.values()]) this.invokeCallback(cb as (v: unknown) => void, v, address);
     });
     return {
       get: () => value,
@@ -287,6 +314,126 @@ export class TsnbComm {
       },
       unsubscribe: (id) => void callbacks.delete(id),
     };
+  }
+
+  /** This front-end's id while connected (the comm id; a program targets it with callFrontend). */
+  get id(): string | null {
+    return this.commId;
+  }
+  private commId: string | null = null;
+
+  /**
+   * Calls a function the program registered with `comms.register(method, fn)`: it runs `fn(args, kwargs)`.
+   * Typed arrays anywhere in the arguments and the result travel raw. Rejects with an RpcError: -32601 no
+   * such function, -32001 it threw (`remoteStack` has the program's stack), -32002 its result cannot travel,
+   * -32003 the program exited or restarted, -32004 the connection closed, -32005 timeout.
+   * A call made while (re)connecting is sent once connected, within its timeout.
+   */
+  call(method: string, args: unknown[] = [], kwargs: { [key: string]: unknown } = {}, options: CallOptions = {}): Promise<any> {
+    if (this.current.state === "closed") return Promise.reject(new RpcError({ code: RpcCode.DISCONNECTED, message: "tsnb_comm is closed" }));
+    if (typeof method !== "string" || method === "") return Promise.reject(new TypeError("tsnb_comm.call: method must be a non-empty string"));
+    let encoded;
+    try {
+      encoded = encodeValue([args, kwargs]);
+    } catch (err) {
+      return Promise.reject(new RpcError({ code: RpcCode.INVALID_PARAMS, message: `tsnb_comm.call("${method}"): the arguments cannot be sent: ${String(err)}` }));
+    }
+    const id = randomId();
+    const timeout = options.timeout ?? DEFAULT_CALL_TIMEOUT_MS;
+    const message: BrowserToKernel = { op: "call", id, method, value: encoded.json };
+    if (encoded.buffers.length > 0) message.nbuf = encoded.buffers.length;
+    return new Promise<unknown>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        if (!this.calls.delete(id)) return;
+        reject(new RpcError({ code: RpcCode.TIMEOUT, message: `tsnb_comm.call("${method}") got no answer within ${timeout} ms` }));
+      }, timeout);
+      const call: PendingCall = { method, resolve, reject, timer, sent: false, message, buffers: encoded.buffers };
+      this.calls.set(id, call);
+      if (this.current.state === "open") this.sendCall(call);
+    });
+  }
+
+  /** How many calls are waiting for an answer. */
+  get pendingCalls(): number {
+    return this.calls.size;
+  }
+
+  /** Lets the program call `fn(...args)` with `comms.callFrontend(method, ...args)`; returns an unregister function. */
+  register(method: string, fn: FrontendHandler): () => void {
+    if (typeof method !== "string" || method === "") throw new TypeError("tsnb_comm.register: method must be a non-empty string");
+    if (typeof fn !== "function") throw new TypeError("tsnb_comm.register: fn must be a function");
+    this.handlers.set(method, fn);
+    return () => {
+      if (this.handlers.get(method) === fn) this.handlers.delete(method);
+    };
+  }
+
+  unregister(method: string): void {
+    this.handlers.delete(method);
+  }
+
+  private sendCall(call: PendingCall): void {
+    call.sent = true;
+    // Values sent before the call reach the program before it.
+    this.flush();
+    const approx = JSON.stringify(call.message.op === "call" ? call.message.value : null).length;
+    this.sendNow(call.message, call.buffers, approx);
+  }
+
+  /** The comm a call went out on closed: nothing will answer it. */
+  private failSentCalls(reason: string): void {
+    for (const [id, call] of [...this.calls]) {
+      if (!call.sent) continue;
+      this.calls.delete(id);
+      clearTimeout(call.timer);
+      call.reject(new RpcError({ code: RpcCode.DISCONNECTED, message: `tsnb_comm.call("${call.method}"): the connection to the kernel closed before an answer came (${reason})` }));
+    }
+  }
+
+  private answerCall(id: string, method: string, value: unknown, buffers: Uint8Array[]): void {
+    const reply = (outcome: { value: unknown } | { error: RpcErrorInfo }) => {
+      if (this.current.state !== "open") return;
+      if ("error" in outcome) {
+        this.sendNow({ op: "reply", id, error: outcome.error });
+        return;
+      }
+      let encoded;
+      try {
+        encoded = encodeValue(outcome.value === undefined ? null : outcome.value);
+      } catch (err) {
+        this.sendNow({ op: "reply", id, error: errorInfo(RpcCode.RESULT_NOT_SERIALIZABLE, err) });
+        return;
+      }
+      const message: BrowserToKernel = { op: "reply", id, value: encoded.json };
+      if (encoded.buffers.length > 0) message.nbuf = encoded.buffers.length;
+      this.sendNow(message, encoded.buffers, JSON.stringify(encoded.json).length);
+    };
+    const fn = this.handlers.get(method);
+    if (!fn) {
+      reply({ error: { code: RpcCode.METHOD_NOT_FOUND, message: `no function "${method}" is registered in this page (tsnb_comm.register)` } });
+      return;
+    }
+    let params;
+    try {
+      params = splitParams(decodeValue(value as never, buffers));
+    } catch (err) {
+      params = `the arguments could not be decoded: ${String(err)}`;
+    }
+    if (typeof params === "string") {
+      reply({ error: { code: RpcCode.INVALID_PARAMS, message: params } });
+      return;
+    }
+    let result: unknown;
+    try {
+      result = fn(...params.args);
+    } catch (err) {
+      reply({ error: errorInfo(RpcCode.EXCEPTION, err) });
+      return;
+    }
+    Promise.resolve(result).then(
+      (v) => reply({ value: v }),
+      (err: unknown) => reply({ error: errorInfo(RpcCode.EXCEPTION, err) }),
+    );
   }
 
   /**
@@ -310,6 +457,11 @@ export class TsnbComm {
 
   close(): void {
     this.flush();
+    for (const [id, call] of [...this.calls]) {
+      this.calls.delete(id);
+      clearTimeout(call.timer);
+      call.reject(new RpcError({ code: RpcCode.DISCONNECTED, message: `tsnb_comm.call("${call.method}"): tsnb_comm was closed` }));
+    }
     this.dispatch({ type: "close_requested" });
     for (const t of [this.ackTimer, this.openAckTimer, this.retryTimer]) if (t !== null) clearTimeout(t);
     this.ackTimer = this.openAckTimer = this.retryTimer = null;
@@ -335,7 +487,9 @@ export class TsnbComm {
           const handlers: CommPortHandlers = {
             onMessage: (data, buffers) => this.onMessage(port, data, buffers),
             onClose: (reason) => {
-              if (this.portOf() === port) this.dispatch({ type: "port_closed", reason });
+              if (this.portOf() !== port) return;
+              this.failSentCalls(reason);
+              this.dispatch({ type: "port_closed", reason });
             },
           };
           let port: CommPort | null = null;
@@ -380,10 +534,11 @@ export class TsnbComm {
             this.sendNow({ op: "listen", address, latest_only: this.latestOnly.has(address) });
           }
           this.flush();
+          for (const call of this.calls.values()) if (!call.sent) this.sendCall(call);
           this.resolveReady();
           break;
         case "status":
-          for (const cb of [...this.statusCallbacks.values()]) this.call(cb as (v: unknown) => void, effect.status, "#status");
+          for (const cb of [...this.statusCallbacks.values()]) this.invokeCallback(cb as (v: unknown) => void, effect.status, "#status");
           break;
         default: {
           const unreachable: never = effect;
@@ -410,8 +565,28 @@ export class TsnbComm {
   private handle(message: KernelToBrowser, buffers: Uint8Array[]): void {
     switch (message.op) {
       case "open_ack":
+        this.commId = message.comm_id;
         this.dispatch({ type: "acked" });
         return;
+      case "call":
+        this.answerCall(message.id, message.method, message.value, buffers);
+        return;
+      case "reply": {
+        const call = this.calls.get(message.id);
+        if (!call) return;
+        this.calls.delete(message.id);
+        clearTimeout(call.timer);
+        if (message.error) {
+          call.reject(new RpcError(message.error));
+          return;
+        }
+        try {
+          call.resolve(decodeValue(message.value ?? null, buffers));
+        } catch (err) {
+          call.reject(new RpcError({ code: RpcCode.INVALID_PARAMS, message: `the program's result could not be decoded: ${String(err)}` }));
+        }
+        return;
+      }
       case "ping":
         this.sendNow({ op: "pong", nonce: message.nonce });
         return;
@@ -430,7 +605,7 @@ export class TsnbComm {
           if (!ids) continue;
           for (const id of [...ids]) {
             const sub = this.subscriptions.get(id);
-            if (sub) this.call(sub.callback, value, item.address);
+            if (sub) this.invokeCallback(sub.callback, value, item.address);
           }
         }
         this.ackLater(message.seq);
@@ -451,7 +626,7 @@ export class TsnbComm {
     }
   }
 
-  private call(callback: (value: unknown, address: string) => void, value: unknown, address: string): void {
+  private invokeCallback(callback: (value: unknown, address: string) => void, value: unknown, address: string): void {
     try {
       callback(value, address);
     } catch (err) {

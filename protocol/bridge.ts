@@ -9,6 +9,7 @@
 
 import type { JsonObject, JsonValue } from "./jupyter.js";
 import { decodeValue, encodeValue } from "./values.js";
+import { checkCallId, checkMethod, checkPayload, parseReplyOutcome, type RpcErrorInfo } from "./rpc.js";
 
 export const BRIDGE_TARGET = "tsnb_comm";
 export const BRIDGE_VERSION = 1;
@@ -58,7 +59,31 @@ export type BrowserToKernel =
    * Part of a message too large for one websocket message: buffer 0 holds the next slice of the
    * message encoded in the pipe framing (protocol/framing.ts). The kernel decodes it once `last`.
    */
-  | { op: "chunk"; id: string; index: number; last: boolean };
+  | { op: "chunk"; id: string; index: number; last: boolean }
+  | RpcCallMessage
+  | RpcReplyMessage;
+
+/**
+ * A remote call (protocol/rpc.ts), in either direction: browser -> program (`tsnb_comm.call`) or, from the
+ * kernel, program -> browser (`comms.callFrontend`). `value` is the encoded `[args, kwargs]`; all the
+ * message's binary parts belong to it.
+ */
+export interface RpcCallMessage {
+  op: "call";
+  id: string;
+  method: string;
+  value: JsonValue;
+  nbuf?: number;
+}
+
+/** The answer to a call with the same `id`: `value` (+ binary parts) or `error`. */
+export interface RpcReplyMessage {
+  op: "reply";
+  id: string;
+  value?: JsonValue;
+  nbuf?: number;
+  error?: RpcErrorInfo;
+}
 
 // ---- kernel -> browser ---------------------------------------------------------------------------
 
@@ -69,7 +94,9 @@ export type KernelToBrowser =
   /** The program wants the browser's current value of `address`: a shim holding one sends it. */
   | { op: "read"; address: string }
   /** Something the browser sent was refused; nothing of it reached the program. */
-  | { op: "error"; message: string };
+  | { op: "error"; message: string }
+  | RpcCallMessage
+  | RpcReplyMessage;
 
 export type BrowserOp = BrowserToKernel["op"];
 export type KernelOp = KernelToBrowser["op"];
@@ -158,6 +185,11 @@ export function parseBrowserMessage(data: unknown, bufferCount: number): ParseRe
       if (bufferCount !== 1) return fail(`must carry exactly one binary part, got ${bufferCount}`);
       return { ok: true, message: { op, id: data.id, index: data.index, last: data.last } };
     }
+    case "call":
+    case "reply": {
+      const parsed = parseRpcMessage(data, bufferCount);
+      return typeof parsed === "string" ? fail(parsed) : { ok: true, message: parsed };
+    }
     default:
       return { ok: false, error: `unknown op ${JSON.stringify(op).slice(0, 80)}` };
   }
@@ -198,9 +230,34 @@ export function parseKernelMessage(data: unknown, bufferCount: number): ParseRes
     }
     case "error":
       return { ok: true, message: { op, message: typeof data.message === "string" ? data.message : String(data.message) } };
+    case "call":
+    case "reply": {
+      const parsed = parseRpcMessage(data, bufferCount);
+      return typeof parsed === "string" ? fail(parsed) : { ok: true, message: parsed };
+    }
     default:
       return { ok: false, error: `unknown op ${JSON.stringify(op).slice(0, 80)}` };
   }
+}
+
+/** Validates a `call` or `reply` message (the same shape in both directions). */
+export function parseRpcMessage(data: { [key: string]: unknown }, bufferCount: number): RpcCallMessage | RpcReplyMessage | string {
+  const idError = checkCallId(data.id);
+  if (idError) return idError;
+  const id = data.id as string;
+  if (data.op === "call") {
+    const e = checkMethod(data.method) ?? checkPayload(data, bufferCount);
+    if (e) return e;
+    const message: RpcCallMessage = { op: "call", id, method: data.method as string, value: data.value as JsonValue };
+    if (bufferCount > 0) message.nbuf = bufferCount;
+    return message;
+  }
+  const outcome = parseReplyOutcome(data, bufferCount);
+  if (typeof outcome === "string") return outcome;
+  if (!outcome.ok) return { op: "reply", id, error: outcome.error };
+  const message: RpcReplyMessage = { op: "reply", id, value: outcome.value };
+  if (outcome.nbuf > 0) message.nbuf = outcome.nbuf;
+  return message;
 }
 
 // ---- batching ------------------------------------------------------------------------------------

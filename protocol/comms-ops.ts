@@ -5,6 +5,8 @@
 
 import type { CellId } from "./program.js";
 import { checkItems, MAX_ADDRESS_LENGTH, type ParseResult, type WireItem } from "./bridge.js";
+import type { JsonValue } from "./jupyter.js";
+import { checkCallId, checkMethod, checkPayload, parseReplyOutcome, type RpcErrorInfo } from "./rpc.js";
 
 // ---- program -> kernel ---------------------------------------------------------------------------
 
@@ -43,7 +45,48 @@ export interface CommSyncOp {
   id: string;
 }
 
-export type ProgramCommOp = CommSendOp | CommSubscribeOp | CommUnsubscribeOp | CommReadOp | CommSyncOp;
+/**
+ * RPC (protocol/rpc.ts). Program -> kernel `comm_rpc_call` calls a browser function: `target` is "first"
+ * (every front-end is asked, the first real answer wins; "method not found" from one waits for the others)
+ * or a front-end's comm id. Kernel -> program `comm_rpc_call` is a browser calling a registered function.
+ * `value` is the encoded `[args, kwargs]`; all binary parts of the frame belong to it.
+ */
+export interface CommRpcCallOp {
+  op: "comm_rpc_call";
+  id: string;
+  method: string;
+  value: JsonValue;
+  nbuf?: number;
+  /** Program -> kernel only. */
+  cell?: CellId | null;
+  /** Program -> kernel only: "first" or a front-end (comm) id. */
+  target?: string;
+}
+
+/** The answer to the `comm_rpc_call` with the same id, in either direction: `value` or `error`. */
+export interface CommRpcReplyOp {
+  op: "comm_rpc_reply";
+  id: string;
+  value?: JsonValue;
+  nbuf?: number;
+  error?: RpcErrorInfo;
+}
+
+/** The program gave up on its call `id` (timeout): the kernel forgets it, a late answer is dropped. */
+export interface CommRpcCancelOp {
+  op: "comm_rpc_cancel";
+  id: string;
+}
+
+export type ProgramCommOp =
+  | CommSendOp
+  | CommSubscribeOp
+  | CommUnsubscribeOp
+  | CommReadOp
+  | CommSyncOp
+  | CommRpcCallOp
+  | CommRpcReplyOp
+  | CommRpcCancelOp;
 
 // ---- kernel -> program ---------------------------------------------------------------------------
 
@@ -69,9 +112,11 @@ export interface CommListenersOp {
 export interface CommFrontendsOp {
   op: "comm_frontends";
   count: number;
+  /** The front-ends' comm ids (targets for `comm_rpc_call`). */
+  ids?: string[];
 }
 
-export type KernelCommOp = CommDeliverOp | CommSyncAckOp | CommListenersOp | CommFrontendsOp;
+export type KernelCommOp = CommDeliverOp | CommSyncAckOp | CommListenersOp | CommFrontendsOp | CommRpcCallOp | CommRpcReplyOp;
 
 export const PROGRAM_COMM_OPS: readonly ProgramCommOp["op"][] = [
   "comm_send",
@@ -79,6 +124,9 @@ export const PROGRAM_COMM_OPS: readonly ProgramCommOp["op"][] = [
   "comm_unsubscribe",
   "comm_read",
   "comm_sync",
+  "comm_rpc_call",
+  "comm_rpc_reply",
+  "comm_rpc_cancel",
 ];
 
 export function isProgramCommOp(op: string): op is ProgramCommOp["op"] {
@@ -100,7 +148,8 @@ function cellOf(v: unknown): CellId | null | undefined {
 export function parseProgramCommOp(header: { [key: string]: unknown }, bufferCount: number): ParseResult<ProgramCommOp> {
   const op = header.op;
   const fail = (detail: string): ParseResult<ProgramCommOp> => ({ ok: false, error: `"${String(op)}" op: ${detail}` });
-  if (op !== "comm_send" && bufferCount > 0) return fail(`carries ${bufferCount} unexpected binary parts`);
+  const carriesBuffers = op === "comm_send" || op === "comm_rpc_call" || op === "comm_rpc_reply";
+  if (!carriesBuffers && bufferCount > 0) return fail(`carries ${bufferCount} unexpected binary parts`);
   switch (op) {
     case "comm_send": {
       const cell = cellOf(header.cell);
@@ -125,9 +174,47 @@ export function parseProgramCommOp(header: { [key: string]: unknown }, bufferCou
     case "comm_sync":
       if (typeof header.id !== "string") return fail('"id" must be a string');
       return { ok: true, message: { op, id: header.id } };
+    case "comm_rpc_call": {
+      const cell = cellOf(header.cell);
+      if (cell === undefined) return fail('"cell" must be a string or null');
+      const target = header.target ?? "first";
+      if (typeof target !== "string" || target === "") return fail('"target" must be "first" or a front-end id');
+      const call = parseRpcCall(header, bufferCount);
+      if (typeof call === "string") return fail(call);
+      return { ok: true, message: { ...call, cell, target } };
+    }
+    case "comm_rpc_reply": {
+      const reply = parseRpcReply(header, bufferCount);
+      return typeof reply === "string" ? fail(reply) : { ok: true, message: reply };
+    }
+    case "comm_rpc_cancel": {
+      const e = checkCallId(header.id);
+      if (e) return fail(e);
+      return { ok: true, message: { op, id: header.id as string } };
+    }
     default:
       return { ok: false, error: `unknown comm op ${JSON.stringify(op)}` };
   }
+}
+
+function parseRpcCall(header: { [key: string]: unknown }, bufferCount: number): CommRpcCallOp | string {
+  const e = checkCallId(header.id) ?? checkMethod(header.method) ?? checkPayload(header, bufferCount);
+  if (e) return e;
+  const call: CommRpcCallOp = { op: "comm_rpc_call", id: header.id as string, method: header.method as string, value: header.value as JsonValue };
+  if (bufferCount > 0) call.nbuf = bufferCount;
+  return call;
+}
+
+function parseRpcReply(header: { [key: string]: unknown }, bufferCount: number): CommRpcReplyOp | string {
+  const e = checkCallId(header.id);
+  if (e) return e;
+  const outcome = parseReplyOutcome(header, bufferCount);
+  if (typeof outcome === "string") return outcome;
+  const id = header.id as string;
+  if (!outcome.ok) return { op: "comm_rpc_reply", id, error: outcome.error };
+  const reply: CommRpcReplyOp = { op: "comm_rpc_reply", id, value: outcome.value };
+  if (outcome.nbuf > 0) reply.nbuf = outcome.nbuf;
+  return reply;
 }
 
 /** Validates a frame header from the kernel whose op is a comm op (the program side's check). */
@@ -148,9 +235,20 @@ export function parseKernelCommOp(header: { [key: string]: unknown }, bufferCoun
       if (a === null || typeof header.count !== "number") return fail("needs address and count");
       return { ok: true, message: { op, address: a, count: header.count } };
     }
-    case "comm_frontends":
+    case "comm_frontends": {
       if (typeof header.count !== "number") return fail("needs count");
-      return { ok: true, message: { op, count: header.count } };
+      const message: CommFrontendsOp = { op, count: header.count };
+      if (Array.isArray(header.ids) && header.ids.every((id) => typeof id === "string")) message.ids = header.ids as string[];
+      return { ok: true, message };
+    }
+    case "comm_rpc_call": {
+      const call = parseRpcCall(header, bufferCount);
+      return typeof call === "string" ? fail(call) : { ok: true, message: call };
+    }
+    case "comm_rpc_reply": {
+      const reply = parseRpcReply(header, bufferCount);
+      return typeof reply === "string" ? fail(reply) : { ok: true, message: reply };
+    }
     default:
       return { ok: false, error: `unknown comm op ${JSON.stringify(op)}` };
   }

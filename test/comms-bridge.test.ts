@@ -57,13 +57,13 @@ describe("comm lifecycle", () => {
     bridge.commMsg(commMsg("a", { op: "unlisten", address: "x" }));
     bridge.commClose(commClose("b"));
     expect(host.program.map((m) => m.op)).toEqual([
-      { op: "comm_frontends", count: 1 },
-      { op: "comm_frontends", count: 2 },
+      { op: "comm_frontends", count: 1, ids: ["a"] },
+      { op: "comm_frontends", count: 2, ids: ["a", "b"] },
       { op: "comm_listeners", address: "x", count: 1 },
       { op: "comm_listeners", address: "x", count: 2 },
       { op: "comm_listeners", address: "x", count: 1 },
       { op: "comm_listeners", address: "x", count: 0 },
-      { op: "comm_frontends", count: 1 },
+      { op: "comm_frontends", count: 1, ids: ["a"] },
     ]);
     expect(bridge.commInfo()).toEqual({ a: { target_name: "tsnb_comm" } });
   });
@@ -81,7 +81,7 @@ describe("comm lifecycle", () => {
     host.program = [];
     bridge.programStarted();
     expect(host.program.map((m) => m.op)).toEqual([
-      { op: "comm_frontends", count: 1 },
+      { op: "comm_frontends", count: 1, ids: ["a"] },
       { op: "comm_listeners", address: "x", count: 1 },
     ]);
   });
@@ -355,7 +355,7 @@ describe("heartbeat", () => {
     clock.advance(2);
     expect(host.closes()).toEqual(["a"]);
     expect(bridge.commInfo()).toEqual({});
-    expect(host.program.at(-1)?.op).toEqual({ op: "comm_frontends", count: 0 });
+    expect(host.program.at(-1)?.op).toEqual({ op: "comm_frontends", count: 0, ids: [] });
   });
 
   it("keeps a front-end that answers the ping", () => {

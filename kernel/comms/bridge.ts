@@ -27,6 +27,7 @@ import {
 } from "../../protocol/bridge.js";
 import { parseProgramCommOp, type KernelCommOp, type ProgramCommOp } from "../../protocol/comms-ops.js";
 import type { CellId } from "../../protocol/program.js";
+import { RpcCode, type RpcErrorInfo } from "../../protocol/rpc.js";
 import { DEFAULT_HEARTBEAT, initialHeartbeat, stepHeartbeat, type HeartbeatConfig, type HeartbeatEvent, type HeartbeatState } from "./heartbeat.js";
 import { blankDisplayContent, shimDisplayContent, stepInjection, type InjectionEvent, type InjectionState, type ShimBoot } from "./shim-display.js";
 
@@ -53,8 +54,11 @@ export interface BridgeHost {
   setTimer(ms: number, fn: () => void): Disposable;
   /** Publish on IOPub (the host adds header, session and signature). */
   publish(message: PublishRequest): void;
-  /** Write a comm op to the user program's channel (dropped by the host when no program runs). */
-  toProgram(op: KernelCommOp, buffers: Uint8Array[]): void;
+  /**
+   * Write a comm op to the user program's channel (dropped by the host when no program runs; a host that
+   * knows returns false then, so a browser's RPC call is answered at once instead of timing out).
+   */
+  toProgram(op: KernelCommOp, buffers: Uint8Array[]): boolean | void;
   /** The parent header for output attributed to a cell (`null`: the most recent cell). */
   parentForCell(cell: CellId | null): Parent;
   /** A fresh unique id (display ids). */
@@ -140,6 +144,11 @@ export class CommsBridge {
   private readonly listenerCounts = new Map<string, number>();
   /** Addresses the program asked to read and no browser has answered yet: a late listener is asked too. */
   private readonly pendingReads = new Set<string>();
+  /** Browser -> program calls the program has not answered, by the kernel's call id. */
+  private readonly browserCalls = new Map<string, { record: CommRecord; callId: string }>();
+  /** Program -> browser calls not yet answered, by the program's call id: the comm ids still asked. */
+  private readonly frontendCalls = new Map<string, Set<string>>();
+  private nextCallId = 0;
   private pendingSyncs: string[] = [];
   private injection: InjectionState = { state: "none" };
   private injectionWake: Disposable | null = null;
@@ -252,7 +261,8 @@ export class CommsBridge {
     this.programSubscriptions.clear();
     this.pendingReads.clear();
     this.pendingSyncs = [];
-    this.host.toProgram({ op: "comm_frontends", count: this.comms.size }, []);
+    this.failProgramCalls("the program restarted before answering");
+    this.host.toProgram({ op: "comm_frontends", count: this.comms.size, ids: [...this.comms.keys()] }, []);
     for (const [address, count] of this.listenerCounts) {
       if (count > 0) this.host.toProgram({ op: "comm_listeners", address, count }, []);
     }
@@ -263,6 +273,23 @@ export class CommsBridge {
     this.programSubscriptions.clear();
     this.pendingReads.clear();
     this.pendingSyncs = [];
+    this.failProgramCalls("the program exited before answering (it is restarted; its registered functions are gone)");
+  }
+
+  /** Calls in flight to or from a program that is gone: the browsers get an error, the program's calls are forgotten. */
+  private failProgramCalls(why: string): void {
+    this.frontendCalls.clear();
+    const calls = [...this.browserCalls.values()];
+    this.browserCalls.clear();
+    for (const call of calls) {
+      if (this.comms.get(call.record.id) !== call.record) continue;
+      this.sendRpc(call.record, { op: "reply", id: call.callId, error: { code: RpcCode.PROGRAM_EXITED, message: why } }, []);
+    }
+  }
+
+  /** How many RPC calls are waiting for an answer (tests, diagnostics). */
+  get pendingCalls(): { toProgram: number; toFrontends: number } {
+    return { toProgram: this.browserCalls.size, toFrontends: this.frontendCalls.size };
   }
 
   /** True while the queues towards the browsers are above the high-water mark. */
@@ -349,6 +376,35 @@ export class CommsBridge {
       case "chunk":
         this.handleChunk(record, message, buffers[0]!);
         return;
+      case "call": {
+        const id = `b${++this.nextCallId}`;
+        this.browserCalls.set(id, { record, callId: message.id });
+        const op: KernelCommOp = { op: "comm_rpc_call", id, method: message.method, value: message.value };
+        if (buffers.length > 0) op.nbuf = buffers.length;
+        if (this.host.toProgram(op, buffers) === false) {
+          this.browserCalls.delete(id);
+          const error = { code: RpcCode.PROGRAM_EXITED, message: "the program is not running (it is starting or restarting)" };
+          this.sendRpc(record, { op: "reply", id: message.id, error }, []);
+        }
+        return;
+      }
+      case "reply": {
+        const asked = this.frontendCalls.get(message.id);
+        if (!asked || !asked.has(record.id)) {
+          this.host.log.warn(`comm ${record.id}: reply to unknown or finished call ${message.id} dropped`);
+          return;
+        }
+        // "first responder" asks every front-end: one that lacks the function must not win over one that has it.
+        if (message.error?.code === RpcCode.METHOD_NOT_FOUND && asked.size > 1) {
+          asked.delete(record.id);
+          return;
+        }
+        this.frontendCalls.delete(message.id);
+        const op: KernelCommOp = message.error ? { op: "comm_rpc_reply", id: message.id, error: message.error } : { op: "comm_rpc_reply", id: message.id, value: message.value ?? null };
+        if (buffers.length > 0) op.nbuf = buffers.length;
+        this.host.toProgram(op, buffers);
+        return;
+      }
       default: {
         const unreachable: never = message;
         throw new Error(`unhandled browser op ${JSON.stringify(unreachable)}`);
@@ -455,6 +511,42 @@ export class CommsBridge {
         if (this.congestedNow) this.pendingSyncs.push(op.id);
         else this.host.toProgram({ op: "comm_sync_ack", id: op.id }, []);
         return;
+      case "comm_rpc_call": {
+        this.used(op.cell ?? null);
+        const target = op.target ?? "first";
+        const records = target === "first" ? [...this.comms.values()] : [this.comms.get(target)].filter((r): r is CommRecord => r !== undefined);
+        if (records.length === 0) {
+          const message =
+            target === "first" ? "no front-end is connected (is this notebook open in a browser?)" : `front-end ${JSON.stringify(target)} is not connected`;
+          this.replyToProgram(op.id, { code: RpcCode.DISCONNECTED, message });
+          return;
+        }
+        if (this.frontendCalls.has(op.id)) {
+          this.replyToProgram(op.id, { code: RpcCode.INVALID_PARAMS, message: `call id ${op.id} is already in flight` });
+          return;
+        }
+        this.frontendCalls.set(op.id, new Set(records.map((r) => r.id)));
+        const call: KernelToBrowser = { op: "call", id: op.id, method: op.method, value: op.value };
+        if (buffers.length > 0) call.nbuf = buffers.length;
+        for (const record of records) this.sendRpc(record, call, buffers);
+        return;
+      }
+      case "comm_rpc_reply": {
+        const call = this.browserCalls.get(op.id);
+        if (!call) {
+          this.host.log.warn(`the program answered unknown or abandoned call ${op.id}; dropped`);
+          return;
+        }
+        this.browserCalls.delete(op.id);
+        if (this.comms.get(call.record.id) !== call.record) return;
+        const reply: KernelToBrowser = op.error ? { op: "reply", id: call.callId, error: op.error } : { op: "reply", id: call.callId, value: op.value ?? null };
+        if (buffers.length > 0) reply.nbuf = buffers.length;
+        this.sendRpc(call.record, reply, buffers);
+        return;
+      }
+      case "comm_rpc_cancel":
+        this.frontendCalls.delete(op.id);
+        return;
       default: {
         const unreachable: never = op;
         throw new Error(`unhandled program op ${JSON.stringify(unreachable)}`);
@@ -467,8 +559,20 @@ export class CommsBridge {
     this.injectionEvent({ type: "used", now: this.host.now(), displayId: `tsnb-shim-${this.host.newId()}`, cell });
   }
 
+  private replyToProgram(id: string, error: RpcErrorInfo): void {
+    this.host.toProgram({ op: "comm_rpc_reply", id, error }, []);
+  }
+
+  /**
+   * RPC messages bypass the value queues: a call or reply is one message that its caller is waiting for,
+   * not a stream to coalesce; the caller's own timeout bounds what is outstanding.
+   */
+  private sendRpc(record: CommRecord, data: KernelToBrowser, buffers: Uint8Array[]): void {
+    this.host.publish({ msg_type: "comm_msg", content: { comm_id: record.id, data: data as unknown as JsonObject }, buffers, parent: record.parent });
+  }
+
   private frontendsChanged(heartbeat = false): void {
-    this.host.toProgram({ op: "comm_frontends", count: this.comms.size }, []);
+    this.host.toProgram({ op: "comm_frontends", count: this.comms.size, ids: [...this.comms.keys()] }, []);
     this.injectionEvent({ type: "frontends", now: this.host.now(), count: this.comms.size, heartbeat });
   }
 
@@ -699,6 +803,12 @@ export class CommsBridge {
     record.queue = [];
     record.queuedBytes = 0;
     record.chunks.clear();
+    for (const [id, call] of [...this.browserCalls]) if (call.record === record) this.browserCalls.delete(id);
+    for (const [id, asked] of [...this.frontendCalls]) {
+      if (!asked.delete(record.id) || asked.size > 0) continue;
+      this.frontendCalls.delete(id);
+      this.replyToProgram(id, { code: RpcCode.DISCONNECTED, message: `the front-end closed before answering${reason ? ` (${reason})` : ""}` });
+    }
     this.updateCongestion();
     this.frontendsChanged(reason !== null);
     this.scheduleFlush();

@@ -64,8 +64,9 @@ export class KernelComms implements Comms, ProgramExtension {
           if (m.msg_type === "comm_msg") for (const w of [...this.answerWaiters]) w();
         },
         toProgram: (op, buffers) => {
-          if (op.op === "comm_deliver") this.deliveredToProgram = true;
-          this.program?.sendToProgram(op as unknown as JsonObject & { op: string }, buffers);
+          // A delivered value or call usually gets an answer within milliseconds: wait for it (see above).
+          if (op.op === "comm_deliver" || op.op === "comm_rpc_call") this.deliveredToProgram = true;
+          return this.program?.sendToProgram(op as unknown as JsonObject & { op: string }, buffers) ?? false;
         },
         parentForCell: (cell) => this.program?.parentForCell(cell) ?? {},
         newId: () => `${process.pid}-${Date.now().toString(36)}-${++this.idCounter}`,

@@ -30,6 +30,11 @@ export default api;
 
 // Comms with the browser (issue 3): the runtime's one instance, and the classes to use with it.
 export { CommsClosedError, CommsTimeoutError, SyncedVariable } from "./comms/comms.js";
+export { RpcCode, RpcError } from "./comms/comms.js";
+export type { CallFrontendOptions, RpcHandler } from "./comms/comms.js";
 export type { Comms, ListenOptions, ReadOptions, SyncedVariableOptions, WaitOptions } from "./comms/comms.js";
 import { COMMS_KEY, type Comms as CommsApi } from "./comms/comms.js";
 export const comms = (globalThis as { [COMMS_KEY]?: CommsApi })[COMMS_KEY] as CommsApi;
+
+// Widgets (issue 4): views in the browser, state and callbacks in this program.
+export * from "./widgets/index.js";

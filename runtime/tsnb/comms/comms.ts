@@ -13,6 +13,10 @@ import { AsyncResource } from "node:async_hooks";
 import { itemOf, joinItems, splitItems, valueOf, type ValueItem } from "../../../protocol/bridge.js";
 import { parseKernelCommOp, type KernelCommOp, type ProgramCommOp } from "../../../protocol/comms-ops.js";
 import type { CellId } from "../../../protocol/program.js";
+import { ProgramRpc, type CallFrontendOptions, type RpcHandler } from "./rpc.js";
+
+export { RpcError, RpcCode } from "../../../protocol/rpc.js";
+export type { CallFrontendOptions, RpcHandler } from "./rpc.js";
 
 export interface Disposable {
   dispose(): void;
@@ -71,6 +75,23 @@ export interface Comms {
   onListeners(address: string, callback: (count: number) => void): Disposable;
   /** How many front-ends (tabs, clients) are connected. */
   readonly frontends: number;
+  /** The connected front-ends' ids (targets for `callFrontend`). */
+  readonly frontendIds: readonly string[];
+  /**
+   * Publish/subscribe: sends `value` on `topic` only while a browser listens there (wslink's "publish only
+   * when someone listens"); returns whether it was sent. A page subscribes with `tsnb_comm.subscribe(topic)`;
+   * `onListeners`/`whenListening` tell the program when to start and stop producing.
+   */
+  publish(topic: string, value: unknown): boolean;
+  /** Lets browsers call `fn(args, kwargs)` with `await tsnb_comm.call(name, args, kwargs)`, until disposed. */
+  register(name: string, fn: RpcHandler): Disposable;
+  /**
+   * Calls a function a page registered with `tsnb_comm.register(name, fn)`. Rejects with an RpcError:
+   * -32004 when no front-end is connected (or it closed), -32601 when none registered `name`, -32001 when
+   * it threw (with its stack), -32005 on timeout.
+   */
+  callFrontend(name: string, ...args: unknown[]): Promise<any>;
+  callFrontend(options: CallFrontendOptions): Promise<any>;
 }
 
 const BATCH_BYTES = 256 * 1024;
@@ -96,13 +117,42 @@ export class ProgramComms implements Comms, Disposable {
   private readonly syncs = new Map<string, Waiter>();
   private readonly timers = new Set<NodeJS.Timeout>();
   private frontendCount = 0;
+  private frontendIdList: string[] = [];
   private nextSync = 0;
   private disposed = false;
+  private readonly rpc: ProgramRpc;
 
-  constructor(private readonly host: CommsHost) {}
+  constructor(private readonly host: CommsHost) {
+    this.rpc = new ProgramRpc({ send: (op, buffers) => host.send(op, buffers), currentCell: () => host.currentCell(), flush: () => this.flush() });
+  }
 
   get frontends(): number {
     return this.frontendCount;
+  }
+
+  get frontendIds(): readonly string[] {
+    return this.frontendIdList;
+  }
+
+  publish(topic: string, value: unknown): boolean {
+    checkAddress(topic);
+    if (!this.hasListeners(topic)) return false;
+    this.send(topic, value);
+    return true;
+  }
+
+  register(name: string, fn: RpcHandler): Disposable {
+    this.checkOpen();
+    return this.rpc.register(name, fn);
+  }
+
+  callFrontend(nameOrOptions: string | CallFrontendOptions, ...args: unknown[]): Promise<any> {
+    this.checkOpen();
+    if (typeof nameOrOptions === "string") return this.rpc.callFrontend({ name: nameOrOptions, args });
+    if (nameOrOptions === null || typeof nameOrOptions !== "object") {
+      return Promise.reject(new TypeError("comms.callFrontend needs a function name or {name, args, target, timeout}"));
+    }
+    return this.rpc.callFrontend(nameOrOptions);
   }
 
   send(address: string, value: unknown): void {
@@ -337,6 +387,13 @@ export class ProgramComms implements Comms, Disposable {
       }
       case "comm_frontends":
         this.frontendCount = op.count;
+        if (op.ids) this.frontendIdList = op.ids;
+        return;
+      case "comm_rpc_call":
+        this.rpc.handleCall(op, buffers);
+        return;
+      case "comm_rpc_reply":
+        this.rpc.handleReply(op, buffers);
         return;
       default: {
         const unreachable: never = op;
@@ -402,6 +459,7 @@ export class ProgramComms implements Comms, Disposable {
       this.flush();
     } finally {
       this.disposed = true;
+      this.rpc.dispose();
       for (const cancel of [...this.onDispose]) cancel();
       this.onDispose.clear();
       for (const [id, waiter] of this.syncs) {

@@ -1,0 +1,368 @@
+// RPC through the three real pieces wired in memory: the browser client (frontend-shim/client.ts), the
+// kernel hub (kernel/comms/bridge.ts) and the program's comms (runtime/tsnb/comms). Messages go through
+// JSON and arrive on a later turn, like on the wire; timers are real. The real kernel process, the real
+// server and Chromium are covered by rpc-kernel.test.ts and rpc-browser.test.ts.
+
+import { afterEach, describe, expect, it } from "vitest";
+import { CommsBridge, type BridgeHost } from "../kernel/comms/bridge.js";
+import { TsnbComm, type CommPortHandlers } from "../frontend-shim/client.js";
+import { ProgramComms } from "../runtime/tsnb/comms/comms.js";
+import { parseBrowserMessage } from "../protocol/bridge.js";
+import { parseProgramCommOp } from "../protocol/comms-ops.js";
+import { RpcCode, RpcError } from "../protocol/rpc.js";
+import type { JsonObject } from "../protocol/jupyter.js";
+import { commClose, commMsg, commOpen } from "./helpers/comms-fakes.js";
+
+const later = (fn: () => void) => setImmediate(fn);
+const wire = <T>(v: T): T => JSON.parse(JSON.stringify(v)) as T;
+
+function rig() {
+  const ports = new Map<string, CommPortHandlers>();
+  const timers = new Set<NodeJS.Timeout>();
+  const programErrors: unknown[] = [];
+  let programRunning = true;
+  let program: ProgramComms;
+  const host: BridgeHost = {
+    now: () => performance.now(),
+    setTimer: (ms, fn) => {
+      const t = setTimeout(() => {
+        timers.delete(t);
+        fn();
+      }, ms);
+      timers.add(t);
+      return { dispose: () => (clearTimeout(t), timers.delete(t)) };
+    },
+    publish: (m) => {
+      const handlers = ports.get(String(m.content.comm_id));
+      if (!handlers) return;
+      const data: unknown = wire(m.content.data ?? {});
+      const buffers = m.buffers.map((b) => b.slice());
+      later(() => {
+        if (m.msg_type === "comm_msg") handlers.onMessage(data, buffers);
+        else if (m.msg_type === "comm_close") handlers.onClose(String((data as { reason?: string }).reason));
+      });
+    },
+    toProgram: (op, buffers) => {
+      if (!programRunning) return false;
+      const header = wire(op) as unknown as { [key: string]: unknown };
+      const copies = buffers.map((b) => b.slice());
+      const target = program;
+      later(() => {
+        const problem = target.handleKernelOp(header, copies);
+        if (problem) throw new Error(problem);
+      });
+      return true;
+    },
+    parentForCell: () => ({}),
+    newId: () => Math.random().toString(36).slice(2),
+    log: { warn: () => {} },
+  };
+  const bridge = new CommsBridge(host, { heartbeat: { silenceMs: 60_000, pongTimeoutMs: 500 } });
+  const startProgram = () => {
+    program = new ProgramComms({
+      send: (op, buffers) => {
+        const header = wire(op) as unknown as { [key: string]: unknown };
+        expect(parseProgramCommOp(header, buffers.length).ok).toBe(true);
+        const copies = buffers.map((b) => b.slice());
+        later(() => bridge.programOp(header, copies));
+      },
+      currentCell: () => "cell-1",
+      reportError: (e) => programErrors.push(e),
+    });
+    programRunning = true;
+    bridge.programStarted();
+    return program;
+  };
+  /** The program exits: the kernel notices, and a new one starts later. */
+  const killProgram = () => {
+    programRunning = false;
+    bridge.programStopped();
+    program.dispose();
+  };
+  startProgram();
+  let n = 0;
+  const clients: TsnbComm[] = [];
+  const client = () => {
+    const c = new TsnbComm({
+      kernelId: "k1",
+      retryMs: 20,
+      open: async (openData, handlers) => {
+        const id = `comm-${++n}`;
+        ports.set(id, handlers);
+        later(() => bridge.commOpen(commOpen(id, "tsnb_comm", openData)));
+        return {
+          send: (data: JsonObject, buffers: Uint8Array[]) => {
+            const json: unknown = wire(data);
+            expect(parseBrowserMessage(json, buffers.length).ok).toBe(true);
+            const copies = buffers.map((b) => b.slice());
+            later(() => bridge.commMsg(commMsg(id, json, copies)));
+          },
+          close: () => {
+            ports.delete(id);
+            later(() => bridge.commClose(commClose(id)));
+          },
+        };
+      },
+    });
+    clients.push(c);
+    return c;
+  };
+  const dispose = () => {
+    for (const c of clients) c.close();
+    program.dispose();
+    bridge.dispose();
+    for (const t of timers) clearTimeout(t);
+  };
+  return { bridge, client, program: () => program, startProgram, killProgram, programErrors, dispose, ports };
+}
+
+let current: ReturnType<typeof rig> | null = null;
+function setup() {
+  current = rig();
+  return current;
+}
+afterEach(() => {
+  current?.dispose();
+  current = null;
+});
+
+/** Waits for a condition that messages on later turns make true, with a deadline. */
+async function until(check: () => boolean, deadlineMs = 3000): Promise<void> {
+  const deadline = Date.now() + deadlineMs;
+  while (!check()) {
+    if (Date.now() > deadline) throw new Error(`condition not met within ${deadlineMs} ms: ${check.toString()}`);
+    await new Promise((r) => setImmediate(r));
+  }
+}
+
+async function rejection(p: Promise<unknown>): Promise<RpcError> {
+  const outcome = await p.then(
+    (v) => ({ ok: true as const, v }),
+    (e: unknown) => ({ ok: false as const, e }),
+  );
+  if (outcome.ok) throw new Error(`expected a rejection, got ${JSON.stringify(outcome.v)}`);
+  expect(outcome.e).toBeInstanceOf(RpcError);
+  return outcome.e as RpcError;
+}
+
+describe("browser -> program calls", () => {
+  it("calls a registered function with args and kwargs and returns its result", async () => {
+    const { client, program } = setup();
+    program().register("math.add", (args, kwargs) => args[0] + args[1] + (kwargs.bonus ?? 0));
+    program().register("slow.echo", async ([x]) => {
+      await new Promise((r) => setTimeout(r, 5));
+      return { echoed: x, falsy: [0, "", false, null] };
+    });
+    const tab = client();
+    await tab.ready;
+    expect(await tab.call("math.add", [2, 3], { bonus: 10 })).toBe(15);
+    expect(await tab.call("slow.echo", ["hi"])).toEqual({ echoed: "hi", falsy: [0, "", false, null] });
+  });
+
+  it("sends a call made before the connection is up once it is", async () => {
+    const { client, program } = setup();
+    program().register("ping", () => "pong");
+    const tab = client();
+    expect(await tab.call("ping")).toBe("pong");
+  });
+
+  it("reports an exception with code -32001, its message and the program's stack", async () => {
+    const { client, program } = setup();
+    program().register("boom", function explodeHere() {
+      throw new RangeError("tile out of range");
+    });
+    const tab = client();
+    const e = await rejection(tab.call("boom"));
+    expect(e.code).toBe(RpcCode.EXCEPTION);
+    expect(e.message).toContain("RangeError: tile out of range");
+    expect(e.remoteStack).toContain("explodeHere");
+  });
+
+  it("reports a rejected promise as -32001 too", async () => {
+    const { client, program } = setup();
+    program().register("later.boom", async () => Promise.reject(new Error("async failure")));
+    const e = await rejection(client().call("later.boom"));
+    expect(e.code).toBe(RpcCode.EXCEPTION);
+    expect(e.message).toContain("async failure");
+  });
+
+  it("answers an unknown method with -32601 and names what is registered", async () => {
+    const { client, program } = setup();
+    program().register("known", () => 1);
+    const e = await rejection(client().call("unknown.method"));
+    expect(e.code).toBe(RpcCode.METHOD_NOT_FOUND);
+    expect(e.message).toContain("unknown.method");
+    expect(e.message).toContain("known");
+  });
+
+  it("answers a result that cannot travel with -32002", async () => {
+    const { client, program } = setup();
+    program().register("fn", () => ({ f: () => 1 }));
+    const e = await rejection(client().call("fn"));
+    expect(e.code).toBe(RpcCode.RESULT_NOT_SERIALIZABLE);
+  });
+
+  it("times out with -32005 and ignores the late answer", async () => {
+    const { client, program, bridge } = setup();
+    let release!: () => void;
+    program().register("stuck", () => new Promise<string>((r) => (release = () => r("late"))));
+    const tab = client();
+    const e = await rejection(tab.call("stuck", [], {}, { timeout: 50 }));
+    expect(e.code).toBe(RpcCode.TIMEOUT);
+    expect(tab.pendingCalls).toBe(0);
+    release();
+    // The late answer goes through the kernel and is dropped by the client, which keeps working.
+    program().register("ok", () => "still fine");
+    expect(await tab.call("ok")).toBe("still fine");
+    expect(bridge.pendingCalls.toProgram).toBe(0);
+  });
+
+  it("matches 100 concurrent calls to their callers", async () => {
+    const { client, program } = setup();
+    program().register("square", async ([x]: number[]) => {
+      await new Promise((r) => setTimeout(r, Math.random() * 10));
+      return x! * x!;
+    });
+    const tab = client();
+    const xs = Array.from({ length: 100 }, (_, i) => i);
+    expect(await Promise.all(xs.map((x) => tab.call("square", [x])))).toEqual(xs.map((x) => x * x));
+  });
+
+  it("carries typed arrays raw in arguments and results, nested anywhere", async () => {
+    const { client, program } = setup();
+    program().register("scale", ([data, factor]: [Float32Array, number]) => ({ out: data.map((v) => v * factor), len: data.length }));
+    const input = Float32Array.from({ length: 1000 }, (_, i) => i / 2);
+    const got = (await client().call("scale", [input, 2])) as { out: Float32Array; len: number };
+    expect(got.out).toBeInstanceOf(Float32Array);
+    expect(got.len).toBe(1000);
+    expect(got.out[999]).toBe(999);
+  });
+
+  it("rejects a pending call with -32004 when the comm closes, and the kernel forgets it", async () => {
+    const { client, program, bridge, ports } = setup();
+    program().register("never", () => new Promise(() => {}));
+    const tab = client();
+    await tab.ready;
+    const pending = tab.call("never");
+    await until(() => bridge.pendingCalls.toProgram === 1);
+    // The kernel closes the comm (as the heartbeat does for a dead page).
+    const [id, handlers] = [...ports][0]!;
+    bridge.commClose(commClose(id));
+    handlers.onClose("closed by the test");
+    const e = await rejection(pending);
+    expect(e.code).toBe(RpcCode.DISCONNECTED);
+    expect(bridge.pendingCalls.toProgram).toBe(0);
+  });
+
+  it("rejects pending calls with -32004 when the page closes tsnb_comm", async () => {
+    const { client, program } = setup();
+    program().register("never", () => new Promise(() => {}));
+    const tab = client();
+    await tab.ready;
+    const pending = tab.call("never");
+    tab.close();
+    expect((await rejection(pending)).code).toBe(RpcCode.DISCONNECTED);
+    expect((await rejection(tab.call("never"))).code).toBe(RpcCode.DISCONNECTED);
+  });
+
+  it("rejects a pending call with -32003 when the program exits, and calls work again after restart", async () => {
+    const { client, program, killProgram, startProgram, bridge } = setup();
+    let called!: () => void;
+    const reached = new Promise<void>((r) => (called = r));
+    program().register("hang", () => {
+      called();
+      return new Promise(() => {});
+    });
+    const tab = client();
+    const pending = tab.call("hang");
+    await reached;
+    killProgram();
+    const e = await rejection(pending);
+    expect(e.code).toBe(RpcCode.PROGRAM_EXITED);
+    expect(e.message).toContain("exited");
+    // While no program runs, a call is answered at once rather than left to time out.
+    expect((await rejection(tab.call("hang"))).code).toBe(RpcCode.PROGRAM_EXITED);
+    startProgram().register("hang", () => "back");
+    expect(await tab.call("hang")).toBe("back");
+    expect(bridge.pendingCalls).toEqual({ toProgram: 0, toFrontends: 0 });
+  });
+});
+
+describe("program -> browser calls", () => {
+  it("calls a page function and gets its result, typed arrays included", async () => {
+    const { client, program } = setup();
+    const tab = client();
+    tab.register("canvas.read", (w: number, h: number) => ({ size: [w, h], pixels: new Uint8ClampedArray(w * h * 4).fill(7) }));
+    await tab.ready;
+    const got = await program().callFrontend("canvas.read", 4, 2);
+    expect(got.size).toEqual([4, 2]);
+    expect(got.pixels).toBeInstanceOf(Uint8ClampedArray);
+    expect(got.pixels.length).toBe(32);
+  });
+
+  it("fails with -32004 when no front-end is connected", async () => {
+    const { program } = setup();
+    const e = await rejection(program().callFrontend("anything"));
+    expect(e.code).toBe(RpcCode.DISCONNECTED);
+    expect(e.message).toContain("no front-end is connected");
+  });
+
+  it("first responder: a tab without the function does not win over one with it; none with it gives -32601", async () => {
+    const { client, program } = setup();
+    const a = client();
+    const b = client();
+    b.register("who", () => "b");
+    await Promise.all([a.ready, b.ready]);
+    await until(() => program().frontends === 2);
+    expect(await program().callFrontend("who")).toBe("b");
+    const e = await rejection(program().callFrontend("nobody.has.this"));
+    expect(e.code).toBe(RpcCode.METHOD_NOT_FOUND);
+  });
+
+  it("targets one front-end by id and reports a page exception with its stack", async () => {
+    const { client, program } = setup();
+    const a = client();
+    const b = client();
+    a.register("id", () => "a");
+    b.register("id", () => {
+      throw new Error("b refuses");
+    });
+    await Promise.all([a.ready, b.ready]);
+    await until(() => program().frontendIds.length === 2);
+    expect(await program().callFrontend({ name: "id", target: a.id! })).toBe("a");
+    const e = await rejection(program().callFrontend({ name: "id", target: b.id! }));
+    expect(e.code).toBe(RpcCode.EXCEPTION);
+    expect(e.message).toContain("b refuses");
+    expect(e.remoteStack).toBeTruthy();
+    expect((await rejection(program().callFrontend({ name: "id", target: "no-such-tab" }))).code).toBe(RpcCode.DISCONNECTED);
+  });
+
+  it("times out with -32005, and a closing tab fails the call with -32004", async () => {
+    const { client, program, bridge } = setup();
+    const tab = client();
+    tab.register("never", () => new Promise(() => {}));
+    await tab.ready;
+    await until(() => program().frontends === 1);
+    expect((await rejection(program().callFrontend({ name: "never", timeout: 50 }))).code).toBe(RpcCode.TIMEOUT);
+    const pending = program().callFrontend("never");
+    await until(() => bridge.pendingCalls.toFrontends === 1);
+    tab.close();
+    const e = await rejection(pending);
+    expect(e.code).toBe(RpcCode.DISCONNECTED);
+    expect(bridge.pendingCalls.toFrontends).toBe(0);
+  });
+});
+
+describe("publish only while someone listens", () => {
+  it("publish() sends only when a page subscribed to the topic", async () => {
+    const { client, program } = setup();
+    expect(program().publish("news", 1)).toBe(false);
+    const tab = client();
+    const got: unknown[] = [];
+    tab.subscribe("news", (v) => got.push(v));
+    await program().whenListening("news", { timeout: 2000 });
+    expect(program().publish("news", 2)).toBe(true);
+    await until(() => got.length > 0);
+    expect(got).toEqual([2]);
+  });
+});
