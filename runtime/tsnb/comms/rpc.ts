@@ -16,7 +16,7 @@ export interface Disposable {
 }
 
 /** A function the browser can call: `tsnb_comm.call(name, args, kwargs)` runs `fn(args, kwargs)`. */
-export type RpcHandler = (args: any[], kwargs: { [key: string]: any }) => unknown;
+export type RpcHandler = (args: any, kwargs: { [key: string]: any }) => unknown;
 
 export interface CallFrontendOptions {
   name: string;
