@@ -7,6 +7,8 @@ import { KernelManager, KernelMessage, ServerConnection } from "@jupyterlab/serv
 import type { Kernel } from "@jupyterlab/services";
 import { BRIDGE_TARGET } from "../protocol/bridge.js";
 import { randomId, TsnbComm, type CommOpener, type CommPort } from "./client.js";
+// Widget views (issue 4): they mount on widget outputs once this shim runs.
+import "./widgets/index.js";
 
 export interface BootConfig {
   kernelId: string;

@@ -1,0 +1,20 @@
+export {
+  Button,
+  Checkbox,
+  Dropdown,
+  FloatSlider,
+  HBox,
+  HTML,
+  IntSlider,
+  Label,
+  NumberInput,
+  Progress,
+  Text,
+  Textarea,
+  ToggleButton,
+  VBox,
+  Widget,
+  WidgetDisposedError,
+  WidgetInputError,
+} from "./widgets.js";
+export type { BoolOptions, BoxOptions, ButtonOptions, ChangeEvent, ClickEvent, DropdownOptions, LabelOptions, NumberInputOptions, SliderOptions, TextOptions, WidgetOptions } from "./widgets.js";

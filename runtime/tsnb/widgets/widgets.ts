@@ -1,0 +1,689 @@
+// Widgets, program side (issue 4). The program holds the truth: each widget keeps its state here and
+// publishes it on its comm state address; a browser view sends user actions on the input address, which
+// are validated and clamped here, applied, and re-broadcast with an `ack` so every view converges and
+// the sending view recognises the echo of its own edit.
+//
+// `on("change")` and `changes()` report changes made in a browser (one per user action that changed the
+// value); setting `w.value` from the program does not call back (the program already knows). Callbacks
+// run in the async context of the cell that registered them, so their output lands under that cell.
+
+import { AsyncResource } from "node:async_hooks";
+import { randomUUID } from "node:crypto";
+import {
+  clampToStep,
+  escapeHtml,
+  inputAddress,
+  parseWidgetInput,
+  stateAddress,
+  WIDGET_WAKE_ADDRESS,
+  type Ack,
+  type StateValue,
+  type WidgetInput,
+  type WidgetKind,
+  type WidgetState,
+  type WidgetStateMessage,
+} from "../../../protocol/widgets.js";
+import { COMMS_KEY, type Comms, type Disposable } from "../comms/comms.js";
+
+export interface WidgetOptions {
+  description?: string;
+  disabled?: boolean;
+  /** The comms to use (tests); the runtime's own by default. */
+  comms?: Comms;
+}
+
+export interface ChangeEvent<T> {
+  value: T;
+  old: T;
+  widget: Widget;
+}
+
+export interface ClickEvent {
+  widget: Widget;
+}
+
+/** A browser sent something this widget cannot take (reported as the callback error of its cell). */
+export class WidgetInputError extends Error {
+  override readonly name = "WidgetInputError";
+}
+
+/** Iteration over changes ended because the widget was disposed. */
+export class WidgetDisposedError extends Error {
+  override readonly name = "WidgetDisposedError";
+}
+
+const JUPYTER_DISPLAY = Symbol.for("Jupyter.display");
+const WIDGETS_KEY = Symbol.for("tsnb.widgets");
+
+function globalComms(): Comms {
+  const comms = (globalThis as { [COMMS_KEY]?: Comms })[COMMS_KEY];
+  if (!comms) throw new Error("tsnb widgets only work inside a tsnb kernel (no runtime found in this process)");
+  return comms;
+}
+
+/**
+ * What the reloaded page's bootstrap runs (silently) to have the kernel inject the shim: any use of
+ * comms in a cell does that when no live shim is connected. One per process, on globalThis so that a
+ * second copy of this module shares it.
+ */
+interface WidgetsGlobal {
+  wake(): void;
+}
+
+function installWake(comms: Comms): void {
+  const g = globalThis as { [WIDGETS_KEY]?: WidgetsGlobal };
+  if (g[WIDGETS_KEY]) return;
+  let n = 0;
+  g[WIDGETS_KEY] = { wake: () => comms.send(WIDGET_WAKE_ADDRESS, ++n) };
+}
+
+/** The code a page's bootstrap asks the kernel to run. */
+export const WAKE_CODE = `(globalThis as any)[Symbol.for("tsnb.widgets")]?.wake()`;
+
+/**
+ * The script in every widget output. With the shim present it makes it mount placeholders now; without
+ * one (a reloaded classic Notebook page: the injected shim was transient and is gone) it asks the kernel,
+ * once per page, to run WAKE_CODE, and evaluates the shim the kernel publishes in answer.
+ */
+export function bootstrapScript(): string {
+  const code = JSON.stringify(WAKE_CODE);
+  return `(function () {
+  var g = window;
+  if (g.tsnbWidgets) { g.tsnbWidgets.scan(); return; }
+  if (g.tsnb_comm || g.tsnbWidgetBoot) return;
+  var nb = g.Jupyter && g.Jupyter.notebook;
+  if (!nb || !nb.events) return;
+  g.tsnbWidgetBoot = true;
+  var ask = function () {
+    if (g.tsnb_comm) return;
+    var onOutput = function (msg) {
+      var data = msg && msg.content && msg.content.data;
+      var js = data && data["application/javascript"];
+      if (typeof js === "string" && !g.tsnbWidgets) (0, eval)(js);
+    };
+    nb.kernel.execute(${code}, { iopub: { output: onOutput } }, { silent: false, store_history: false });
+  };
+  if (nb.kernel && nb.kernel.is_connected()) ask();
+  else nb.events.one("kernel_ready.Kernel", ask);
+})();`;
+}
+
+type Callback<E> = (event: E) => void | Promise<void>;
+
+interface Listener<E> {
+  call(event: E): unknown;
+}
+
+export abstract class Widget<S extends WidgetState = WidgetState> implements Disposable {
+  readonly id: string;
+  readonly kind: WidgetKind;
+  protected readonly comms: Comms;
+  protected current: S;
+  private readonly subscription: Disposable;
+  private readonly changeListeners = new Set<Listener<ChangeEvent<unknown>>>();
+  private readonly clickListeners = new Set<Listener<ClickEvent>>();
+  private readonly endIterators = new Set<(error: Error) => void>();
+  private disposed = false;
+
+  protected constructor(kind: WidgetKind, initial: S, options: WidgetOptions) {
+    this.kind = kind;
+    this.id = randomUUID();
+    this.comms = options.comms ?? globalComms();
+    installWake(this.comms);
+    this.current = initial;
+    this.subscription = this.comms.subscribe(inputAddress(this.id), (raw) => this.receive(raw));
+    this.broadcast(null);
+  }
+
+  get description(): string {
+    return String(this.current.description ?? "");
+  }
+
+  set description(text: string) {
+    this.setState({ description: String(text) } as unknown as Partial<S>);
+  }
+
+  get disabled(): boolean {
+    return this.current.disabled === true;
+  }
+
+  set disabled(flag: boolean) {
+    this.setState({ disabled: Boolean(flag) } as unknown as Partial<S>);
+  }
+
+  /** A copy of the current state (what the views show). */
+  get state(): S {
+    return { ...this.current };
+  }
+
+  on(event: "change", callback: Callback<ChangeEvent<unknown>>): Disposable;
+  on(event: "click", callback: Callback<ClickEvent>): Disposable;
+  on(event: "change" | "click", callback: Callback<never>): Disposable {
+    this.checkOpen();
+    if (typeof callback !== "function") throw new TypeError(`widget.on("${event}") needs a callback function`);
+    // Bound to the registering cell's context, so what the callback prints lands under that cell.
+    const listener = { call: AsyncResource.bind(callback as (e: unknown) => unknown) };
+    const set = (event === "change" ? this.changeListeners : this.clickListeners) as Set<Listener<unknown>>;
+    if (event !== "change" && event !== "click") throw new TypeError(`unknown widget event ${JSON.stringify(event)} (use "change" or "click")`);
+    set.add(listener);
+    let done = false;
+    return {
+      dispose: () => {
+        if (done) return;
+        done = true;
+        set.delete(listener);
+      },
+    };
+  }
+
+  /** `for await (const v of w.changes())`: each value a browser set, in order, until disposed. */
+  changes<T = unknown>(): AsyncIterableIterator<T> & Disposable {
+    this.checkOpen();
+    const buffered: T[] = [];
+    let waiting: { resolve(r: IteratorResult<T>): void; reject(e: Error): void } | null = null;
+    let finished: Error | "done" | null = null;
+    const subscription = this.on("change", (e) => {
+      if (waiting) {
+        const w = waiting;
+        waiting = null;
+        w.resolve({ value: e.value as T, done: false });
+      } else buffered.push(e.value as T);
+    });
+    const end = (reason: Error | "done") => {
+      if (finished !== null) return;
+      finished = reason;
+      subscription.dispose();
+      this.endIterators.delete(end);
+      if (waiting) {
+        const w = waiting;
+        waiting = null;
+        if (reason === "done") w.resolve({ value: undefined as never, done: true });
+        else w.reject(reason);
+      }
+    };
+    this.endIterators.add(end);
+    const iterator: AsyncIterableIterator<T> & Disposable = {
+      next: () => {
+        if (buffered.length > 0) return Promise.resolve({ value: buffered.shift() as T, done: false });
+        if (finished === "done") return Promise.resolve({ value: undefined as never, done: true });
+        if (finished !== null) return Promise.reject(finished);
+        if (waiting) return Promise.reject(new Error("widget.changes(): next() called while another next() is pending"));
+        return new Promise((resolve, reject) => (waiting = { resolve, reject }));
+      },
+      return: () => {
+        end("done");
+        return Promise.resolve({ value: undefined as never, done: true });
+      },
+      [Symbol.asyncIterator]: () => iterator,
+      dispose: () => end("done"),
+    };
+    return iterator;
+  }
+
+  /** Static HTML of the current state: what a saved notebook or nbconvert shows without a live kernel. */
+  abstract staticHtml(): string;
+
+  [JUPYTER_DISPLAY](): { [mime: string]: string } {
+    this.checkOpen();
+    // Publishing again in the displaying cell counts as a use of comms there, which is what makes the
+    // kernel inject the shim into a page that has none.
+    this.broadcast(null);
+    return {
+      "text/html": `<div class="tsnb-widget" data-tsnb-widget="${this.id}">${this.staticHtml()}</div><script>${bootstrapScript()}</script>`,
+      "text/plain": this.toString(),
+    };
+  }
+
+  toString(): string {
+    const { value } = this.current;
+    const desc = this.description ? `description=${JSON.stringify(this.description)}` : "";
+    const val = value !== undefined ? `value=${JSON.stringify(value)}` : "";
+    return `${this.kind}(${[val, desc].filter(Boolean).join(", ")})`;
+  }
+
+  [Symbol.for("nodejs.util.inspect.custom")](): string {
+    return this.toString();
+  }
+
+  dispose(): void {
+    if (this.disposed) return;
+    this.disposed = true;
+    this.subscription.dispose();
+    for (const end of [...this.endIterators]) end(new WidgetDisposedError(`${this.kind} ${this.id} was disposed`));
+    this.changeListeners.clear();
+    this.clickListeners.clear();
+  }
+
+  protected setState(patch: Partial<S>): void {
+    this.checkOpen();
+    this.current = { ...this.current, ...patch };
+    this.broadcast(null);
+  }
+
+  /** Validates a browser's new value for `key`; returns the value to store or throws WidgetInputError. */
+  protected acceptInput(key: string, _value: unknown): StateValue {
+    throw new WidgetInputError(`${this.kind} does not take "${key}" from the browser`);
+  }
+
+  protected onClick(): boolean {
+    return false;
+  }
+
+  private broadcast(ack: Ack | null): void {
+    if (this.disposed) return;
+    const message: WidgetStateMessage = { type: "state", id: this.id, kind: this.kind, state: this.current, ack };
+    this.comms.send(stateAddress(this.id), message);
+  }
+
+  private receive(raw: unknown): Promise<void> | void {
+    const parsed = parseWidgetInput(raw);
+    if (!parsed.ok) throw new WidgetInputError(`${this.kind} ${this.id}: ${parsed.error}`);
+    return this.apply(parsed.value);
+  }
+
+  private apply(input: WidgetInput): Promise<void> | void {
+    const ack = { client: input.client, seq: input.seq };
+    switch (input.type) {
+      case "click": {
+        if (this.disabled || !this.onClick()) {
+          this.broadcast(ack);
+          return;
+        }
+        this.broadcast(ack);
+        return this.fire(this.clickListeners, { widget: this as Widget });
+      }
+      case "set": {
+        if (this.disabled) {
+          // The view shows the unchanged state again.
+          this.broadcast(ack);
+          return;
+        }
+        let accepted: StateValue;
+        try {
+          accepted = this.acceptInput(input.key, input.value);
+        } catch (err) {
+          this.broadcast(ack);
+          throw err;
+        }
+        const old = this.current[input.key];
+        this.current = { ...this.current, [input.key]: accepted };
+        this.broadcast(ack);
+        if (input.key === "value" && !sameValue(old, accepted)) return this.fire(this.changeListeners, { value: accepted, old, widget: this as Widget });
+        return;
+      }
+      default: {
+        const unreachable: never = input;
+        throw new Error(`unhandled widget input ${JSON.stringify(unreachable)}`);
+      }
+    }
+  }
+
+  /** Calls every listener; errors (thrown or rejected) are re-thrown together so the comms report them. */
+  private async fire<E>(listeners: Set<Listener<E>>, event: E): Promise<void> {
+    const results = [...listeners].map((l) => {
+      try {
+        return Promise.resolve(l.call(event));
+      } catch (err) {
+        return Promise.reject(err);
+      }
+    });
+    const errors = (await Promise.allSettled(results)).flatMap((r) => (r.status === "rejected" ? [r.reason as unknown] : []));
+    if (errors.length === 1) throw errors[0];
+    if (errors.length > 1) throw new AggregateError(errors, `${errors.length} ${this.kind} callbacks failed`);
+  }
+
+  private checkOpen(): void {
+    if (this.disposed) throw new WidgetDisposedError(`${this.kind} ${this.id} was disposed`);
+  }
+}
+
+function sameValue(a: StateValue | undefined, b: StateValue): boolean {
+  if (Array.isArray(a) && Array.isArray(b)) return a.length === b.length && a.every((x, i) => x === b[i]);
+  return a === b;
+}
+
+function attr(s: string): string {
+  return escapeHtml(s);
+}
+
+function labelHtml(w: Widget): string {
+  return w.description ? `<label class="tsnb-w-label">${escapeHtml(w.description)}</label>` : "";
+}
+
+function disabledAttr(w: Widget): string {
+  return w.disabled ? " disabled" : "";
+}
+
+// ---- value widgets --------------------------------------------------------------------------------
+
+abstract class ValueWidget<T extends StateValue, S extends WidgetState & { value: T }> extends Widget<S> {
+  get value(): T {
+    return this.current.value;
+  }
+
+  set value(v: T) {
+    this.setState({ value: this.checkProgramValue(v) } as Partial<S>);
+  }
+
+  /** Validates a value set by the program: throws a clear TypeError/RangeError instead of storing junk. */
+  protected abstract checkProgramValue(v: unknown): T;
+
+  protected override acceptInput(key: string, value: unknown): StateValue {
+    if (key !== "value") return super.acceptInput(key, value);
+    try {
+      return this.checkBrowserValue(value);
+    } catch (err) {
+      throw new WidgetInputError(`${this.kind}: the browser sent an unusable value ${JSON.stringify(value)}: ${(err as Error).message}`);
+    }
+  }
+
+  /** A browser's value: clamped where that makes sense, else checked like a program value. */
+  protected checkBrowserValue(v: unknown): T {
+    return this.checkProgramValue(v);
+  }
+}
+
+export interface BoolOptions extends WidgetOptions {
+  value?: boolean;
+}
+
+type BoolState = { value: boolean; description: string; disabled: boolean };
+
+function bool(v: unknown): boolean {
+  if (typeof v !== "boolean") throw new TypeError(`expected a boolean, got ${JSON.stringify(v)}`);
+  return v;
+}
+
+export class Checkbox extends ValueWidget<boolean, BoolState> {
+  constructor(options: BoolOptions = {}) {
+    super("Checkbox", { value: bool(options.value ?? false), description: options.description ?? "", disabled: options.disabled ?? false }, options);
+  }
+  protected checkProgramValue(v: unknown): boolean {
+    return bool(v);
+  }
+  staticHtml(): string {
+    return `<label class="tsnb-w-label"><input type="checkbox"${this.value ? " checked" : ""} disabled> ${escapeHtml(this.description)}</label>`;
+  }
+}
+
+export class ToggleButton extends ValueWidget<boolean, BoolState> {
+  constructor(options: BoolOptions = {}) {
+    super("ToggleButton", { value: bool(options.value ?? false), description: options.description ?? "", disabled: options.disabled ?? false }, options);
+  }
+  protected checkProgramValue(v: unknown): boolean {
+    return bool(v);
+  }
+  staticHtml(): string {
+    return `<button class="tsnb-w-button" aria-pressed="${this.value}" disabled>${escapeHtml(this.description)}</button>`;
+  }
+}
+
+export interface ButtonOptions extends WidgetOptions {
+  /** primary, success, info, warning, danger or "" */
+  buttonStyle?: string;
+}
+
+export class Button extends Widget<{ description: string; disabled: boolean; buttonStyle: string }> {
+  constructor(options: ButtonOptions = {}) {
+    super("Button", { description: options.description ?? "", disabled: options.disabled ?? false, buttonStyle: options.buttonStyle ?? "" }, options);
+  }
+  protected override onClick(): boolean {
+    return true;
+  }
+  staticHtml(): string {
+    return `<button class="tsnb-w-button" disabled>${escapeHtml(this.description)}</button>`;
+  }
+}
+
+export interface SliderOptions extends WidgetOptions {
+  value?: number;
+  min?: number;
+  max?: number;
+  step?: number;
+}
+
+type RangeState = { value: number; min: number; max: number; step: number; description: string; disabled: boolean };
+
+function finite(v: unknown, what: string): number {
+  if (typeof v !== "number" || !Number.isFinite(v)) throw new TypeError(`${what} must be a finite number, got ${JSON.stringify(v)}`);
+  return v;
+}
+
+function rangeState(kind: string, options: SliderOptions, defaults: { max: number; step: number }, integer: boolean): RangeState {
+  const min = finite(options.min ?? 0, `${kind} min`);
+  const max = finite(options.max ?? defaults.max, `${kind} max`);
+  const step = finite(options.step ?? defaults.step, `${kind} step`);
+  if (max < min) throw new RangeError(`${kind}: max (${max}) is below min (${min})`);
+  if (step <= 0) throw new RangeError(`${kind}: step must be positive, got ${step}`);
+  if (integer && (!Number.isInteger(min) || !Number.isInteger(max) || !Number.isInteger(step))) throw new TypeError(`${kind}: min, max and step must be integers`);
+  const value = clampToStep(finite(options.value ?? min, `${kind} value`), { min, max, step });
+  return { value, min, max, step, description: options.description ?? "", disabled: options.disabled ?? false };
+}
+
+abstract class RangeWidget extends ValueWidget<number, RangeState> {
+  get min(): number {
+    return this.current.min;
+  }
+  get max(): number {
+    return this.current.max;
+  }
+  get step(): number {
+    return this.current.step;
+  }
+  /** Setting the program's value clamps it too (ipywidgets does the same), so the state is always valid. */
+  protected checkProgramValue(v: unknown): number {
+    return clampToStep(finite(v, `${this.kind} value`), this.current);
+  }
+}
+
+function rangeHtml(w: RangeWidget): string {
+  return `${labelHtml(w)}<input type="range" min="${w.min}" max="${w.max}" step="${w.step}" value="${w.value}" disabled> <output class="tsnb-w-readout">${w.value}</output>`;
+}
+
+export class IntSlider extends RangeWidget {
+  constructor(options: SliderOptions = {}) {
+    super("IntSlider", rangeState("IntSlider", options, { max: 100, step: 1 }, true), options);
+  }
+  staticHtml(): string {
+    return rangeHtml(this);
+  }
+}
+
+export class FloatSlider extends RangeWidget {
+  constructor(options: SliderOptions = {}) {
+    super("FloatSlider", rangeState("FloatSlider", options, { max: 10, step: 0.1 }, false), options);
+  }
+  staticHtml(): string {
+    return rangeHtml(this);
+  }
+}
+
+export class Progress extends RangeWidget {
+  constructor(options: SliderOptions = {}) {
+    super("Progress", rangeState("Progress", { step: 1e-9, ...options }, { max: 100, step: 1e-9 }, false), options);
+  }
+  protected override acceptInput(key: string, value: unknown): StateValue {
+    throw new WidgetInputError(`Progress is read-only in the browser (got "${key}" = ${JSON.stringify(value)})`);
+  }
+  staticHtml(): string {
+    return `${labelHtml(this)}<progress min="${this.min}" max="${this.max}" value="${this.value}">${this.value}</progress>`;
+  }
+}
+
+export interface NumberInputOptions extends WidgetOptions {
+  value?: number;
+  min?: number;
+  max?: number;
+  step?: number;
+  integer?: boolean;
+}
+
+type NumberState = { value: number; min: number | null; max: number | null; step: number; integer: boolean; description: string; disabled: boolean };
+
+export class NumberInput extends ValueWidget<number, NumberState> {
+  constructor(options: NumberInputOptions = {}) {
+    const integer = options.integer ?? false;
+    const min = options.min === undefined ? null : finite(options.min, "NumberInput min");
+    const max = options.max === undefined ? null : finite(options.max, "NumberInput max");
+    if (min !== null && max !== null && max < min) throw new RangeError(`NumberInput: max (${max}) is below min (${min})`);
+    const step = finite(options.step ?? (integer ? 1 : 0.1), "NumberInput step");
+    const initial = { value: 0, min, max, step, integer, description: options.description ?? "", disabled: options.disabled ?? false };
+    super("NumberInput", initial, options);
+    this.setState({ value: this.checkProgramValue(options.value ?? min ?? 0) });
+  }
+  protected checkProgramValue(v: unknown): number {
+    let n = finite(v, "NumberInput value");
+    if (this.current.integer) n = Math.round(n);
+    if (this.current.min !== null) n = Math.max(this.current.min, n);
+    if (this.current.max !== null) n = Math.min(this.current.max, n);
+    return n;
+  }
+  staticHtml(): string {
+    return `${labelHtml(this)}<input type="number" value="${this.value}" disabled>`;
+  }
+}
+
+export interface TextOptions extends WidgetOptions {
+  value?: string;
+  placeholder?: string;
+}
+
+type TextState = { value: string; placeholder: string; description: string; disabled: boolean };
+
+function str(v: unknown): string {
+  if (typeof v !== "string") throw new TypeError(`expected a string, got ${JSON.stringify(v)}`);
+  return v;
+}
+
+export class Text extends ValueWidget<string, TextState> {
+  constructor(options: TextOptions = {}) {
+    super("Text", { value: str(options.value ?? ""), placeholder: options.placeholder ?? "", description: options.description ?? "", disabled: options.disabled ?? false }, options);
+  }
+  protected checkProgramValue(v: unknown): string {
+    return str(v);
+  }
+  staticHtml(): string {
+    return `${labelHtml(this)}<input type="text" value="${attr(this.value)}" disabled>`;
+  }
+}
+
+export class Textarea extends ValueWidget<string, TextState> {
+  constructor(options: TextOptions = {}) {
+    super("Textarea", { value: str(options.value ?? ""), placeholder: options.placeholder ?? "", description: options.description ?? "", disabled: options.disabled ?? false }, options);
+  }
+  protected checkProgramValue(v: unknown): string {
+    return str(v);
+  }
+  staticHtml(): string {
+    return `${labelHtml(this)}<textarea disabled>${escapeHtml(this.value)}</textarea>`;
+  }
+}
+
+export interface DropdownOptions extends WidgetOptions {
+  options: readonly string[];
+  value?: string | null;
+}
+
+type DropdownState = { value: string | null; options: readonly string[]; description: string; disabled: boolean };
+
+export class Dropdown extends ValueWidget<string | null, DropdownState> {
+  constructor(options: DropdownOptions) {
+    if (!Array.isArray(options?.options) || !options.options.every((o) => typeof o === "string")) throw new TypeError("Dropdown needs options: an array of strings");
+    const opts = [...options.options];
+    super("Dropdown", { value: null, options: opts, description: options.description ?? "", disabled: options.disabled ?? false }, options);
+    this.setState({ value: this.checkProgramValue(options.value === undefined ? (opts[0] ?? null) : options.value) });
+  }
+  get options(): readonly string[] {
+    return this.current.options;
+  }
+  protected checkProgramValue(v: unknown): string | null {
+    if (v === null) return null;
+    if (typeof v !== "string" || !this.current.options.includes(v)) throw new RangeError(`${JSON.stringify(v)} is not one of the options ${JSON.stringify(this.current.options)}`);
+    return v;
+  }
+  staticHtml(): string {
+    const opts = this.options.map((o) => `<option${o === this.value ? " selected" : ""}>${escapeHtml(o)}</option>`).join("");
+    return `${labelHtml(this)}<select disabled>${opts}</select>`;
+  }
+}
+
+export interface LabelOptions extends WidgetOptions {
+  value?: string;
+}
+
+type LabelState = { value: string; description: string; disabled: boolean };
+
+export class Label extends ValueWidget<string, LabelState> {
+  constructor(options: LabelOptions = {}) {
+    super("Label", { value: str(options.value ?? ""), description: options.description ?? "", disabled: options.disabled ?? false }, options);
+  }
+  protected checkProgramValue(v: unknown): string {
+    return str(v);
+  }
+  protected override checkBrowserValue(): string {
+    throw new Error("a Label is not editable");
+  }
+  staticHtml(): string {
+    return `<span class="tsnb-w-text">${escapeHtml(this.value)}</span>`;
+  }
+}
+
+/** Shows the program's HTML as given (the output is trusted like any display.html). */
+export class HTML extends ValueWidget<string, LabelState> {
+  constructor(options: LabelOptions = {}) {
+    super("HTML", { value: str(options.value ?? ""), description: options.description ?? "", disabled: options.disabled ?? false }, options);
+  }
+  protected checkProgramValue(v: unknown): string {
+    return str(v);
+  }
+  protected override checkBrowserValue(): string {
+    throw new Error("an HTML widget is not editable");
+  }
+  staticHtml(): string {
+    return `<div class="tsnb-w-html">${this.value}</div>`;
+  }
+}
+
+// ---- layout ---------------------------------------------------------------------------------------
+
+export interface BoxOptions extends WidgetOptions {
+  children?: readonly Widget[];
+}
+
+type BoxState = { children: readonly string[]; description: string; disabled: boolean };
+
+abstract class Box extends Widget<BoxState> {
+  private kids: readonly Widget[];
+  protected constructor(kind: "HBox" | "VBox", options: BoxOptions) {
+    const kids = checkChildren(kind, options.children ?? []);
+    super(kind, { children: kids.map((k) => k.id), description: options.description ?? "", disabled: options.disabled ?? false }, options);
+    this.kids = kids;
+  }
+  get children(): readonly Widget[] {
+    return this.kids;
+  }
+  set children(children: readonly Widget[]) {
+    this.kids = checkChildren(this.kind, children);
+    this.setState({ children: this.kids.map((k) => k.id) });
+  }
+  staticHtml(): string {
+    return this.kids.map((k) => `<div class="tsnb-widget" data-tsnb-widget="${k.id}">${k.staticHtml()}</div>`).join("");
+  }
+}
+
+function checkChildren(kind: string, children: readonly Widget[]): readonly Widget[] {
+  if (!Array.isArray(children) || !children.every((c) => c instanceof Widget)) throw new TypeError(`${kind} children must be an array of widgets`);
+  return [...children];
+}
+
+export class HBox extends Box {
+  constructor(options: BoxOptions = {}) {
+    super("HBox", options);
+  }
+}
+
+export class VBox extends Box {
+  constructor(options: BoxOptions = {}) {
+    super("VBox", options);
+  }
+}
