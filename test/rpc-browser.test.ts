@@ -1,0 +1,222 @@
+// RPC end to end in real Chromium against the real classic Notebook 6 server, the real tsnb kernel and the
+// real user program: the kernel injects the shim into the page; the page calls functions the program
+// registered and the program calls functions the page registered. Every call in the page has a timeout.
+
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import type { Page } from "playwright-core";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { launchBrowser, type TestBrowser } from "./helpers/browser.js";
+import { createNotebook, makeJupyterEnv, startNotebookServer, TSNB_KERNEL_NAME, type JupyterEnv, type NotebookServer } from "./helpers/jupyter.js";
+
+interface PageComm {
+  ready: Promise<void>;
+  status: string;
+  call(method: string, args?: unknown[], kwargs?: object, options?: { timeout?: number }): Promise<any>;
+  register(method: string, fn: (...args: any[]) => unknown): () => void;
+  close(): void;
+}
+interface TestWindow {
+  Jupyter?: {
+    notebook?: {
+      get_cell(i: number): { set_text(t: string): void } | null;
+      execute_cells(indices: number[]): void;
+      kernel?: { is_connected(): boolean; info_reply?: { implementation?: string } } | null;
+    };
+  };
+  tsnb_comm?: PageComm;
+  pendingOutcome?: Promise<string>;
+}
+
+const REGISTER = `
+function explodeInTile() { throw new Error("tile out of range"); }
+comms.register("rpc.add", ([a, b], { scale = 1 }) => (a + b) * scale);
+comms.register("rpc.square", async ([x]) => x * x);
+comms.register("rpc.fail", () => explodeInTile());
+comms.register("rpc.hang", () => new Promise(() => {}));
+comms.register("rpc.stats", ([data]) => {
+  let sum = 0; for (let i = 0; i < data.length; i++) sum += data[i];
+  return { type: data.constructor.name, length: data.length, sum, back: data };
+});
+console.log("registered " + comms.register.length);`;
+
+async function openNotebook(page: Page, server: NotebookServer, path: string): Promise<void> {
+  await page.goto(server.pageUrl(`notebooks/${path}`), { timeout: 60_000 });
+  await page.waitForFunction(
+    () => {
+      const k = (window as unknown as TestWindow).Jupyter?.notebook?.kernel;
+      return k != null && k.is_connected() && k.info_reply?.implementation === "tsnb";
+    },
+    undefined,
+    { timeout: 60_000 },
+  );
+}
+
+async function runCell(page: Page, index: number, code: string): Promise<void> {
+  await page.evaluate(
+    ({ index, code }) => {
+      const nb = (window as unknown as TestWindow).Jupyter!.notebook!;
+      nb.get_cell(index)!.set_text(code);
+      nb.execute_cells([index]);
+    },
+    { index, code },
+  );
+}
+
+async function cellText(page: Page, index: number, pattern: RegExp, timeout = 60_000): Promise<string> {
+  const out = page.locator("#notebook-container .cell").nth(index).locator(".output_area");
+  await out.filter({ hasText: pattern }).first().waitFor({ state: "visible", timeout });
+  return out.allInnerTexts().then((t) => t.join("\n"));
+}
+
+async function shimReady(page: Page): Promise<void> {
+  await page.waitForFunction(() => (window as unknown as TestWindow).tsnb_comm !== undefined, undefined, { timeout: 60_000 });
+  await page.evaluate(async () => {
+    const comm = (window as unknown as TestWindow).tsnb_comm!;
+    await Promise.race([comm.ready, new Promise((_, reject) => setTimeout(() => reject(new Error(`tsnb_comm not ready in 30 s (${comm.status})`)), 30_000))]);
+  });
+}
+
+describe("RPC in real Chromium through the real Notebook 6 server", () => {
+  let env: JupyterEnv | undefined;
+  let browser: TestBrowser | undefined;
+  let server: NotebookServer | undefined;
+  let notebookDir = "";
+
+  beforeAll(async () => {
+    env = await makeJupyterEnv();
+    notebookDir = mkdtempSync(join(tmpdir(), "tsnb-rpc-ui-"));
+    browser = await launchBrowser();
+    server = await startNotebookServer({ env, notebookDir });
+  }, 120_000);
+
+  afterAll(async () => {
+    await browser?.dispose();
+    await server?.dispose();
+    await env?.dispose();
+    if (notebookDir !== "") rmSync(notebookDir, { recursive: true, force: true });
+  });
+
+  async function diagnose<T>(page: Page, fn: () => Promise<T>): Promise<T> {
+    try {
+      return await fn();
+    } catch (err) {
+      const shot = await browser!.screenshotOnFailure(page, "rpc-browser");
+      const message = err instanceof Error ? err.message : String(err);
+      throw new Error(`${message}\nscreenshot: ${shot}\n--- browser console ---\n${browser!.consoleLog().slice(-6000)}\n--- server output (tail) ---\n${server!.log().slice(-6000)}`, { cause: err });
+    }
+  }
+
+  it("calls both ways: results, 100 concurrent, 12 MiB binary each way, errors, timeout, program restart and close while pending", async () => {
+    const path = await createNotebook(server!, { path: "rpc.ipynb", kernelName: TSNB_KERNEL_NAME, cells: ["", "", "", "", ""] });
+    const page = await browser!.newPage();
+    await diagnose(page, async () => {
+      await openNotebook(page, server!, path);
+      await runCell(page, 0, REGISTER);
+      await cellText(page, 0, /registered/);
+      await shimReady(page);
+
+      const basics = await page.evaluate(async () => {
+        const comm = (window as unknown as TestWindow).tsnb_comm!;
+        const opts = { timeout: 20_000 };
+        const add = await comm.call("rpc.add", [2, 3], { scale: 10 }, opts);
+        const xs = Array.from({ length: 100 }, (_, i) => i);
+        const squares = await Promise.all(xs.map((x) => comm.call("rpc.square", [x], {}, opts)));
+        const big = new Float32Array(3 * 1024 * 1024); // 12 MiB: above the server's 10 MiB message limit
+        for (let i = 0; i < big.length; i += 1024) big[i] = 1;
+        big[big.length - 1] = 0.5;
+        const t0 = performance.now();
+        const stats = await comm.call("rpc.stats", [big], {}, { timeout: 60_000 });
+        const bigMs = performance.now() - t0;
+        const back = stats.back as Float32Array;
+        const errorOf = async (p: Promise<unknown>) =>
+          p.then(
+            () => null,
+            (e: { name: string; code: number; message: string; remoteStack?: string }) => ({ name: e.name, code: e.code, message: e.message, stack: e.remoteStack ?? "" }),
+          );
+        const fail = await errorOf(comm.call("rpc.fail", [], {}, opts));
+        const missing = await errorOf(comm.call("rpc.missing", [], {}, opts));
+        const timeout = await errorOf(comm.call("rpc.hang", [], {}, { timeout: 300 }));
+        // Latency: sequential round trips page -> server -> kernel -> program and back.
+        const times: number[] = [];
+        for (let i = 0; i < 200; i++) {
+          const s = performance.now();
+          await comm.call("rpc.square", [i], {}, opts);
+          times.push(performance.now() - s);
+        }
+        times.sort((a, b) => a - b);
+        return {
+          add,
+          squaresOk: squares.every((v, i) => v === i * i),
+          stats: { type: stats.type, length: stats.length, sum: stats.sum, backType: back.constructor.name, backLast: back[back.length - 1], backLength: back.length },
+          bigMs,
+          fail,
+          missing,
+          timeout,
+          median: times[100]!,
+          p99: times[198]!,
+        };
+      });
+      console.log(`rpc from Chromium: 200 sequential calls median ${basics.median.toFixed(1)} ms p99 ${basics.p99.toFixed(1)} ms; 12 MiB Float32Array round trip ${basics.bigMs.toFixed(0)} ms`);
+      expect(basics.add).toBe(50);
+      expect(basics.squaresOk).toBe(true);
+      expect(basics.stats).toEqual({ type: "Float32Array", length: 3 * 1024 * 1024, sum: 3 * 1024 + 0.5, backType: "Float32Array", backLast: 0.5, backLength: 3 * 1024 * 1024 });
+      expect(basics.fail).toMatchObject({ name: "RpcError", code: -32001 });
+      expect(basics.fail!.message).toContain("tile out of range");
+      expect(basics.fail!.stack).toContain("explodeInTile");
+      expect(basics.missing).toMatchObject({ code: -32601 });
+      expect(basics.timeout).toMatchObject({ code: -32005 });
+
+      // Program restart while a call is pending: the kernel answers it when the program exits.
+      await page.evaluate(() => {
+        const w = window as unknown as TestWindow;
+        w.pendingOutcome = w.tsnb_comm!.call("rpc.hang", [], {}, { timeout: 60_000 }).then(
+          () => "resolved?!",
+          (e: { code: number; message: string }) => `${e.code} ${e.message}`,
+        );
+      });
+      await runCell(page, 1, "setTimeout(() => process.exit(1), 200); 'exiting'");
+      const restarted = await page.evaluate(() => (window as unknown as TestWindow).pendingOutcome!);
+      expect(restarted).toMatch(/^-32003 .*exited/);
+
+      // The fresh program registers again; the same page calls it, and the program calls the page.
+      await runCell(page, 2, `comms.register("rpc.hang", () => new Promise(() => {})); comms.register("rpc.ok", () => "fresh"); console.log("again")`);
+      await cellText(page, 2, /again/);
+      await page.evaluate(() => {
+        const comm = (window as unknown as TestWindow).tsnb_comm!;
+        comm.register("page.pixels", (w: number, h: number) => {
+          const px = new Uint8ClampedArray(w * h * 4);
+          px.fill(9);
+          return { w, h, px, title: document.title.length > 0 };
+        });
+        comm.register("page.fail", () => {
+          throw new Error("no canvas here");
+        });
+      });
+      expect(await page.evaluate(() => (window as unknown as TestWindow).tsnb_comm!.call("rpc.ok", [], {}, { timeout: 20_000 }))).toBe("fresh");
+      await runCell(
+        page,
+        3,
+        `const r = await comms.callFrontend({ name: "page.pixels", args: [64, 32], timeout: 20000 });
+let err = ""; try { await comms.callFrontend({ name: "page.fail", timeout: 20000 }); } catch (e) { err = e.code + " " + e.message; }
+console.log("page said " + r.w + "x" + r.h + " " + r.px.constructor.name + " " + r.px.length + " " + r.px[5] + " / " + err);`,
+      );
+      const fromPage = await cellText(page, 3, /page said/);
+      expect(fromPage).toContain("page said 64x32 Uint8ClampedArray 8192 9 / -32001 Error: no canvas here");
+
+      // The page closes tsnb_comm while a call is pending: the call fails at once, nothing hangs.
+      const closed = await page.evaluate(async () => {
+        const comm = (window as unknown as TestWindow).tsnb_comm!;
+        const p = comm.call("rpc.hang", [], {}, { timeout: 60_000 }).then(
+          () => "resolved?!",
+          (e: { code: number }) => String(e.code),
+        );
+        comm.close();
+        return p;
+      });
+      expect(closed).toBe("-32004");
+    });
+    await page.close();
+  }, 300_000);
+});
