@@ -9,8 +9,6 @@
 // own edit (ipywidgets' echo_update idea) and other views simply follow.
 
 export const WIDGET_PREFIX = "tsnb.widget/";
-/** The address a boot request uses so the kernel injects the shim into a reloaded page. */
-export const WIDGET_WAKE_ADDRESS = "tsnb.widgets/wake";
 
 export function stateAddress(id: string): string {
   return `${WIDGET_PREFIX}${id}/state`;

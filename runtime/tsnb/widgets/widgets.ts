@@ -9,13 +9,14 @@
 
 import { AsyncResource } from "node:async_hooks";
 import { randomUUID } from "node:crypto";
+import { existsSync, readFileSync } from "node:fs";
+import { API_KEY, type Tsnb } from "../api.js";
 import {
   clampToStep,
   escapeHtml,
   inputAddress,
   parseWidgetInput,
   stateAddress,
-  WIDGET_WAKE_ADDRESS,
   type Ack,
   type StateValue,
   type WidgetInput,
@@ -62,31 +63,50 @@ function globalComms(): Comms {
 }
 
 /**
- * What the reloaded page's bootstrap runs (silently) to have the kernel inject the shim: any use of
- * comms in a cell does that when no live shim is connected. One per process, on globalThis so that a
- * second copy of this module shares it.
+ * What a page's bootstrap asks the kernel to run when it has no shim (a reloaded classic Notebook page:
+ * the shim the kernel injected was transient and is gone; or a second tab). The program answers with the
+ * shim as a display under that silent request, which only the asking page routes to its callback; the
+ * page then boots it. (The kernel's own injection cannot be used for this: it injects only when no shim
+ * at all is connected, so a second tab would never get one.) One per process, on globalThis so a second
+ * copy of this module shares it.
  */
 interface WidgetsGlobal {
-  wake(): void;
+  shim(): void;
 }
 
-function installWake(comms: Comms): void {
+export const SHIM_MIME = "application/x-tsnb-shim";
+
+function readShim(): string {
+  // dist/shim.js sits beside tsnb.js, or one level up from a split chunk.
+  const candidates = [new URL("./shim.js", import.meta.url), new URL("../shim.js", import.meta.url), new URL("../../dist/shim.js", import.meta.url)];
+  for (const url of candidates) {
+    if (url.protocol === "file:" && existsSync(url)) return readFileSync(url, "utf8");
+  }
+  throw new Error(`the browser shim (dist/shim.js) was not found next to ${import.meta.url}: run npm run build`);
+}
+
+function installShimSource(): void {
   const g = globalThis as { [WIDGETS_KEY]?: WidgetsGlobal };
   if (g[WIDGETS_KEY]) return;
-  let n = 0;
-  g[WIDGETS_KEY] = { wake: () => comms.send(WIDGET_WAKE_ADDRESS, ++n) };
+  g[WIDGETS_KEY] = {
+    shim: () => {
+      const api = (globalThis as { [API_KEY]?: Tsnb })[API_KEY];
+      if (!api) throw new Error("no tsnb runtime in this process");
+      api.display.bundle({ [SHIM_MIME]: readShim(), "text/plain": "" });
+    },
+  };
 }
 
 /** The code a page's bootstrap asks the kernel to run. */
-export const WAKE_CODE = `(globalThis as any)[Symbol.for("tsnb.widgets")]?.wake()`;
+export const WAKE_CODE = `(globalThis as any)[Symbol.for("tsnb.widgets")]?.shim()`;
 
 /**
  * The script in every widget output. With the shim present it makes it mount placeholders now; without
- * one (a reloaded classic Notebook page: the injected shim was transient and is gone) it asks the kernel,
- * once per page, to run WAKE_CODE, and evaluates the shim the kernel publishes in answer.
+ * one it asks the kernel, once per page, to run WAKE_CODE and boots the shim the program sends back.
  */
 export function bootstrapScript(): string {
   const code = JSON.stringify(WAKE_CODE);
+  const mime = JSON.stringify(SHIM_MIME);
   return `(function () {
   var g = window;
   if (g.tsnbWidgets) { g.tsnbWidgets.scan(); return; }
@@ -98,8 +118,10 @@ export function bootstrapScript(): string {
     if (g.tsnb_comm) return;
     var onOutput = function (msg) {
       var data = msg && msg.content && msg.content.data;
-      var js = data && data["application/javascript"];
-      if (typeof js === "string" && !g.tsnbWidgets) (0, eval)(js);
+      var js = data && data[${mime}];
+      if (typeof js !== "string" || g.tsnb_comm) return;
+      (0, eval)(js);
+      g.tsnbShimBoot({ kernelId: nb.kernel.id });
     };
     nb.kernel.execute(${code}, { iopub: { output: onOutput } }, { silent: false, store_history: false });
   };
@@ -129,7 +151,7 @@ export abstract class Widget<S extends WidgetState = WidgetState> implements Dis
     this.kind = kind;
     this.id = randomUUID();
     this.comms = options.comms ?? globalComms();
-    installWake(this.comms);
+    installShimSource();
     this.current = initial;
     this.subscription = this.comms.subscribe(inputAddress(this.id), (raw) => this.receive(raw));
     this.broadcast(null);

@@ -1,0 +1,237 @@
+// Widgets end to end in real Chromium against the real Notebook 6 server, the real kernel and the real
+// user program: clicks and slider drags reach program callbacks, program changes reach every page, a
+// second page and a reloaded page come alive (with the kernel's current values) without running a cell,
+// and nbconvert of an executed notebook shows the last values as static HTML.
+
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import type { Locator, Page } from "playwright-core";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { launchBrowser, type TestBrowser } from "./helpers/browser.js";
+import { createNotebook, makeJupyterEnv, PYTHON, runProcess, startNotebookServer, TSNB_KERNEL_NAME, type JupyterEnv, type NotebookServer, type RunningProcess } from "./helpers/jupyter.js";
+
+interface TestWindow {
+  Jupyter?: {
+    notebook?: {
+      get_cell(i: number): { set_text(t: string): void } | null;
+      execute_cells(indices: number[]): void;
+      save_notebook(): Promise<unknown>;
+      kernel?: { id: string; is_connected(): boolean; info_reply?: { implementation?: string } } | null;
+    };
+  };
+  tsnb_comm?: unknown;
+}
+
+const CELLS = {
+  setup: `
+import { Button, IntSlider, HBox } from "tsnb";
+const seen: number[] = [];
+const button = new Button({ description: "Press me" });
+const failing = new Button({ description: "Fail" });
+const slider = new IntSlider({ description: "Level", value: 10, min: 0, max: 20 });
+let changes = 0;
+slider.on("change", (e) => { changes++; seen.push(e.value as number); });
+failing.on("click", () => { throw new Error("boom from a callback"); });
+let clicks = 0;
+const twoClicks = new Promise<void>((resolve) => button.on("click", () => {
+  clicks++;
+  console.log("clicked " + clicks);
+  if (clicks === 2) resolve();
+}));
+display(new HBox({ children: [button, failing, slider] }));
+await twoClicks;
+console.log("setup done");`,
+  report: `console.log("seen [" + seen.join(",") + "] value " + slider.value + " changes " + changes);`,
+  programSets: `slider.value = 5; slider.description = "Lvl"; "set to " + slider.value;`,
+  programSetsAgain: `slider.value = 17; "set to " + slider.value;`,
+};
+
+async function openNotebook(page: Page, server: NotebookServer, path: string): Promise<void> {
+  await page.goto(server.pageUrl(`notebooks/${path}`), { timeout: 60_000 });
+  await page.waitForFunction(
+    () => {
+      const k = (window as unknown as TestWindow).Jupyter?.notebook?.kernel;
+      return k != null && k.is_connected() && k.info_reply?.implementation === "tsnb";
+    },
+    undefined,
+    { timeout: 60_000 },
+  );
+}
+
+async function runCell(page: Page, index: number, code: string): Promise<void> {
+  await page.evaluate(
+    ({ index, code }) => {
+      const nb = (window as unknown as TestWindow).Jupyter!.notebook!;
+      nb.get_cell(index)!.set_text(code);
+      nb.execute_cells([index]);
+    },
+    { index, code },
+  );
+}
+
+function cellOutput(page: Page, index: number): Locator {
+  return page.locator("#notebook-container .cell").nth(index).locator(".output_area");
+}
+
+async function cellText(page: Page, index: number, pattern: RegExp, timeout = 60_000): Promise<string> {
+  const out = cellOutput(page, index);
+  await out.filter({ hasText: pattern }).first().waitFor({ state: "visible", timeout });
+  return out.allInnerTexts().then((t) => t.join("\n"));
+}
+
+/** The live (mounted) slider view of cell 0. */
+function liveSlider(page: Page): Locator {
+  return cellOutput(page, 0).locator('[data-tsnb-mounted][data-tsnb-kind="IntSlider"] input[type=range]');
+}
+
+async function sliderShows(page: Page, value: number, timeout = 30_000): Promise<void> {
+  await page.waitForFunction(
+    (value) => {
+      const input = document.querySelector<HTMLInputElement>('#notebook-container .cell [data-tsnb-mounted][data-tsnb-kind="IntSlider"] input[type=range]');
+      const readout = input?.parentElement?.querySelector("output");
+      return input?.value === String(value) && readout?.textContent === String(value);
+    },
+    value,
+    { timeout },
+  );
+}
+
+describe("widgets in real Chromium through the real Notebook 6 server", () => {
+  let env: JupyterEnv | undefined;
+  let browser: TestBrowser | undefined;
+  let notebookDir = "";
+  const servers: NotebookServer[] = [];
+  const processes: RunningProcess[] = [];
+
+  beforeAll(async () => {
+    env = await makeJupyterEnv();
+    notebookDir = mkdtempSync(join(tmpdir(), "tsnb-widgets-ui-"));
+    browser = await launchBrowser();
+  }, 120_000);
+
+  afterAll(async () => {
+    for (const p of processes) p.dispose();
+    await browser?.dispose();
+    for (const s of servers) await s.dispose();
+    await env?.dispose();
+    if (notebookDir !== "") rmSync(notebookDir, { recursive: true, force: true });
+  });
+
+  async function diagnose<T>(page: Page, server: NotebookServer, fn: () => Promise<T>): Promise<T> {
+    try {
+      return await fn();
+    } catch (err) {
+      const shot = await browser!.screenshotOnFailure(page, "widgets-browser");
+      const message = err instanceof Error ? err.message : String(err);
+      throw new Error(`${message}\nscreenshot: ${shot}\n--- browser console ---\n${browser!.consoleLog().slice(-6000)}\n--- server output (tail) ---\n${server.log().slice(-6000)}`, { cause: err });
+    }
+  }
+
+  it("clicks, mouse and keyboard slider input, program updates, a second page and a reload", async () => {
+    const server = await startNotebookServer({ env: env!, notebookDir });
+    servers.push(server);
+    const path = await createNotebook(server, { path: "widgets.ipynb", kernelName: TSNB_KERNEL_NAME, cells: ["", "", "", "", ""] });
+    const page = await browser!.newPage();
+    await diagnose(page, server, async () => {
+      await openNotebook(page, server, path);
+      await runCell(page, 0, CELLS.setup);
+
+      // Clicks reach the program while the cell runs; what the callback prints shows under the cell, and
+      // an error thrown in a callback is shown there too.
+      const press = cellOutput(page, 0).locator("[data-tsnb-mounted] button", { hasText: "Press me" });
+      await press.waitFor({ timeout: 60_000 });
+      await press.click();
+      await cellText(page, 0, /clicked 1/);
+      await cellOutput(page, 0).locator("[data-tsnb-mounted] button", { hasText: "Fail" }).click();
+      await cellText(page, 0, /boom from a callback/);
+      await press.click();
+      const out0 = await cellText(page, 0, /setup done/);
+      expect(out0).toMatch(/clicked 1[\s\S]*clicked 2[\s\S]*setup done/);
+
+      // Keyboard: native range input, so arrow keys step by the widget's step.
+      const slider = liveSlider(page);
+      await slider.focus();
+      for (let i = 0; i < 3; i++) await page.keyboard.press("ArrowRight");
+      await sliderShows(page, 13);
+      // Mouse: drag the thumb far past the right end; the value ends at max.
+      const box = (await slider.boundingBox())!;
+      const y = box.y + box.height / 2;
+      const thumbX = box.x + box.width * (13 / 20);
+      await page.mouse.move(thumbX, y);
+      await page.mouse.down();
+      for (const f of [0.8, 0.9, 1.0, 1.3]) await page.mouse.move(box.x + box.width * f, y, { steps: 3 });
+      await page.mouse.up();
+      await sliderShows(page, 20);
+      await runCell(page, 1, CELLS.report);
+      const report = await cellText(page, 1, /seen \[/);
+      expect(report).toMatch(/seen \[11,12,13,[\d,]*20\] value 20 changes \d+/);
+      // One change per value the user went through: no echo ever called back.
+      const seenList = /seen \[([\d,]+)\]/.exec(report)![1]!.split(",").map(Number);
+      expect(Number(/changes (\d+)/.exec(report)![1])).toBe(seenList.length);
+      expect(new Set(seenList).size).toBe(seenList.length);
+
+      // The program sets the value and the description: the page follows.
+      await runCell(page, 2, CELLS.programSets);
+      await cellText(page, 2, /set to 5/);
+      await sliderShows(page, 5);
+      await cellOutput(page, 0).locator("[data-tsnb-mounted] label", { hasText: "Lvl" }).waitFor({ timeout: 30_000 });
+
+      // A second page on the same notebook (saved, so trusted, with the widget output): it comes alive with
+      // the kernel's current value without running a cell; a change there shows in the first page, and the
+      // program's handler fires once for it.
+      await page.evaluate(() => (window as unknown as TestWindow).Jupyter!.notebook!.save_notebook());
+      const second = await browser!.newPage();
+      await openNotebook(second, server, path);
+      const t0 = Date.now();
+      await sliderShows(second, 5, 2_000);
+      console.info(`second page: widgets live ${Date.now() - t0} ms after the kernel connected`);
+      await liveSlider(second).focus();
+      await second.keyboard.press("ArrowLeft");
+      await sliderShows(second, 4);
+      await sliderShows(page, 4);
+      await runCell(page, 1, CELLS.report);
+      const after = await cellText(page, 1, /value 4 /);
+      expect(Number(/changes (\d+)/.exec(after)![1])).toBe(seenList.length + 1);
+      await second.close();
+
+      // Reload: the injected shim is gone; the saved output's bootstrap brings widgets back with the
+      // kernel's current value (4, while the saved static HTML says 10) without running a cell.
+      await page.reload();
+      await openNotebook(page, server, path);
+      const t1 = Date.now();
+      await sliderShows(page, 4, 2_000);
+      console.info(`reload: widgets live ${Date.now() - t1} ms after the kernel connected`);
+      await runCell(page, 3, CELLS.programSetsAgain);
+      await sliderShows(page, 17);
+      await cellOutput(page, 0).locator("[data-tsnb-mounted] button", { hasText: "Press me" }).waitFor({ timeout: 10_000 });
+    });
+    await page.close();
+  }, 300_000);
+
+  it("nbconvert --to html of an executed notebook shows the widgets' values as static HTML", async () => {
+    const dir = mkdtempSync(join(notebookDir, "nbconvert-"));
+    const nb = {
+      nbformat: 4,
+      nbformat_minor: 5,
+      metadata: { kernelspec: { name: TSNB_KERNEL_NAME, display_name: "tsnb", language: "typescript" } },
+      cells: [
+        `import { IntSlider, Checkbox, Text, Dropdown, VBox } from "tsnb";
+const s = new IntSlider({ description: "Speed", value: 42, min: 0, max: 50 });
+s.value = 77;
+new VBox({ children: [s, new Checkbox({ description: "On", value: true }), new Text({ value: "hello <world>" }), new Dropdown({ options: ["a", "b"], value: "b" })] })`,
+      ].map((source, i) => ({ cell_type: "code", id: `c${i}`, metadata: {}, source, outputs: [], execution_count: null })),
+    };
+    writeFileSync(join(dir, "static.ipynb"), JSON.stringify(nb));
+    const run = runProcess(PYTHON, ["-m", "nbconvert", "--to", "html", "--execute", "--ExecutePreprocessor.timeout=120", "static.ipynb"], { cwd: dir, env: env!.vars, deadlineMs: 180_000 });
+    processes.push(run);
+    const result = await run.result;
+    expect(result.code, result.stderr).toBe(0);
+    const html = readFileSync(join(dir, "static.html"), "utf8");
+    // The program clamped 77 to max 50 before display.
+    expect(html).toMatch(/<label class="tsnb-w-label">Speed<\/label><input type="range" min="0" max="50" step="1" value="50" disabled> <output class="tsnb-w-readout">50<\/output>/);
+    expect(html).toContain('<input type="checkbox" checked disabled> On');
+    expect(html).toContain('value="hello &lt;world&gt;"');
+    expect(html).toContain("<option selected>b</option>");
+  }, 240_000);
+});
