@@ -3,13 +3,13 @@
 // second page and a reloaded page come alive (with the kernel's current values) without running a cell,
 // and nbconvert of an executed notebook shows the last values as static HTML.
 
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { copyFileSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { Locator, Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { launchBrowser, type TestBrowser } from "./helpers/browser.js";
-import { createNotebook, makeJupyterEnv, PYTHON, runProcess, startNotebookServer, TSNB_KERNEL_NAME, type JupyterEnv, type NotebookServer, type RunningProcess } from "./helpers/jupyter.js";
+import { createNotebook, makeJupyterEnv, PYTHON, repoRoot, runProcess, startNotebookServer, TSNB_KERNEL_NAME, type JupyterEnv, type NotebookServer, type RunningProcess } from "./helpers/jupyter.js";
 
 interface TestWindow {
   Jupyter?: {
@@ -233,5 +233,20 @@ new VBox({ children: [s, new Checkbox({ description: "On", value: true }), new T
     expect(html).toContain('<input type="checkbox" checked disabled> On');
     expect(html).toContain('value="hello &lt;world&gt;"');
     expect(html).toContain("<option selected>b</option>");
+  }, 240_000);
+
+  it("notebooks/widgets.ipynb executes under nbconvert and every widget shows as static HTML", async () => {
+    const dir = mkdtempSync(join(notebookDir, "tour-"));
+    copyFileSync(join(repoRoot, "notebooks", "widgets.ipynb"), join(dir, "tour.ipynb"));
+    const run = runProcess(PYTHON, ["-m", "nbconvert", "--to", "html", "--execute", "--allow-errors", "--ExecutePreprocessor.timeout=120", "tour.ipynb"], { cwd: dir, env: env!.vars, deadlineMs: 180_000 });
+    processes.push(run);
+    const result = await run.result;
+    expect(result.code, result.stderr).toBe(0);
+    const html = readFileSync(join(dir, "tour.html"), "utf8");
+    for (const kind of ["Checkbox", "ToggleButton", "FloatSlider", "Textarea", "Dropdown", "NumberInput", "Progress", "Label widget", "<i>HTML</i> widget"]) expect(html).toContain(kind);
+    expect(html).toContain("<option selected>green</option>");
+    expect(html).toContain('<progress min="0" max="100" value="60">');
+    expect(html).toContain("no browser typed within 1 s");
+    expect(html).toMatch(/RangeError[\s\S]{0,400}is not one of the options/);
   }, 240_000);
 });
