@@ -292,6 +292,11 @@ export class CommsBridge {
     return { toProgram: this.browserCalls.size, toFrontends: this.frontendCalls.size };
   }
 
+  /** A cell finished and its idle is next: with no front-end, the injected shim is blanked before it. */
+  cellFinished(cell: CellId): void {
+    this.injectionEvent({ type: "cell_done", cell });
+  }
+
   /** True while the queues towards the browsers are above the high-water mark. */
   get congested(): boolean {
     return this.congestedNow;
@@ -601,7 +606,7 @@ export class CommsBridge {
             msg_type: "update_display_data",
             content: blankDisplayContent(effect.displayId),
             buffers: [],
-            parent: this.host.parentForCell(null),
+            parent: this.host.parentForCell(effect.cell),
           });
           break;
         case "wake_at":

@@ -140,4 +140,8 @@ export class KernelComms implements Comms, ProgramExtension {
   programStopped(): void {
     this.bridge.programStopped();
   }
+
+  cellFinished(cell: string): void {
+    this.bridge.cellFinished(cell);
+  }
 }

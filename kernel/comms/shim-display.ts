@@ -56,7 +56,8 @@ export function blankDisplayContent(displayId: string): JsonObject {
 
 export type InjectionState =
   | { state: "none" }
-  | { state: "injected"; displayId: string; at: number }
+  /** `blanked`: a cell ended with no front-end connected and its script was already blanked (see "cell_done"). */
+  | { state: "injected"; displayId: string; at: number; blanked?: boolean }
   /** A shim is connected; `lastUse` is the latest cell that used comms, in case the shim turns out dead. */
   | {
       state: "connected";
@@ -74,11 +75,19 @@ export type InjectionEvent =
    * (as opposed to the page closing it as it went away).
    */
   | { type: "frontends"; now: number; count: number; heartbeat: boolean }
-  | { type: "tick"; now: number };
+  | { type: "tick"; now: number }
+  /**
+   * A cell finished (before its idle is published). With no front-end connected, the injected script is
+   * blanked now: a headless client (nbclient stops reading a cell's output at its idle) or a front-end
+   * that never runs scripts would otherwise save the ~190 KB shim in the notebook. A browser that renders
+   * the output runs the script on arrival, before this update reaches it, so blanking early is harmless.
+   */
+  | { type: "cell_done"; cell: string };
 
 export type InjectionEffect =
   | { type: "inject"; displayId: string; cell: string | null }
-  | { type: "blank"; displayId: string }
+  /** `cell`: the cell whose output carries the update (null: the most recent cell). */
+  | { type: "blank"; displayId: string; cell: string | null }
   /** Check that the connected shims are alive (heartbeat ping to those silent for a while). */
   | { type: "probe" }
   | { type: "wake_at"; at: number };
@@ -111,6 +120,7 @@ export function stepInjection(
           // A page that still has a shim from before (a kernel restart) reconnected by itself.
           return event.count > 0 ? { state: { state: "connected", displayId: null, lastUse: null, probedCell: undefined }, effects: [] } : stay;
         case "tick":
+        case "cell_done":
           return stay;
         default:
           return unreachable(event);
@@ -123,11 +133,14 @@ export function stepInjection(
           if (event.count === 0) return stay;
           return {
             state: { state: "connected", displayId: current.displayId, lastUse: null, probedCell: undefined },
-            effects: [{ type: "blank", displayId: current.displayId }],
+            effects: [{ type: "blank", displayId: current.displayId, cell: null }],
           };
         case "tick":
           // No shim answered (no browser: nbclient, nbconvert): allow one more injection on a later use.
           return event.now - current.at >= config.retryMs ? { state: { state: "none" }, effects: [] } : stay;
+        case "cell_done":
+          if (current.blanked === true) return stay;
+          return { state: { ...current, blanked: true }, effects: [{ type: "blank", displayId: current.displayId, cell: event.cell }] };
         default:
           return unreachable(event);
       }
@@ -141,6 +154,7 @@ export function stepInjection(
           return { state: { ...current, lastUse, probedCell: event.cell }, effects: [{ type: "probe" }] };
         }
         case "tick":
+        case "cell_done":
           return stay;
         case "frontends": {
           if (event.count > 0) return stay;

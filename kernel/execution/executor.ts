@@ -51,6 +51,8 @@ export interface ProgramExtension {
   onOp(header: JsonObject & { op: string }, buffers: Uint8Array[]): string | null;
   programStarted(): void;
   programStopped(): void;
+  /** The cell's code finished; its reply and idle come next (the comms blank an unconnected shim here). */
+  cellFinished?(cell: string): void;
 }
 
 interface CellInfo {
@@ -159,6 +161,7 @@ export class Executor implements Execution {
     // An input request the cell left unanswered (interrupted, failed) can no longer be answered.
     this.inputs.clear();
     this.output.flush();
+    this.options.extension?.cellFinished?.(id);
 
     switch (outcome.type) {
       case "done": {
