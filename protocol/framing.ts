@@ -63,6 +63,19 @@ export function encodeFrame(header: JsonObject & { op: string }, buffers: readon
   return [prefix, json, ...buffers];
 }
 
+/** A binary part at least this large that is still arriving is filled in place (see takeParts). */
+const FILL_IN_PLACE_BYTES = 1024 * 1024;
+
+interface PendingFrame {
+  header: RawFrame["header"];
+  lengths: number[];
+  total: number;
+  /** Binary parts complete so far, in order. */
+  parts: Uint8Array[];
+  /** The part being filled in place, if any. */
+  filling: { out: Uint8Array; filled: number } | null;
+}
+
 /**
  * Incremental decoder: feed it chunks as they arrive, get whole frames out. After the first error it
  * stays failed: a stream that lost its framing cannot be resynchronised, so the caller closes the pipe.
@@ -70,7 +83,9 @@ export function encodeFrame(header: JsonObject & { op: string }, buffers: readon
 export class FrameDecoder {
   private chunks: Uint8Array[] = [];
   private buffered = 0;
-  private pendingHeader: { header: RawFrame["header"]; lengths: number[]; total: number } | null = null;
+  private pendingHeader: PendingFrame | null = null;
+  /** Bytes already moved out of `chunks` into the pending frame's parts (whole or being filled). */
+  private held = 0;
   private failed: FrameError | null = null;
 
   constructor(private readonly limits: FrameLimits = DEFAULT_FRAME_LIMITS) {}
@@ -81,7 +96,7 @@ export class FrameDecoder {
 
   /** Bytes received but not yet part of a whole frame. */
   get bufferedBytes(): number {
-    return this.buffered;
+    return this.buffered + this.held;
   }
 
   push(chunk: Uint8Array): { frames: RawFrame[]; error: FrameError | null } {
@@ -103,13 +118,13 @@ export class FrameDecoder {
         this.take(4);
         const parsed = parseHeader(this.take(headerLength), this.limits);
         if (!parsed.ok) return this.fail(frames, parsed.error);
-        this.pendingHeader = parsed.value;
+        this.pendingHeader = { ...parsed.value, parts: [], filling: null };
       }
       const pending = this.pendingHeader;
-      if (this.buffered < pending.total) break;
-      const buffers = pending.lengths.map((n) => this.take(n));
+      if (!this.takeParts(pending)) break;
       this.pendingHeader = null;
-      frames.push({ header: pending.header, buffers });
+      this.held = 0;
+      frames.push({ header: pending.header, buffers: pending.parts });
     }
     return { frames, error: null };
   }
@@ -118,7 +133,44 @@ export class FrameDecoder {
     this.failed = error;
     this.chunks = [];
     this.buffered = 0;
+    this.pendingHeader = null;
+    this.held = 0;
     return { frames, error };
+  }
+
+  /**
+   * Moves the pending frame's binary parts out of `chunks` as their bytes arrive; true once all are there.
+   * A large part is allocated once at its final size and filled chunk by chunk: keeping the chunks until the
+   * part is complete and then concatenating them would hold it twice (a 100 MB value cost 200 MB at peak).
+   */
+  private takeParts(pending: PendingFrame): boolean {
+    while (pending.parts.length < pending.lengths.length) {
+      const n = pending.lengths[pending.parts.length]!;
+      if (pending.filling === null) {
+        if (this.buffered >= n) {
+          pending.parts.push(this.take(n));
+          this.held += n;
+          continue;
+        }
+        if (n < FILL_IN_PLACE_BYTES || this.buffered === 0) return false;
+        pending.filling = { out: new Uint8Array(n), filled: 0 };
+      }
+      const fill = pending.filling;
+      while (fill.filled < n && this.chunks.length > 0) {
+        const chunk = this.chunks[0]!;
+        const want = Math.min(n - fill.filled, chunk.byteLength);
+        fill.out.set(want === chunk.byteLength ? chunk : chunk.subarray(0, want), fill.filled);
+        fill.filled += want;
+        this.held += want;
+        this.buffered -= want;
+        if (want === chunk.byteLength) this.chunks.shift();
+        else this.chunks[0] = chunk.subarray(want);
+      }
+      if (fill.filled < n) return false;
+      pending.parts.push(fill.out);
+      pending.filling = null;
+    }
+    return true;
   }
 
   private peek(n: number): Uint8Array {
