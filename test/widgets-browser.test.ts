@@ -190,21 +190,51 @@ describe("widgets in real Chromium through the real Notebook 6 server", () => {
       await second.keyboard.press("ArrowLeft");
       await sliderShows(second, 4);
       await sliderShows(page, 4);
+      // Page-to-page latency, timed inside the browser (both pages share its clock): from the key going
+      // down in the second page to the first page's readout showing the new value.
+      await page.evaluate(() => {
+        const w = window as unknown as { shownAt: Record<string, number> };
+        w.shownAt = {};
+        const readout = document.querySelector('#notebook-container .cell [data-tsnb-mounted][data-tsnb-kind="IntSlider"] output')!;
+        new MutationObserver(() => void (w.shownAt[readout.textContent ?? ""] ??= Date.now())).observe(readout, { childList: true, characterData: true, subtree: true });
+      });
+      await second.evaluate(() => {
+        const w = window as unknown as { pressedAt: number[] };
+        w.pressedAt = [];
+        addEventListener("keydown", () => w.pressedAt.push(Date.now()), { capture: true });
+      });
+      for (let v = 5; v <= 14; v++) {
+        await second.keyboard.press("ArrowRight");
+        await page.waitForFunction((v) => (window as unknown as { shownAt: Record<string, number> }).shownAt[String(v)] !== undefined, v, { timeout: 10_000 });
+      }
+      const shownAt = await page.evaluate(() => (window as unknown as { shownAt: Record<string, number> }).shownAt);
+      const pressedAt = await second.evaluate(() => (window as unknown as { pressedAt: number[] }).pressedAt);
+      const latencies = pressedAt.map((t, i) => shownAt[String(5 + i)]! - t).sort((a, b) => a - b);
+      const median = latencies[Math.floor(latencies.length / 2)]!;
+      console.info(`page-to-page latency over ${latencies.length} key presses: median ${median} ms, max ${latencies[latencies.length - 1]} ms; all: ${latencies.join(",")}`);
+      expect(latencies).toHaveLength(10);
+      expect(median).toBeLessThan(100);
       await runCell(page, 1, CELLS.report);
-      const after = await cellText(page, 1, /value 4 /);
-      expect(Number(/changes (\d+)/.exec(after)![1])).toBe(seenList.length + 1);
+      const after = await cellText(page, 1, /value 14 /);
+      expect(Number(/changes (\d+)/.exec(after)![1])).toBe(seenList.length + 11);
       await second.close();
 
       // Reload: the injected shim is gone; the saved output's bootstrap brings widgets back with the
-      // kernel's current value (4, while the saved static HTML says 10) without running a cell.
+      // kernel's current value (14, while the saved static HTML says 10) without running a cell.
       await page.reload();
       await openNotebook(page, server, path);
       const t1 = Date.now();
-      await sliderShows(page, 4, 2_000);
+      await sliderShows(page, 14, 2_000);
       console.info(`reload: widgets live ${Date.now() - t1} ms after the kernel connected`);
       await runCell(page, 3, CELLS.programSetsAgain);
       await sliderShows(page, 17);
       await cellOutput(page, 0).locator("[data-tsnb-mounted] button", { hasText: "Press me" }).waitFor({ timeout: 10_000 });
+
+      // Kernel restart: the new kernel knows nothing of these widgets; the views say they are disconnected.
+      expect(await cellOutput(page, 0).locator("[data-tsnb-disconnected]").count()).toBe(0);
+      await page.evaluate(() => void (window as unknown as { Jupyter: { notebook: { kernel: { restart(): void } } } }).Jupyter.notebook.kernel.restart());
+      await cellOutput(page, 0).locator('[data-tsnb-disconnected][data-tsnb-kind="IntSlider"]').waitFor({ state: "attached", timeout: 30_000 });
+      await cellOutput(page, 0).locator('[data-tsnb-disconnected][data-tsnb-kind="Button"]').first().waitFor({ state: "attached", timeout: 30_000 });
     });
     await page.close();
   }, 300_000);

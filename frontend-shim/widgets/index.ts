@@ -3,12 +3,24 @@
 
 import { WidgetManager, type WidgetComm } from "./views.js";
 
-type Global = typeof globalThis & { tsnb_comm?: WidgetComm; tsnbWidgets?: WidgetManager };
+interface ClassicEvents {
+  on(names: string, handler: () => void): void;
+}
+
+type Global = typeof globalThis & {
+  tsnb_comm?: WidgetComm;
+  tsnbWidgets?: WidgetManager;
+  Jupyter?: { notebook?: { events?: ClassicEvents } };
+};
 
 export function installWidgets(): void {
   const g = globalThis as Global;
   if (g.tsnbWidgets || typeof document === "undefined" || !document.body) return;
-  g.tsnbWidgets = new WidgetManager(document, () => g.tsnb_comm);
+  const manager = new WidgetManager(document, () => g.tsnb_comm);
+  g.tsnbWidgets = manager;
+  // Classic Notebook says at once when its kernel restarts or dies; the comm would only find out later
+  // (a restart started from this page keeps the websocket, and the new kernel never knew our comm).
+  g.Jupyter?.notebook?.events?.on("kernel_restarting.Kernel kernel_dead.Kernel kernel_killed.Kernel", () => manager.markDisconnected());
 }
 
 installWidgets();

@@ -20,6 +20,8 @@ export interface WidgetComm {
   send(address: string, value: unknown): void;
   subscribe(address: string, callback: (value: unknown, address: string) => void): number;
   unsubscribe(id: number): void;
+  onStatus?(callback: (status: string) => void): number;
+  offStatus?(id: number): void;
 }
 
 export interface Disposable {
@@ -285,6 +287,7 @@ class WidgetView implements Disposable {
   /** Keys the user changed here whose answer from the program has not arrived, with the latest seq. */
   private readonly pending = new Map<string, number>();
   private readonly subscription: number;
+  private readonly statusSubscription: number | null;
   private controls: Controls | null = null;
   private kind: WidgetKind | null = null;
   private disposed = false;
@@ -297,7 +300,32 @@ class WidgetView implements Disposable {
   ) {
     this.client = manager.newClientId();
     root.dataset.tsnbMounted = "true";
+    // Until the program's state arrives (and again from a lost connection until the state is replayed),
+    // the view says it is disconnected and takes no input: after a kernel restart no state ever comes,
+    // because the new kernel knows nothing of this widget.
+    this.setDisconnected(true);
+    this.statusSubscription = comm.onStatus?.((status) => {
+      if (status !== "open") this.setDisconnected(true);
+    }) ?? null;
     this.subscription = comm.subscribe(stateAddress(id), (raw) => this.onState(raw));
+    manager.track(this);
+  }
+
+  /** The kernel went away (restart, death): nothing will answer this view until a state arrives. */
+  markDisconnected(): void {
+    if (!this.disposed) this.setDisconnected(true);
+  }
+
+  private setDisconnected(flag: boolean): void {
+    if (flag) {
+      this.root.dataset.tsnbDisconnected = "true";
+      this.root.setAttribute("aria-disabled", "true");
+      this.root.title = "not connected to the kernel";
+    } else if (this.root.dataset.tsnbDisconnected !== undefined) {
+      delete this.root.dataset.tsnbDisconnected;
+      this.root.removeAttribute("aria-disabled");
+      this.root.removeAttribute("title");
+    }
   }
 
   private onState(raw: unknown): void {
@@ -324,6 +352,7 @@ class WidgetView implements Disposable {
       this.controls = build(message.kind, this.root, this.actions, () => this.manager.newElementId());
     }
     this.root.dataset.tsnbKind = message.kind;
+    this.setDisconnected(false);
     this.controls.apply(message.state, new Set(this.pending.keys()));
   }
 
@@ -345,7 +374,9 @@ class WidgetView implements Disposable {
     if (this.disposed) return;
     this.disposed = true;
     this.comm.unsubscribe(this.subscription);
+    if (this.statusSubscription !== null) this.comm.offStatus?.(this.statusSubscription);
     this.controls?.dispose();
+    this.manager.untrack(this);
     delete this.root.dataset.tsnbMounted;
   }
 }
@@ -363,6 +394,7 @@ const STYLE = `
 .tsnb-w-slider { width: 200px; accent-color: var(--jp-brand-color1, #1976d2); }
 .tsnb-w-readout { min-width: 3em; font-variant-numeric: tabular-nums; }
 .tsnb-w input[type=text], .tsnb-w input[type=number], .tsnb-w textarea, .tsnb-w select { border: 1px solid var(--jp-border-color1, #bdbdbd); background: var(--jp-layout-color1, #fff); color: var(--jp-ui-font-color1, #212121); padding: 2px 4px; }
+[data-tsnb-disconnected] > .tsnb-w { opacity: 0.55; pointer-events: none; }
 .tsnb-w-hbox { flex-direction: row; flex-wrap: wrap; }
 .tsnb-w-vbox { flex-direction: column; align-items: stretch; }
 `;
@@ -390,6 +422,22 @@ export class WidgetManager implements Disposable {
     this.observer = typeof MutationObserver === "function" ? new MutationObserver(() => this.scheduleScan()) : null;
     this.observer?.observe(doc.body, { childList: true, subtree: true });
     this.scheduleScan();
+  }
+
+  /** Every live view, box children included. */
+  private readonly all = new Set<WidgetView>();
+
+  track(view: WidgetView): void {
+    this.all.add(view);
+  }
+
+  untrack(view: WidgetView): void {
+    this.all.delete(view);
+  }
+
+  /** Called when the page learns the kernel restarted or died (the comm may not notice for a while). */
+  markDisconnected(): void {
+    for (const view of [...this.all]) view.markDisconnected();
   }
 
   newClientId(): string {
