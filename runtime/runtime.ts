@@ -171,15 +171,21 @@ export class Runtime implements Disposable {
       // Child output arrives on I/O callbacks, which carry no cell context: pin it to this cell.
       const cell = this.output.currentCell();
       const write = (name: "stdout" | "stderr", text: string) => this.output.write(name, text, cell);
-      const pipes = await CommandPipes.open({
-        host: { comms: this.comms, send: (op) => this.send(op), write },
-        cell,
-        label: `!${command.length > 60 ? command.slice(0, 57) + "..." : command}`,
-      });
+      let pipes: CommandPipes | null = null;
       try {
-        await this.magics.shell(command, { write, env: pipes.env });
+        pipes = await CommandPipes.open({
+          host: { comms: this.comms, send: (op) => this.send(op), write },
+          cell,
+          label: `!${command.length > 60 ? command.slice(0, 57) + "..." : command}`,
+        });
+      } catch (err) {
+        // No FIFOs (no mkfifo, unwritable temp dir): the command still runs, without TSNB_PIPE.
+        write("stderr", `tsnb: no TSNB_PIPE for this command: ${err instanceof Error ? err.message : String(err)}\n`);
+      }
+      try {
+        await this.magics.shell(command, pipes ? { write, env: pipes.env } : { write });
       } finally {
-        await pipes.close();
+        await pipes?.close();
       }
     });
     Object.defineProperty(globalThis, HELPERS.meta, { get: () => this.importer.importMeta(), configurable: true, enumerable: false });

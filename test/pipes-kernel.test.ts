@@ -273,4 +273,80 @@ except Exception as e:
       await expectKernelAlive();
     });
   }
+
+  it("serves a Node program the same way: a `!node script.mjs` speaking the framing by hand sends a typed array and receives a subscribed value", async () => {
+    const tab = new FakeTab();
+    await tab.open();
+    await kernel.client.idle(tab.listen("node/out"));
+    const path = join(dir, "client.mjs");
+    writeFileSync(
+      path,
+      // The back pipe is read through a non-blocking net.Socket: a blocking fs read on a FIFO holds a libuv
+      // thread-pool thread, and Node waits for it at exit, so process.exit() would hang.
+      `import { openSync, writeSync, constants } from "node:fs";
+import { Socket } from "node:net";
+const out = openSync(process.env.TSNB_PIPE, "w");
+const frame = (header, buffers = []) => {
+  const json = Buffer.from(JSON.stringify({ v: 1, ...header, ...(buffers.length ? { buffers: buffers.map((b) => b.byteLength) } : {}) }));
+  const len = Buffer.alloc(4);
+  len.writeUInt32BE(json.length);
+  writeSync(out, Buffer.concat([len, json, ...buffers.map((b) => Buffer.from(b.buffer, b.byteOffset, b.byteLength))]));
+};
+frame({ op: "hello", token: process.env.TSNB_PIPE_TOKEN });
+frame({ op: "comm_subscribe", address: "node/in" });
+frame({ op: "comm_send", items: [{ address: "node/out", value: { $tsnb_buffer: 0, kind: "Float64Array" }, nbuf: 1 }] }, [new Float64Array([3.5, -1])]);
+let data = Buffer.alloc(0);
+const back = new Socket({ fd: openSync(process.env.TSNB_PIPE_BACK, constants.O_RDONLY | constants.O_NONBLOCK), readable: true, writable: false });
+for await (const chunk of back) {
+  data = Buffer.concat([data, chunk]);
+  while (data.length >= 4 && data.length >= 4 + data.readUInt32BE(0)) {
+    const n = data.readUInt32BE(0);
+    const header = JSON.parse(data.subarray(4, 4 + n).toString());
+    const total = 4 + n + (header.buffers ?? []).reduce((a, b) => a + b, 0);
+    if (data.length < total) break;
+    data = data.subarray(total);
+    if (header.op === "comm_deliver") {
+      console.log("node got", JSON.stringify(header.items));
+      process.exit(0);
+    }
+  }
+}
+`,
+    );
+    const request = kernel.client.send("shell", "execute_request", {
+      code: `!${process.execPath} ${path}`,
+      silent: false,
+      store_history: true,
+      user_expressions: {},
+      allow_stdin: false,
+      stop_on_error: true,
+    });
+    await tab.waitFor("the Node program's value", () => tab.valuesOf("node/out").length > 0);
+    const sent = tab.valuesOf("node/out")[0];
+    expect(sent).toBeInstanceOf(Float64Array);
+    expect(Array.from(sent as Float64Array)).toEqual([3.5, -1]);
+    tab.sendValue("node/in", { answer: 42 });
+    await kernel.client.idle(request, 20_000);
+    const out = outputsOf(kernel.client.iopubFor(request));
+    expect(out.stderr).toBe("");
+    expect(out.stdout).toBe('node got [{"address":"node/in","value":{"answer":42}}]\n');
+  });
+});
+
+describe("a !command when no FIFOs can be made", () => {
+  let bare: RunningKernel | undefined;
+
+  afterAll(async () => {
+    await bare?.kill();
+  });
+
+  it("still runs the command, without TSNB_PIPE, and says why", async () => {
+    // No mkfifo on PATH: creating the pipes fails, which must not cost the user the command.
+    bare = await startKernel({ cwd: dir, env: { ...process.env, PATH: "/nonexistent" } });
+    const result = await bare.client.execute(`!/usr/bin/python3 -c 'import os; print("pipe:", os.environ.get("TSNB_PIPE"))'`);
+    const out = outputsOf(result.iopub);
+    expect(out.stdout).toBe("pipe: None\n");
+    expect(out.stderr).toMatch(/tsnb: no TSNB_PIPE for this command: mkfifo failed: /);
+    expect(result.reply.content.status).toBe("ok");
+  });
 });
