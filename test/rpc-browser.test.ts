@@ -2,13 +2,13 @@
 // real user program: the kernel injects the shim into the page; the page calls functions the program
 // registered and the program calls functions the page registered. Every call in the page has a timeout.
 
-import { mkdtempSync, rmSync } from "node:fs";
+import { copyFileSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { launchBrowser, type TestBrowser } from "./helpers/browser.js";
-import { createNotebook, makeJupyterEnv, startNotebookServer, TSNB_KERNEL_NAME, type JupyterEnv, type NotebookServer } from "./helpers/jupyter.js";
+import { createNotebook, makeJupyterEnv, repoRoot, startNotebookServer, TSNB_KERNEL_NAME, type JupyterEnv, type NotebookServer } from "./helpers/jupyter.js";
 
 interface PageComm {
   ready: Promise<void>;
@@ -103,8 +103,14 @@ describe("RPC in real Chromium through the real Notebook 6 server", () => {
       return await fn();
     } catch (err) {
       const shot = await browser!.screenshotOnFailure(page, "rpc-browser");
+      const state = await page
+        .evaluate(() => {
+          const c = (window as unknown as TestWindow & { tsnb_comm?: { pendingCalls: number } }).tsnb_comm;
+          return JSON.stringify({ status: c?.status, pendingCalls: c?.pendingCalls, outputs: [...document.querySelectorAll(".output_area")].map((e) => (e as HTMLElement).innerText.slice(0, 300)) });
+        })
+        .catch((e: unknown) => String(e));
       const message = err instanceof Error ? err.message : String(err);
-      throw new Error(`${message}\nscreenshot: ${shot}\n--- browser console ---\n${browser!.consoleLog().slice(-6000)}\n--- server output (tail) ---\n${server!.log().slice(-6000)}`, { cause: err });
+      throw new Error(`${message}\npage state: ${state}\nscreenshot: ${shot}\n--- browser console ---\n${browser!.consoleLog().slice(-6000)}\n--- server output (tail) ---\n${server!.log().slice(-6000)}`, { cause: err });
     }
   }
 
@@ -216,6 +222,57 @@ console.log("page said " + r.w + "x" + r.h + " " + r.px.constructor.name + " " +
         return p;
       });
       expect(closed).toBe("-32004");
+    });
+    await page.close();
+  }, 300_000);
+
+  it("runs notebooks/rpc.ipynb: the canvas fills with tiles rendered by the program, zooming requests new ones, the program reads the view", async () => {
+    copyFileSync(join(repoRoot, "notebooks", "rpc.ipynb"), join(notebookDir, "rpc-demo.ipynb"));
+    const page = await browser!.newPage();
+    await diagnose(page, async () => {
+      await openNotebook(page, server!, "rpc-demo.ipynb");
+      await page.evaluate(() => (window as unknown as { Jupyter: { notebook: { execute_all_cells(): void } } }).Jupyter.notebook.execute_all_cells());
+      const viewer = page.locator("#mandelbrot-viewer");
+      await viewer.locator(".status").filter({ hasText: /12 tiles in \d+ ms/ }).waitFor({ timeout: 60_000 });
+      // The program asks the page where it looks (run again now that the page is up: under execute-all the
+      // cell may run before the shim connected, and then says there is no page to ask).
+      const last = await page.evaluate(() => {
+        const nb = (window as unknown as { Jupyter: { notebook: { insert_cell_at_bottom(): unknown; ncells(): number } } }).Jupyter.notebook;
+        nb.insert_cell_at_bottom();
+        return nb.ncells() - 1;
+      });
+      await runCell(page, last, `const v = await comms.callFrontend({ name: "viewer.view", timeout: 20000 }); console.log("view " + v.cx + " " + v.cy + " " + v.width + "x" + v.height)`);
+      expect(await cellText(page, last, /view /)).toContain("view -0.5 0 512x384");
+      // Pixels came from the program: the set's interior is black, the outside is coloured.
+      const painted = await page.evaluate(() => {
+        const canvas = document.querySelector("#mandelbrot-viewer canvas") as HTMLCanvasElement;
+        const data = canvas.getContext("2d")!.getImageData(0, 0, canvas.width, canvas.height).data;
+        let black = 0, coloured = 0;
+        for (let i = 0; i < data.length; i += 4) {
+          if (data[i + 3] !== 255) continue;
+          if (data[i] === 0 && data[i + 1] === 0 && data[i + 2] === 0) black++;
+          else coloured++;
+        }
+        return { black, coloured };
+      });
+      expect(painted.black).toBeGreaterThan(1000);
+      expect(painted.coloured).toBeGreaterThan(1000);
+      // Zooming asks the program for new tiles, and the canvas changes; the stats it publishes reach the page.
+      const fingerprint = () => {
+        const canvas = document.querySelector("#mandelbrot-viewer canvas") as HTMLCanvasElement;
+        const data = canvas.getContext("2d")!.getImageData(0, 0, canvas.width, canvas.height).data;
+        let h = 0;
+        for (let i = 0; i < data.length; i += 4) h = (h * 31 + data[i]! + data[i + 1]! * 7 + data[i + 2]! * 13) >>> 0;
+        return h;
+      };
+      const before = await page.evaluate(fingerprint);
+      await viewer.locator("canvas").hover();
+      await page.mouse.wheel(0, -100);
+      await page.waitForFunction(
+        ({ before, source }) => (0, eval)(source)() !== before && /12 tiles in \d+ ms.*program rendered \d+ tiles/.test(document.querySelector("#mandelbrot-viewer .status")!.textContent ?? ""),
+        { before, source: `(${fingerprint.toString()})` },
+        { timeout: 60_000 },
+      );
     });
     await page.close();
   }, 300_000);
