@@ -17,7 +17,7 @@
 import { execFile } from "node:child_process";
 import { randomBytes, timingSafeEqual } from "node:crypto";
 import { closeSync, constants as fsConstants, openSync, rmSync } from "node:fs";
-import { chmod, mkdtemp, rm } from "node:fs/promises";
+import { chmod, mkdtemp, readdir, rm } from "node:fs/promises";
 import { Socket } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -90,6 +90,8 @@ function isPipeCommOp(op: ProgramCommOp): op is PipeCommOp {
 
 const DISPLAY_OPS = ["display", "update_display", "clear_output"] as const;
 
+const DIR_PREFIX = "tsnb-pipe-";
+
 function mkfifo(paths: string[]): Promise<void> {
   return new Promise((resolve, reject) => {
     execFile("mkfifo", ["-m", "600", ...paths], (err, _stdout, stderr) => {
@@ -130,7 +132,8 @@ export class CommandPipes implements Disposable {
   }
 
   static async open(options: PipeOptions): Promise<CommandPipes> {
-    const dir = await mkdtemp(join(tmpdir(), "tsnb-pipe-"));
+    // The pid in the name lets a later program remove the directory if this one is killed (see PipeRegistry).
+    const dir = await mkdtemp(join(tmpdir(), `${DIR_PREFIX}${process.pid}-`));
     try {
       await chmod(dir, 0o700);
       const up = join(dir, "up");
@@ -369,5 +372,70 @@ export class CommandPipes implements Disposable {
     this.back.destroy();
     this.closeKeepAlive();
     rmSync(this.dir, { recursive: true, force: true });
+  }
+}
+
+/**
+ * The pipes of the program's running commands: closes them when the program exits, and on first use
+ * removes directories left by earlier programs that were killed (SIGKILL skips every cleanup).
+ */
+export class PipeRegistry implements Disposable {
+  private readonly open = new Set<CommandPipes>();
+  private swept: Promise<void> | null = null;
+  private disposed = false;
+
+  constructor(private readonly options: { log(text: string): void }) {}
+
+  async create(options: PipeOptions): Promise<CommandPipes> {
+    if (this.disposed) throw new Error("the program is shutting down");
+    this.swept ??= this.sweep();
+    await this.swept;
+    const pipes = await CommandPipes.open(options);
+    this.open.add(pipes);
+    return pipes;
+  }
+
+  /** Drains and removes a command's pipes once it exited. */
+  async close(pipes: CommandPipes): Promise<void> {
+    try {
+      await pipes.close();
+    } finally {
+      this.open.delete(pipes);
+    }
+  }
+
+  private async sweep(): Promise<void> {
+    const dir = tmpdir();
+    let names: string[];
+    try {
+      names = await readdir(dir);
+    } catch (err) {
+      this.options.log(`could not list ${dir} for stale pipe directories: ${String(err)}`);
+      return;
+    }
+    for (const name of names) {
+      const match = /^tsnb-pipe-(\d+)-/.exec(name);
+      if (!match || Number(match[1]) === process.pid || processAlive(Number(match[1]))) continue;
+      await rm(join(dir, name), { recursive: true, force: true }).catch((err: unknown) =>
+        this.options.log(`could not remove the stale pipe directory ${name}: ${String(err)}`),
+      );
+    }
+  }
+
+  dispose(): void {
+    if (this.disposed) return;
+    this.disposed = true;
+    for (const pipes of this.open) pipes.dispose();
+    this.open.clear();
+  }
+}
+
+function processAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    // EPERM: it exists but belongs to someone else.
+    return (err as NodeJS.ErrnoException).code === "EPERM";
   }
 }

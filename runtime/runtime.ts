@@ -16,7 +16,7 @@ import { Evaluator } from "./evaluator/evaluate.js";
 import { disarmAsyncHookChecks, InterruptController } from "./interrupt.js";
 import { complete, inspectAt } from "./introspect.js";
 import { Magics } from "./magics.js";
-import { CommandPipes } from "./pipes.js";
+import { PipeRegistry, type CommandPipes } from "./pipes.js";
 import { createImporter, type Importer } from "./modules.js";
 import { Output, type CellContext } from "./output.js";
 import { API_KEY, createTsnb, isNoResult, type Tsnb } from "./tsnb/api.js";
@@ -79,6 +79,7 @@ export class Runtime implements Disposable {
   private readonly mapper: StackMapper;
   private readonly importer: Importer;
   private readonly magics: Magics;
+  private readonly pipes: PipeRegistry;
   private readonly tsnb: Tsnb;
   private readonly comms: ProgramComms;
   private readonly pendingInputs = new Map<string, PendingInput>();
@@ -112,6 +113,7 @@ export class Runtime implements Disposable {
       },
     });
     this.magics = new Magics({ write: (name, text) => this.output.write(name, text) });
+    this.pipes = new PipeRegistry({ log: (text) => this.log(text) });
     this.tsnb = createTsnb({
       send: (op) => this.send(op),
       currentCell: () => this.output.currentCell(),
@@ -173,7 +175,7 @@ export class Runtime implements Disposable {
       const write = (name: "stdout" | "stderr", text: string) => this.output.write(name, text, cell);
       let pipes: CommandPipes | null = null;
       try {
-        pipes = await CommandPipes.open({
+        pipes = await this.pipes.create({
           host: { comms: this.comms, send: (op) => this.send(op), write },
           cell,
           label: `!${command.length > 60 ? command.slice(0, 57) + "..." : command}`,
@@ -185,7 +187,7 @@ export class Runtime implements Disposable {
       try {
         await this.magics.shell(command, pipes ? { write, env: pipes.env } : { write });
       } finally {
-        await pipes?.close();
+        if (pipes) await this.pipes.close(pipes);
       }
     });
     Object.defineProperty(globalThis, HELPERS.meta, { get: () => this.importer.importMeta(), configurable: true, enumerable: false });
@@ -455,6 +457,7 @@ export class Runtime implements Disposable {
     this.plainConsole.dispose();
     this.output.dispose();
     this.magics.dispose();
+    this.pipes.dispose();
     this.interrupts.dispose();
     this.evaluator.dispose();
     this.tracker.dispose();

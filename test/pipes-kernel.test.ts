@@ -112,6 +112,15 @@ async function expectKernelAlive(): Promise<void> {
 }
 
 describe("named pipes for !commands", () => {
+  // Must stay the first !command of this kernel's program: the sweep runs on its first use of pipes.
+  it("removes pipe directories left by a program that was killed (no process with their pid)", async () => {
+    const stale = mkdtempSync(join(tmpdir(), "tsnb-pipe-999999999-"));
+    writeFileSync(join(stale, "up"), "");
+    const result = await kernel.client.execute("!true");
+    expect(result.reply.content.status).toBe("ok");
+    expect(existsSync(stale)).toBe(false);
+  });
+
   it("gives the command a private 0700 directory with 0600 FIFOs and a token, and removes it after the command", async () => {
     const path = script(
       "modes.py",
