@@ -109,6 +109,46 @@ function sampleRss(pids) {
   };
 }
 
+/** CPU seconds (user + system) used so far by a process. */
+function cpuSeconds(pid) {
+  const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+  // utime and stime are fields 14 and 15 of stat(5), i.e. 11 and 12 after the command name.
+  return (Number(fields[11]) + Number(fields[12])) / 100;
+}
+
+/** Every descendant of this bench process (the Chromium it launched and its helpers). */
+function descendants(pid) {
+  const out = [];
+  for (const kid of childPids(pid)) out.push(kid, ...descendants(kid));
+  return out;
+}
+
+/** CPU seconds used by all of our Chromium's processes (gone ones stop counting, so it is a lower bound). */
+function browserCpuSeconds() {
+  let total = 0;
+  for (const pid of descendants(process.pid)) {
+    try {
+      if (readFileSync(`/proc/${pid}/cmdline`, "utf8").includes("chromium")) total += cpuSeconds(pid);
+    } catch {
+      continue; // exited meanwhile
+    }
+  }
+  return total;
+}
+
+/** CPU seconds each process spends from now until `stop()`: who is the bottleneck of a transfer. */
+function cpuMeter(named) {
+  const start = Object.fromEntries(Object.entries(named).map(([k, pid]) => [k, cpuSeconds(pid)]));
+  const browser0 = browserCpuSeconds();
+  return {
+    stop: () => ({
+      ...Object.fromEntries(Object.entries(named).map(([k, pid]) => [k, cpuSeconds(pid) - start[k]])),
+      browser: browserCpuSeconds() - browser0,
+    }),
+  };
+}
+
 function stats(samples) {
   const s = [...samples].sort((a, b) => a - b);
   const at = (q) => s[Math.min(s.length - 1, Math.floor(q * s.length))];
@@ -167,6 +207,7 @@ await stop;
 console.log("bench done");`;
 
 async function benchTsnb({ page, server, kernelId, results }) {
+  const serverPid = server.process.pid;
   await runCell(page, 0, TSNB_CELL);
   await waitCellText(page, 0, /bench ready/);
   await page.waitForFunction(() => window.tsnb_comm !== undefined, undefined, { timeout: 60_000 });
@@ -217,7 +258,9 @@ async function benchTsnb({ page, server, kernelId, results }) {
     window.benchBig = new Float32Array(floats);
     window.benchBig[floats - 1] = 3.25;
   }, BIG_FLOATS);
+  const procs = { kernel: kpid, ...(ppid === undefined ? {} : { program: ppid }), server: serverPid };
   let sampler = sampleRss(pids);
+  let cpu = cpuMeter(procs);
   r.up = await page.evaluate(async (floats) => {
     const comm = window.tsnb_comm;
     const done = new Promise((res) => comm.subscribe("bench-up-done", (v) => res(v)));
@@ -227,8 +270,10 @@ async function benchTsnb({ page, server, kernelId, results }) {
     return { ms: performance.now() - t0, answer: got, ok: got === `${floats}:3.25` };
   }, BIG_FLOATS);
   ({ 0: r.up.kernelPeakMB, 1: r.up.programPeakMB, growth: [r.up.kernelGrowthMB] } = sampler.stop());
+  r.up.cpuSeconds = cpu.stop();
   await page.evaluate(() => { window.benchBig = null; });
   sampler = sampleRss(pids);
+  cpu = cpuMeter(procs);
   r.down = await page.evaluate(async (floats) => {
     const comm = window.tsnb_comm;
     const done = new Promise((res) => comm.subscribe("bench-down", (v) => res(v)));
@@ -239,6 +284,7 @@ async function benchTsnb({ page, server, kernelId, results }) {
     return { ms, ok: a instanceof Float32Array && a.length === floats && a[floats - 1] === 7.5 };
   }, BIG_FLOATS);
   ({ 0: r.down.kernelPeakMB, 1: r.down.programPeakMB, growth: [r.down.kernelGrowthMB] } = sampler.stop());
+  r.down.cpuSeconds = cpu.stop();
   r.kernelHwmMB = (statusKb(kpid, "VmHWM") * 1024) / MB;
   await page.evaluate(() => window.tsnb_comm.send("bench-stop", 1));
   await waitCellText(page, 0, /bench done/);
@@ -275,7 +321,7 @@ def _bench_target(comm, open_msg):
 get_ipython().kernel.comm_manager.register_target("bench_echo", _bench_target)
 print("bench target registered")`;
 
-async function benchIpykernel({ page, kernelId, results }) {
+async function benchIpykernel({ page, server, kernelId, results }) {
   await runCell(page, 0, PY_CELL);
   await waitCellText(page, 0, /bench target registered/);
   const kpid = kernelPid(kernelId);
@@ -337,7 +383,9 @@ async function benchIpykernel({ page, kernelId, results }) {
   await page.evaluate((floats) => {
     window.benchBig = new Float32Array(floats);
   }, BIG_FLOATS);
+  const procs = { kernel: kpid, server: server.process.pid };
   let sampler = sampleRss([kpid]);
+  let cpu = cpuMeter(procs);
   r.up = await page.evaluate(async (bytes) => {
     const comm = window.benchComm;
     const all = new Uint8Array(window.benchBig.buffer);
@@ -352,8 +400,10 @@ async function benchIpykernel({ page, kernelId, results }) {
     return { ms: performance.now() - t0, ok: got.bytes === bytes };
   }, BIG_FLOATS * 4);
   ({ 0: r.up.kernelPeakMB, growth: [r.up.kernelGrowthMB] } = sampler.stop());
+  r.up.cpuSeconds = cpu.stop();
   await page.evaluate(() => { window.benchBig = null; });
   sampler = sampleRss([kpid]);
+  cpu = cpuMeter(procs);
   r.down = await page.evaluate(async (floats) => {
     const comm = window.benchComm;
     const done = new Promise((res) => { window.benchHandler = (msg) => res(msg); });
@@ -366,6 +416,7 @@ async function benchIpykernel({ page, kernelId, results }) {
     return { ms, ok: a !== null && a[floats - 1] === 7.5 };
   }, BIG_FLOATS);
   ({ 0: r.down.kernelPeakMB, growth: [r.down.kernelGrowthMB] } = sampler.stop());
+  r.down.cpuSeconds = cpu.stop();
   r.kernelHwmMB = (statusKb(kpid, "VmHWM") * 1024) / MB;
 }
 
@@ -387,6 +438,8 @@ function report(results) {
     line(`  burst of ${BURST_N}: ${r.burst.received} arrived (${BURST_N - r.burst.received} lost) in ${fmt(r.burst.ms, 0)} ms${r.burst.inOrder === false ? ", OUT OF ORDER" : ""}${r.burst.error ? ` (${r.burst.error})` : ""}`);
     line(`  ${BIG_BYTES / MB} MB browser -> kernel${name === "tsnb" ? " -> program" : ""}: ${fmt(r.up.ms, 0)} ms, ${fmt(mbps(r.up), 1)} MB/s, peak kernel RSS ${fmt(r.up.kernelPeakMB, 0)} MB (+${fmt(r.up.kernelGrowthMB, 0)})${r.up.programPeakMB !== undefined ? `, program ${fmt(r.up.programPeakMB, 0)} MB` : ""}${r.up.ok ? "" : " (WRONG CONTENT)"}`);
     line(`  ${BIG_BYTES / MB} MB kernel -> browser: ${fmt(r.down.ms, 0)} ms, ${fmt(mbps(r.down), 1)} MB/s, peak kernel RSS ${fmt(r.down.kernelPeakMB, 0)} MB (+${fmt(r.down.kernelGrowthMB, 0)})${r.down.programPeakMB !== undefined ? `, program ${fmt(r.down.programPeakMB, 0)} MB` : ""}${r.down.ok ? "" : " (WRONG CONTENT)"}`);
+    const cpuText = (c) => Object.entries(c ?? {}).map(([k, v]) => `${k} ${fmt(v)} s`).join(", ");
+    line(`  CPU during up: ${cpuText(r.up.cpuSeconds)}; during down: ${cpuText(r.down.cpuSeconds)}`);
     line(`  kernel VmHWM over the run: ${fmt(r.kernelHwmMB, 0)} MB`);
   }
   if (t && p) {
@@ -459,7 +512,7 @@ async function main() {
       const page = await browser.newPage();
       await openNotebook(page, server, path, "ipython");
       const kernelId = await page.evaluate(() => window.Jupyter.notebook.kernel.id);
-      await benchIpykernel({ page, kernelId, results });
+      await benchIpykernel({ page, server, kernelId, results });
       await page.close();
       console.error(`ipykernel done: ${JSON.stringify(results.ipykernel)}`);
     }
