@@ -32,7 +32,15 @@ export type WidgetKind =
   | "Progress"
   | "NumberInput"
   | "HBox"
-  | "VBox";
+  | "VBox"
+  | "Select"
+  | "RadioButtons"
+  | "ColorPicker"
+  | "IntRangeSlider"
+  | "Image"
+  | "Tabs"
+  | "Accordion"
+  | "Grid";
 
 export const WIDGET_KINDS: readonly WidgetKind[] = [
   "Button",
@@ -49,9 +57,17 @@ export const WIDGET_KINDS: readonly WidgetKind[] = [
   "NumberInput",
   "HBox",
   "VBox",
+  "Select",
+  "RadioButtons",
+  "ColorPicker",
+  "IntRangeSlider",
+  "Image",
+  "Tabs",
+  "Accordion",
+  "Grid",
 ];
 
-export type StateValue = string | number | boolean | null | readonly string[];
+export type StateValue = string | number | boolean | null | readonly string[] | readonly number[];
 export type WidgetState = { readonly [key: string]: StateValue };
 
 export interface Ack {

@@ -239,6 +239,40 @@ describe("widgets in real Chromium through the real Notebook 6 server", () => {
     await page.close();
   }, 300_000);
 
+  it("typing, selecting, radio buttons and tabs reach the program", async () => {
+    const server = await startNotebookServer({ env: env!, notebookDir });
+    servers.push(server);
+    const path = await createNotebook(server, { path: "choices.ipynb", kernelName: TSNB_KERNEL_NAME, cells: ["", ""] });
+    const page = await browser!.newPage();
+    await diagnose(page, server, async () => {
+      await openNotebook(page, server, path);
+      await runCell(page, 0, `
+import { Dropdown, RadioButtons, Tabs, Text } from "tsnb";
+const dd = new Dropdown({ description: "Fruit", options: ["apple", "pear"] });
+const rb = new RadioButtons({ description: "Size", options: ["s", "m", "l"], value: "m" });
+const tx = new Text({ description: "Name" });
+const tabs = new Tabs({ children: [dd, rb, tx], titles: ["Fruit", "Size", "Name"] });
+const log: string[] = [];
+for (const w of [dd, rb, tx]) w.on("change", (e) => void log.push(String(e.value)));
+tabs`);
+      const out = cellOutput(page, 0);
+      const select = out.locator("[data-tsnb-mounted] select");
+      await select.waitFor({ timeout: 60_000 });
+      await select.selectOption("pear");
+      await out.getByRole("tab", { name: "Size" }).click();
+      await out.getByRole("radio", { name: "l" }).check();
+      await out.getByRole("tab", { name: "Name" }).click();
+      // The label is tied to the input, so it is found by its accessible name.
+      await out.getByRole("textbox", { name: "Name" }).pressSequentially("Ann");
+      await runCell(page, 1, 'console.log(JSON.stringify({ log, tab: tabs.selected, name: tx.value, fruit: dd.value, size: rb.value }))');
+      const text = await cellText(page, 1, /"log"/);
+      expect(JSON.parse(text.slice(text.indexOf("{")))).toEqual({ log: ["pear", "l", "A", "An", "Ann"], tab: 2, name: "Ann", fruit: "pear", size: "l" });
+      // Only the selected tab's panel is visible.
+      expect(await out.getByRole("tabpanel").count()).toBe(1);
+    });
+    await page.close();
+  }, 300_000);
+
   it("nbconvert --to html of an executed notebook shows the widgets' values as static HTML", async () => {
     const dir = mkdtempSync(join(notebookDir, "nbconvert-"));
     const nb = {
@@ -277,6 +311,9 @@ new VBox({ children: [s, new Checkbox({ description: "On", value: true }), new T
     expect(html).toContain("<option selected>green</option>");
     expect(html).toContain('<progress min="0" max="100" value="60">');
     expect(html).toContain("no browser typed within 1 s");
+    expect(html).toContain("hahaha");
+    expect(html).toContain('<img src="data:image/png;base64,iVBOR');
+    expect(html).toContain('<input type="color" value="#1976d2" disabled>');
     expect(html).toMatch(/RangeError[\s\S]{0,400}is not one of the options/);
   }, 240_000);
 });

@@ -5,7 +5,7 @@
 import { describe, expect, it } from "vitest";
 import { clampToStep, inputAddress, parseWidgetInput, stateAddress, type WidgetStateMessage } from "../protocol/widgets.js";
 import type { Comms } from "../runtime/tsnb/comms/comms.js";
-import { Button, Dropdown, FloatSlider, HBox, IntSlider, NumberInput, Progress, Text, WidgetDisposedError, WidgetInputError } from "../runtime/tsnb/widgets/widgets.js";
+import { Button, ColorPicker, Dropdown, FloatSlider, HBox, Image, interact, IntRangeSlider, IntSlider, NumberInput, Progress, RadioButtons, Tabs, Text, WidgetDisposedError, WidgetInputError } from "../runtime/tsnb/widgets/widgets.js";
 
 /** Records what the program sends; `input()` plays a browser sending on an input address. */
 class FakeComms {
@@ -205,6 +205,85 @@ describe("widget model", () => {
     expect(html).toContain('value="&quot;quoted&quot; &amp; &lt;tag&gt;"');
     expect(html).toContain("<script>");
     expect(String(s)).toBe('IntSlider(value=4, description="<b>")');
+  });
+});
+
+describe("more widgets", () => {
+  it("IntRangeSlider keeps [low, high] ordered, clamped and integral", async () => {
+    const { fake, comms } = setup();
+    const r = new IntRangeSlider({ comms, min: 0, max: 10, value: [8, 2] });
+    expect(r.value).toEqual([2, 8]);
+    await fake.input(inputAddress(r.id), set([12, -3.6]));
+    expect(r.value).toEqual([0, 10]);
+    await expect(fake.input(inputAddress(r.id), set([1]))).rejects.toThrow(WidgetInputError);
+  });
+
+  it("ColorPicker takes only #rrggbb, stored lower-case", async () => {
+    const { fake, comms } = setup();
+    const c = new ColorPicker({ comms, value: "#FF8800" });
+    expect(c.value).toBe("#ff8800");
+    await expect(fake.input(inputAddress(c.id), set("red"))).rejects.toThrow(/#rrggbb/);
+    await fake.input(inputAddress(c.id), set("#00ff00"));
+    expect(c.value).toBe("#00ff00");
+  });
+
+  it("RadioButtons options can be replaced; the value follows", () => {
+    const { comms } = setup();
+    const r = new RadioButtons({ comms, options: ["x", "y"], value: "y" });
+    r.options = ["y", "z"];
+    expect(r.value).toBe("y");
+    r.options = ["p"];
+    expect(r.value).toBe("p");
+  });
+
+  it("Tabs: the page picks a page within range; the program sets selected", async () => {
+    const { fake, comms } = setup();
+    const t = new Tabs({ comms, children: [new Text({ comms }), new Text({ comms })], titles: ["one", "two"] });
+    await fake.input(inputAddress(t.id), { type: "set", key: "selected", value: 1, client: "v", seq: 1 });
+    expect(t.selected).toBe(1);
+    await expect(fake.input(inputAddress(t.id), { type: "set", key: "selected", value: 5, client: "v", seq: 2 })).rejects.toThrow(/no page 5/);
+    expect(() => (t.selected = 2)).toThrow(RangeError);
+    t.selected = 0;
+    expect(fake.last(t.id).state.selected).toBe(0);
+  });
+
+  it("Image sends its bytes as a data URL", () => {
+    const { fake, comms } = setup();
+    const img = new Image({ comms, value: new Uint8Array([1, 2, 3]), format: "png" });
+    expect(fake.last(img.id).state.src).toBe("data:image/png;base64,AQID");
+    img.value = new Uint8Array([255]);
+    expect(fake.last(img.id).state.src).toBe("data:image/png;base64,/w==");
+    expect(() => new Image({ comms, format: "bmp" })).toThrow(/format/);
+  });
+
+  it("interact runs the function at once and after each browser change, never overlapping", async () => {
+    const { fake, comms } = setup();
+    const a = new IntSlider({ comms, value: 2 });
+    const b = new Text({ comms, value: "x" });
+    const calls: string[] = [];
+    let release: () => void = () => undefined;
+    const ui = interact(
+      async ({ a, b }) => {
+        calls.push(`${b}${a}`);
+        if (calls.length === 2) await new Promise<void>((r) => (release = r));
+        return `${b}=${a}`;
+      },
+      { a, b },
+      { comms },
+    );
+    await ui.idle;
+    const out = (ui.widget.children[2] as unknown as { value: string });
+    expect(out.value).toContain("x=2");
+    const first = fake.input(inputAddress(a.id), set(3));
+    // Two more changes while the second run is blocked coalesce into one more run with the latest values.
+    const second = fake.input(inputAddress(a.id), set(4, 2));
+    const third = fake.input(inputAddress(b.id), set("y", 3));
+    release();
+    await Promise.all([first, second, third]);
+    await ui.idle;
+    expect(calls).toEqual(["x2", "x3", "y4"]);
+    expect(out.value).toContain("y=4");
+    ui.dispose();
   });
 });
 

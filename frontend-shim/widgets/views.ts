@@ -246,9 +246,207 @@ function build(kind: WidgetKind, root: HTMLElement, actions: Actions, nextId: ()
         ...none,
       };
     }
+    case "Select":
+    case "RadioButtons": {
+      let shown = "";
+      const group = kind === "Select" ? el("select", "tsnb-w-listbox", doc) : el("div", "tsnb-w-radios", doc);
+      group.id = inputId;
+      if (group instanceof HTMLSelectElement) group.addEventListener("change", () => actions.set("value", group.value));
+      else {
+        group.setAttribute("role", "radiogroup");
+        group.setAttribute("aria-labelledby", `${inputId}-label`);
+        label.id = `${inputId}-label`;
+      }
+      row.append(label, group);
+      return {
+        apply(state, skip) {
+          setLabel(state);
+          const options = Array.isArray(state.options) ? (state.options as readonly string[]) : [];
+          const key = JSON.stringify(options);
+          if (key !== shown) {
+            shown = key;
+            if (group instanceof HTMLSelectElement) {
+              group.size = Math.min(8, Math.max(2, options.length));
+              group.replaceChildren(
+                ...options.map((o) => {
+                  const option = el("option", "", doc);
+                  option.value = o;
+                  option.textContent = o;
+                  return option;
+                }),
+              );
+            } else {
+              group.replaceChildren(
+                ...options.map((o) => {
+                  const item = el("label", "tsnb-w-radio", doc);
+                  const radio = el("input", "", doc);
+                  radio.type = "radio";
+                  radio.name = inputId;
+                  radio.value = o;
+                  radio.addEventListener("change", () => radio.checked && actions.set("value", o));
+                  item.append(radio, ` ${o}`);
+                  return item;
+                }),
+              );
+            }
+          }
+          if (group instanceof HTMLSelectElement) {
+            group.disabled = state.disabled === true;
+            if (!skip.has("value")) group.value = text(state.value);
+          } else {
+            for (const radio of group.querySelectorAll("input")) {
+              radio.disabled = state.disabled === true;
+              if (!skip.has("value")) radio.checked = radio.value === state.value;
+            }
+          }
+        },
+        ...none,
+      };
+    }
+    case "ColorPicker": {
+      const input = el("input", "tsnb-w-color", doc);
+      input.type = "color";
+      input.id = inputId;
+      const code = el("code", "", doc);
+      input.addEventListener("input", () => {
+        code.textContent = input.value;
+        actions.set("value", input.value);
+      });
+      row.append(label, input, code);
+      return {
+        apply(state, skip) {
+          setLabel(state);
+          input.disabled = state.disabled === true;
+          if (!skip.has("value")) {
+            input.value = text(state.value);
+            code.textContent = text(state.value);
+          }
+        },
+        ...none,
+      };
+    }
+    case "IntRangeSlider": {
+      const low = el("input", "tsnb-w-slider", doc);
+      const high = el("input", "tsnb-w-slider", doc);
+      low.type = high.type = "range";
+      low.id = inputId;
+      low.setAttribute("aria-label", "low");
+      high.setAttribute("aria-label", "high");
+      const readout = el("output", "tsnb-w-readout", doc);
+      const send = () => {
+        readout.textContent = `${low.value} – ${high.value}`;
+        actions.set("value", [Number(low.value), Number(high.value)]);
+      };
+      low.addEventListener("input", send);
+      high.addEventListener("input", send);
+      row.append(label, low, high, readout);
+      return {
+        apply(state, skip) {
+          setLabel(state);
+          for (const r of [low, high]) {
+            r.min = String(num(state.min, 0));
+            r.max = String(num(state.max, 100));
+            r.step = String(num(state.step, 1));
+            r.disabled = state.disabled === true;
+          }
+          const pair = Array.isArray(state.value) ? (state.value as readonly number[]) : [0, 0];
+          if (!skip.has("value")) {
+            low.value = String(pair[0] ?? 0);
+            high.value = String(pair[1] ?? 0);
+            readout.textContent = `${low.value} – ${high.value}`;
+          }
+        },
+        ...none,
+      };
+    }
+    case "Image": {
+      const img = el("img", "tsnb-w-image", doc);
+      row.append(img);
+      return {
+        apply(state) {
+          if (img.getAttribute("src") !== text(state.src)) img.src = text(state.src);
+          img.alt = text(state.description);
+          if (typeof state.width === "number") img.width = state.width;
+          if (typeof state.height === "number") img.height = state.height;
+        },
+        ...none,
+      };
+    }
+    case "Tabs":
+    case "Accordion": {
+      let shown = "";
+      let children: Disposable[] = [];
+      let headers: HTMLButtonElement[] = [];
+      let panels: HTMLElement[] = [];
+      const strip = el("div", "tsnb-w-tabstrip", doc);
+      if (kind === "Tabs") strip.setAttribute("role", "tablist");
+      row.append(strip);
+      const clear = () => {
+        for (const c of children) c.dispose();
+        children = [];
+      };
+      const select = (index: number) => {
+        headers.forEach((h, i) => {
+          h.setAttribute(kind === "Tabs" ? "aria-selected" : "aria-expanded", String(i === index));
+          h.tabIndex = kind === "Tabs" && i !== index ? -1 : 0;
+        });
+        panels.forEach((p, i) => (p.hidden = i !== index));
+      };
+      return {
+        apply(state, skip) {
+          const ids = Array.isArray(state.children) ? (state.children as readonly string[]) : [];
+          const titles = Array.isArray(state.titles) ? (state.titles as readonly string[]) : [];
+          const key = JSON.stringify([ids, titles]);
+          if (key !== shown) {
+            shown = key;
+            clear();
+            strip.replaceChildren();
+            row.replaceChildren(...(kind === "Tabs" ? [strip] : []));
+            headers = [];
+            panels = [];
+            ids.forEach((id, i) => {
+              const header = el("button", "tsnb-w-button tsnb-w-tab", doc);
+              header.type = "button";
+              header.textContent = titles[i] ?? String(i + 1);
+              header.id = `${inputId}-h${i}`;
+              const panel = el("div", "tsnb-w-panel", doc);
+              panel.id = `${inputId}-p${i}`;
+              panel.setAttribute("role", kind === "Tabs" ? "tabpanel" : "region");
+              panel.setAttribute("aria-labelledby", header.id);
+              header.setAttribute("aria-controls", panel.id);
+              if (kind === "Tabs") header.setAttribute("role", "tab");
+              header.addEventListener("click", () => {
+                select(i);
+                actions.set("selected", i);
+              });
+              header.addEventListener("keydown", (e) => {
+                if (kind !== "Tabs" || (e.key !== "ArrowRight" && e.key !== "ArrowLeft")) return;
+                const next = (i + (e.key === "ArrowRight" ? 1 : ids.length - 1)) % ids.length;
+                headers[next]?.focus();
+                headers[next]?.click();
+              });
+              const slot = el("div", "tsnb-widget", doc);
+              slot.dataset.tsnbWidget = id;
+              panel.append(slot);
+              headers.push(header);
+              panels.push(panel);
+              if (kind === "Tabs") {
+                strip.append(header);
+                row.append(panel);
+              } else row.append(header, panel);
+              children.push(actions.mountChild(slot, id));
+            });
+          }
+          if (!skip.has("selected")) select(num(state.selected, 0));
+        },
+        dispose: clear,
+      };
+    }
+    case "Grid":
     case "HBox":
     case "VBox": {
       row.setAttribute("role", "group");
+      if (kind === "Grid") row.style.display = "grid";
       let shown = "";
       let children: Disposable[] = [];
       const clear = () => {
@@ -258,6 +456,7 @@ function build(kind: WidgetKind, root: HTMLElement, actions: Actions, nextId: ()
       return {
         apply(state) {
           const ids = Array.isArray(state.children) ? (state.children as readonly string[]) : [];
+          if (kind === "Grid") row.style.gridTemplateColumns = `repeat(${num(state.columns, 2)}, auto)`;
           const key = ids.join(",");
           if (key === shown) return;
           shown = key;
@@ -395,6 +594,14 @@ const STYLE = `
 .tsnb-w-readout { min-width: 3em; font-variant-numeric: tabular-nums; }
 .tsnb-w input[type=text], .tsnb-w input[type=number], .tsnb-w textarea, .tsnb-w select { border: 1px solid var(--jp-border-color1, #bdbdbd); background: var(--jp-layout-color1, #fff); color: var(--jp-ui-font-color1, #212121); padding: 2px 4px; }
 [data-tsnb-disconnected] > .tsnb-w { opacity: 0.55; pointer-events: none; }
+.tsnb-w-tabs, .tsnb-w-accordion { flex-direction: column; align-items: stretch; }
+.tsnb-w-tabstrip { display: flex; gap: 2px; border-bottom: 1px solid var(--jp-border-color1, #bdbdbd); }
+.tsnb-w-tab[aria-selected="true"], .tsnb-w-tab[aria-expanded="true"] { background: var(--jp-layout-color1, #fff); border-bottom-color: transparent; font-weight: 600; }
+.tsnb-w-accordion > .tsnb-w-tab { text-align: left; }
+.tsnb-w-panel { padding: 4px; }
+.tsnb-w-panel[hidden] { display: none; }
+.tsnb-w-grid { gap: 4px; }
+.tsnb-w-radios { display: flex; flex-direction: column; }
 .tsnb-w-hbox { flex-direction: row; flex-wrap: wrap; }
 .tsnb-w-vbox { flex-direction: column; align-items: stretch; }
 `;

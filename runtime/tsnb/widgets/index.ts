@@ -1,5 +1,14 @@
 export {
+  Accordion,
   Button,
+  ColorPicker,
+  Grid,
+  Image,
+  interact,
+  IntRangeSlider,
+  RadioButtons,
+  Select,
+  Tabs,
   Checkbox,
   Dropdown,
   FloatSlider,
@@ -17,4 +26,4 @@ export {
   WidgetDisposedError,
   WidgetInputError,
 } from "./widgets.js";
-export type { BoolOptions, BoxOptions, ButtonOptions, ChangeEvent, ClickEvent, DropdownOptions, LabelOptions, NumberInputOptions, SliderOptions, TextOptions, WidgetOptions } from "./widgets.js";
+export type { ColorPickerOptions, ImageOptions, Interactive, PagedOptions, RangeSliderOptions, BoolOptions, BoxOptions, ButtonOptions, ChangeEvent, ClickEvent, DropdownOptions, LabelOptions, NumberInputOptions, SliderOptions, TextOptions, WidgetOptions } from "./widgets.js";

@@ -9,6 +9,7 @@
 
 import { AsyncResource } from "node:async_hooks";
 import { randomUUID } from "node:crypto";
+import { inspect } from "node:util";
 import { existsSync, readFileSync } from "node:fs";
 import { API_KEY, type Tsnb } from "../api.js";
 import {
@@ -608,25 +609,155 @@ export interface DropdownOptions extends WidgetOptions {
 
 type DropdownState = { value: string | null; options: readonly string[]; description: string; disabled: boolean };
 
-export class Dropdown extends ValueWidget<string | null, DropdownState> {
-  constructor(options: DropdownOptions) {
-    if (!Array.isArray(options?.options) || !options.options.every((o) => typeof o === "string")) throw new TypeError("Dropdown needs options: an array of strings");
+/** One of a list of strings: Dropdown (a select box), Select (a list box) and RadioButtons. */
+abstract class ChoiceWidget extends ValueWidget<string | null, DropdownState> {
+  protected constructor(kind: "Dropdown" | "Select" | "RadioButtons", options: DropdownOptions) {
+    if (!Array.isArray(options?.options) || !options.options.every((o) => typeof o === "string")) throw new TypeError(`${kind} needs options: an array of strings`);
     const opts = [...options.options];
-    super("Dropdown", { value: null, options: opts, description: options.description ?? "", disabled: options.disabled ?? false }, options);
+    super(kind, { value: null, options: opts, description: options.description ?? "", disabled: options.disabled ?? false }, options);
     this.setState({ value: this.checkProgramValue(options.value === undefined ? (opts[0] ?? null) : options.value) });
   }
   get options(): readonly string[] {
     return this.current.options;
+  }
+  /** Replaces the options; the value stays if it is still one of them, else becomes the first. */
+  set options(options: readonly string[]) {
+    if (!Array.isArray(options) || !options.every((o) => typeof o === "string")) throw new TypeError(`${this.kind} options must be an array of strings`);
+    const value = this.current.value !== null && options.includes(this.current.value) ? this.current.value : (options[0] ?? null);
+    this.setState({ options: [...options], value });
   }
   protected checkProgramValue(v: unknown): string | null {
     if (v === null) return null;
     if (typeof v !== "string" || !this.current.options.includes(v)) throw new RangeError(`${JSON.stringify(v)} is not one of the options ${JSON.stringify(this.current.options)}`);
     return v;
   }
+}
+
+export class Dropdown extends ChoiceWidget {
+  constructor(options: DropdownOptions) {
+    super("Dropdown", options);
+  }
   staticHtml(): string {
     const opts = this.options.map((o) => `<option${o === this.value ? " selected" : ""}>${escapeHtml(o)}</option>`).join("");
     return `${labelHtml(this)}<select disabled>${opts}</select>`;
   }
+}
+
+export class Select extends ChoiceWidget {
+  constructor(options: DropdownOptions) {
+    super("Select", options);
+  }
+  staticHtml(): string {
+    const opts = this.options.map((o) => `<option${o === this.value ? " selected" : ""}>${escapeHtml(o)}</option>`).join("");
+    return `${labelHtml(this)}<select size="${Math.min(8, Math.max(2, this.options.length))}" disabled>${opts}</select>`;
+  }
+}
+
+export class RadioButtons extends ChoiceWidget {
+  constructor(options: DropdownOptions) {
+    super("RadioButtons", options);
+  }
+  staticHtml(): string {
+    const opts = this.options.map((o) => `<label><input type="radio"${o === this.value ? " checked" : ""} disabled> ${escapeHtml(o)}</label>`).join(" ");
+    return `${labelHtml(this)}<span role="radiogroup">${opts}</span>`;
+  }
+}
+
+export interface ColorPickerOptions extends WidgetOptions {
+  value?: string;
+}
+
+export class ColorPicker extends ValueWidget<string, LabelState> {
+  constructor(options: ColorPickerOptions = {}) {
+    super("ColorPicker", { value: "#000000", description: options.description ?? "", disabled: options.disabled ?? false }, options);
+    this.setState({ value: this.checkProgramValue(options.value ?? "#000000") });
+  }
+  protected checkProgramValue(v: unknown): string {
+    if (typeof v !== "string" || !/^#[0-9a-fA-F]{6}$/.test(v)) throw new TypeError(`a color must be "#rrggbb", got ${JSON.stringify(v)}`);
+    return v.toLowerCase();
+  }
+  staticHtml(): string {
+    return `${labelHtml(this)}<input type="color" value="${this.value}" disabled> <code>${this.value}</code>`;
+  }
+}
+
+export interface RangeSliderOptions extends WidgetOptions {
+  value?: readonly [number, number];
+  min?: number;
+  max?: number;
+  step?: number;
+}
+
+type PairState = { value: readonly number[]; min: number; max: number; step: number; description: string; disabled: boolean };
+
+/** Two integer handles, low and high; the program keeps low <= high. */
+export class IntRangeSlider extends ValueWidget<readonly number[], PairState> {
+  constructor(options: RangeSliderOptions = {}) {
+    const base = rangeState("IntRangeSlider", { ...options, value: undefined }, { max: 100, step: 1 }, true);
+    super("IntRangeSlider", { ...base, value: [base.min, base.max] }, options);
+    this.setState({ value: this.checkProgramValue(options.value ?? [base.min, base.max]) });
+  }
+  get min(): number {
+    return this.current.min;
+  }
+  get max(): number {
+    return this.current.max;
+  }
+  protected checkProgramValue(v: unknown): readonly number[] {
+    if (!Array.isArray(v) || v.length !== 2) throw new TypeError(`an IntRangeSlider value is [low, high], got ${JSON.stringify(v)}`);
+    const [a, b] = v.map((x) => clampToStep(finite(x, "IntRangeSlider value"), this.current)) as [number, number];
+    return a <= b ? [a, b] : [b, a];
+  }
+  staticHtml(): string {
+    const [lo, hi] = this.value;
+    return `${labelHtml(this)}<input type="range" min="${this.min}" max="${this.max}" value="${lo}" disabled><input type="range" min="${this.min}" max="${this.max}" value="${hi}" disabled> <output class="tsnb-w-readout">${lo} – ${hi}</output>`;
+  }
+}
+
+export interface ImageOptions extends WidgetOptions {
+  value?: Uint8Array;
+  /** png, jpeg, gif, webp or svg+xml */
+  format?: string;
+  width?: number;
+  height?: number;
+}
+
+type ImageState = { src: string; format: string; width: number | null; height: number | null; description: string; disabled: boolean };
+
+/** Shows image bytes; `value` is the Uint8Array, which travels to the page as a data URL. */
+export class Image extends Widget<ImageState> {
+  private bytes: Uint8Array;
+  constructor(options: ImageOptions = {}) {
+    const format = imageFormat(options.format ?? "png");
+    const bytes = imageBytes(options.value ?? new Uint8Array());
+    super("Image", { src: dataUrl(format, bytes), format, width: options.width ?? null, height: options.height ?? null, description: options.description ?? "", disabled: options.disabled ?? false }, options);
+    this.bytes = bytes;
+  }
+  get value(): Uint8Array {
+    return this.bytes;
+  }
+  set value(bytes: Uint8Array) {
+    this.bytes = imageBytes(bytes);
+    this.setState({ src: dataUrl(this.current.format, this.bytes) });
+  }
+  staticHtml(): string {
+    const size = `${this.current.width !== null ? ` width="${this.current.width}"` : ""}${this.current.height !== null ? ` height="${this.current.height}"` : ""}`;
+    return `<img src="${this.current.src}" alt="${attr(this.description)}"${size}>`;
+  }
+}
+
+function imageFormat(format: unknown): string {
+  if (typeof format !== "string" || !/^(png|jpeg|gif|webp|svg\+xml)$/.test(format)) throw new TypeError(`an Image format is png, jpeg, gif, webp or svg+xml, got ${JSON.stringify(format)}`);
+  return format;
+}
+
+function imageBytes(v: unknown): Uint8Array {
+  if (!(v instanceof Uint8Array)) throw new TypeError(`an Image value must be a Uint8Array, got ${Object.prototype.toString.call(v)}`);
+  return v;
+}
+
+function dataUrl(format: string, bytes: Uint8Array): string {
+  return `data:image/${format};base64,${Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString("base64")}`;
 }
 
 export interface LabelOptions extends WidgetOptions {
@@ -674,11 +805,21 @@ export interface BoxOptions extends WidgetOptions {
 
 type BoxState = { children: readonly string[]; description: string; disabled: boolean };
 
-abstract class Box extends Widget<BoxState> {
+type ContainerState = BoxState & { titles: readonly string[]; selected: number; columns: number };
+
+abstract class Box extends Widget<ContainerState> {
   private kids: readonly Widget[];
-  protected constructor(kind: "HBox" | "VBox", options: BoxOptions) {
+  protected constructor(kind: "HBox" | "VBox" | "Tabs" | "Accordion" | "Grid", options: BoxOptions & { titles?: readonly string[]; selected?: number; columns?: number }) {
     const kids = checkChildren(kind, options.children ?? []);
-    super(kind, { children: kids.map((k) => k.id), description: options.description ?? "", disabled: options.disabled ?? false }, options);
+    const titles = options.titles ?? [];
+    if (!Array.isArray(titles) || !titles.every((t) => typeof t === "string")) throw new TypeError(`${kind} titles must be an array of strings`);
+    const columns = options.columns ?? 2;
+    if (!Number.isInteger(columns) || columns < 1) throw new RangeError(`${kind} columns must be a positive integer, got ${columns}`);
+    super(
+      kind,
+      { children: kids.map((k) => k.id), titles: [...titles], selected: Math.max(0, Math.min(kids.length - 1, options.selected ?? 0)), columns, description: options.description ?? "", disabled: options.disabled ?? false },
+      options,
+    );
     this.kids = kids;
   }
   get children(): readonly Widget[] {
@@ -708,4 +849,132 @@ export class VBox extends Box {
   constructor(options: BoxOptions = {}) {
     super("VBox", options);
   }
+}
+
+/** Children in a grid of `columns` columns, row by row. */
+export class Grid extends Box {
+  constructor(options: BoxOptions & { columns?: number } = {}) {
+    super("Grid", options);
+  }
+  override staticHtml(): string {
+    return `<div style="display:grid;grid-template-columns:repeat(${this.current.columns},auto);gap:4px">${super.staticHtml()}</div>`;
+  }
+}
+
+export interface PagedOptions extends BoxOptions {
+  /** One title per child (missing ones show as "1", "2", ...). */
+  titles?: readonly string[];
+  /** Index of the open page. */
+  selected?: number;
+}
+
+/** Tabs and Accordion: one child shown at a time; the page picks it, the program reads/sets `selected`. */
+abstract class Paged extends Box {
+  get selected(): number {
+    return this.current.selected;
+  }
+  set selected(index: number) {
+    if (!Number.isInteger(index) || index < 0 || index >= this.children.length) throw new RangeError(`${this.kind}.selected must be an index below ${this.children.length}, got ${index}`);
+    this.setState({ selected: index });
+  }
+  get titles(): readonly string[] {
+    return this.current.titles;
+  }
+  protected override acceptInput(key: string, value: unknown): StateValue {
+    if (key !== "selected") return super.acceptInput(key, value);
+    if (typeof value !== "number" || !Number.isInteger(value) || value < 0 || value >= this.children.length) throw new WidgetInputError(`${this.kind}: no page ${JSON.stringify(value)}`);
+    return value;
+  }
+  override staticHtml(): string {
+    return this.children
+      .map((k, i) => `<details${i === this.selected ? " open" : ""}><summary>${escapeHtml(this.titles[i] ?? String(i + 1))}</summary><div class="tsnb-widget" data-tsnb-widget="${k.id}">${k.staticHtml()}</div></details>`)
+      .join("");
+  }
+}
+
+export class Tabs extends Paged {
+  constructor(options: PagedOptions = {}) {
+    super("Tabs", options);
+  }
+}
+
+export class Accordion extends Paged {
+  constructor(options: PagedOptions = {}) {
+    super("Accordion", options);
+  }
+}
+
+// ---- interact -------------------------------------------------------------------------------------
+
+type ValueOf<W> = W extends { value: infer V } ? V : never;
+
+export interface Interactive extends Disposable {
+  /** The controls and the output, to display. */
+  readonly widget: VBox;
+  /** Resolves when the latest run finished. */
+  readonly idle: Promise<void>;
+}
+
+/**
+ * Controls for a function: shows the controls and the function's result, and runs it again on every
+ * change of a control (runs never overlap: changes during a run coalesce into one more run).
+ */
+export function interact<C extends { [name: string]: Widget & { value: unknown } }>(
+  fn: (args: { [K in keyof C]: ValueOf<C[K]> }) => unknown,
+  controls: C,
+  options: { comms?: Comms } = {},
+): Interactive {
+  if (typeof fn !== "function") throw new TypeError("interact needs a function");
+  const entries = Object.entries(controls);
+  if (!entries.every(([, w]) => w instanceof Widget)) throw new TypeError("interact needs an object of widgets: { name: widget }");
+  const output = new HTML({ value: "", comms: options.comms });
+  const widget = new VBox({ children: [...entries.map(([, w]) => w), output], comms: options.comms });
+  let running: Promise<void> = Promise.resolve();
+  let again = false;
+  let busy = false;
+  const runOnce = async () => {
+    const args = Object.fromEntries(entries.map(([name, w]) => [name, w.value])) as { [K in keyof C]: ValueOf<C[K]> };
+    try {
+      const result = await fn(args);
+      output.value = `<pre class="tsnb-w-result">${escapeHtml(result === undefined ? "" : typeof result === "string" ? result : inspect(result, { depth: 4 }))}</pre>`;
+    } catch (err) {
+      output.value = `<pre class="tsnb-w-result tsnb-w-error">${escapeHtml(err instanceof Error ? `${err.name}: ${err.message}` : String(err))}</pre>`;
+      throw err;
+    }
+  };
+  const schedule = (): Promise<void> => {
+    if (busy) {
+      again = true;
+      return running;
+    }
+    busy = true;
+    running = (async () => {
+      try {
+        do {
+          again = false;
+          await runOnce();
+        } while (again);
+      } finally {
+        busy = false;
+      }
+    })();
+    return running;
+  };
+  const subs = entries.map(([, w]) => w.on("change", () => schedule()));
+  // A failing run shows its error in the output widget; the first run's error also goes to the calling
+  // cell's stderr (later runs' errors reach the cell through the change callbacks).
+  schedule().then(undefined, (err: unknown) => console.error(err));
+  return {
+    widget,
+    get idle() {
+      // "Finished", whether the run succeeded or failed: a failure is shown in the output widget.
+      return running.then(
+        () => undefined,
+        () => undefined,
+      );
+    },
+    dispose: () => {
+      for (const s of subs) s.dispose();
+    },
+  };
 }
