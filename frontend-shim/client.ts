@@ -7,6 +7,7 @@
 import {
   BRIDGE_VERSION,
   BROWSER_CHUNK_BYTES,
+  MAX_CHUNKED_MESSAGE_BYTES,
   itemOf,
   itemSize,
   joinItems,
@@ -17,7 +18,7 @@ import {
   type KernelToBrowser,
   type ValueItem,
 } from "../protocol/bridge.js";
-import { encodeFrame } from "../protocol/framing.js";
+import { encodeFrame, FrameDecoder, describeFrameError } from "../protocol/framing.js";
 import type { JsonObject } from "../protocol/jupyter.js";
 import { errorInfo, RpcCode, RpcError, splitParams, type RpcErrorInfo } from "../protocol/rpc.js";
 import { decodeValue, encodeValue } from "../protocol/values.js";
@@ -27,6 +28,17 @@ export { RpcCode, RpcError } from "../protocol/rpc.js";
 export interface CallOptions {
   /** Milliseconds before the call fails with RpcError code -32005 (default 30,000). */
   timeout?: number;
+  /**
+   * Progress of a large call: "upload" as the arguments leave in chunks (over 8 MiB), "download" as a
+   * large result arrives in chunks (over the kernel's 16 MiB default). Bytes are of the framed message.
+   */
+  onProgress?: (progress: CallProgress) => void;
+}
+
+export interface CallProgress {
+  phase: "upload" | "download";
+  bytes: number;
+  total: number;
 }
 
 /** A function the program can call with `comms.callFrontend(name, ...args)`. */
@@ -41,6 +53,7 @@ interface PendingCall {
   sent: boolean;
   message: BrowserToKernel;
   buffers: Uint8Array[];
+  onProgress: ((progress: CallProgress) => void) | undefined;
 }
 
 const DEFAULT_CALL_TIMEOUT_MS = 30_000;
@@ -196,6 +209,8 @@ export class TsnbComm {
   private nextId = 1;
   private readonly calls = new Map<string, PendingCall>();
   private readonly handlers = new Map<string, FrontendHandler>();
+  /** Large kernel messages being reassembled, by chunk id. */
+  private readonly assemblies = new Map<string, { decoder: FrameDecoder; next: number; bytes: number }>();
   private readonly options: Required<Omit<TsnbCommOptions, "log">> & { log: (m: string) => void };
 
   constructor(options: TsnbCommOptions) {
@@ -347,7 +362,7 @@ export class TsnbComm {
         if (!this.calls.delete(id)) return;
         reject(new RpcError({ code: RpcCode.TIMEOUT, message: `tsnb_comm.call("${method}") got no answer within ${timeout} ms` }));
       }, timeout);
-      const call: PendingCall = { method, resolve, reject, timer, sent: false, message, buffers: encoded.buffers };
+      const call: PendingCall = { method, resolve, reject, timer, sent: false, message, buffers: encoded.buffers, onProgress: options.onProgress };
       this.calls.set(id, call);
       if (this.current.state === "open") this.sendCall(call);
     });
@@ -377,11 +392,16 @@ export class TsnbComm {
     // Values sent before the call reach the program before it.
     this.flush();
     const approx = JSON.stringify(call.message.op === "call" ? call.message.value : null).length;
-    this.sendNow(call.message, call.buffers, approx);
+    const progress = call.onProgress;
+    this.sendNow(call.message, call.buffers, approx, progress && ((bytes, total) => this.invokeProgress(progress, { phase: "upload", bytes, total })));
+    // Sent once: the arguments are no longer needed here (a big upload must not stay in memory).
+    call.buffers = [];
   }
 
   /** The comm a call went out on closed: nothing will answer it. */
   private failSentCalls(reason: string): void {
+    // Parts of large messages from the closed comm will never be completed.
+    this.assemblies.clear();
     for (const [id, call] of [...this.calls]) {
       if (!call.sent) continue;
       this.calls.delete(id);
@@ -571,6 +591,9 @@ export class TsnbComm {
       case "call":
         this.answerCall(message.id, message.method, message.value, buffers);
         return;
+      case "chunk":
+        this.handleChunk(message, buffers[0]!);
+        return;
       case "reply": {
         const call = this.calls.get(message.id);
         if (!call) return;
@@ -623,6 +646,54 @@ export class TsnbComm {
         const unreachable: never = message;
         this.options.log(`unknown message ${JSON.stringify(unreachable)}`);
       }
+    }
+  }
+
+  private handleChunk(message: { id: string; index: number; last: boolean; total: number; call: string }, bytes: Uint8Array): void {
+    let assembly = this.assemblies.get(message.id);
+    if (!assembly) {
+      if (message.index !== 0 || message.total > MAX_CHUNKED_MESSAGE_BYTES) {
+        this.options.log(`dropped chunk ${message.index} of ${message.id} (unknown, or ${message.total} bytes is over the limit)`);
+        return;
+      }
+      assembly = { decoder: new FrameDecoder({ maxHeaderBytes: message.total, maxBufferBytes: message.total }), next: 0, bytes: 0 };
+      this.assemblies.set(message.id, assembly);
+    }
+    if (message.index !== assembly.next) {
+      this.assemblies.delete(message.id);
+      this.options.log(`chunked message ${message.id}: expected chunk ${assembly.next}, got ${message.index}; dropped`);
+      return;
+    }
+    assembly.next++;
+    assembly.bytes += bytes.byteLength;
+    const call = this.calls.get(message.call);
+    if (call?.onProgress) this.invokeProgress(call.onProgress, { phase: "download", bytes: assembly.bytes, total: message.total });
+    const out = assembly.decoder.push(bytes);
+    if (out.error) {
+      this.assemblies.delete(message.id);
+      this.options.log(`chunked message ${message.id}: ${describeFrameError(out.error)}`);
+      return;
+    }
+    if (!message.last) return;
+    this.assemblies.delete(message.id);
+    const frame = out.frames[0];
+    if (out.frames.length !== 1 || frame === undefined) {
+      this.options.log(`chunked message ${message.id} does not hold exactly one message`);
+      return;
+    }
+    const parsed = parseKernelMessage(frame.header, frame.buffers.length);
+    if (!parsed.ok || parsed.message.op === "chunk") {
+      this.options.log(`chunked message ${message.id}: ${parsed.ok ? "holds another chunk" : parsed.error}`);
+      return;
+    }
+    this.handle(parsed.message, frame.buffers);
+  }
+
+  private invokeProgress(callback: (p: CallProgress) => void, progress: CallProgress): void {
+    try {
+      callback(progress);
+    } catch (err) {
+      console.error("tsnb_comm: a progress callback threw", err);
     }
   }
 
@@ -691,7 +762,7 @@ export class TsnbComm {
     this.outbox = [];
   }
 
-  private sendNow(message: BrowserToKernel, buffers: Uint8Array[] = [], approxBytes = 0): void {
+  private sendNow(message: BrowserToKernel, buffers: Uint8Array[] = [], approxBytes = 0, onChunk?: (sent: number, total: number) => void): void {
     const port = this.portOf();
     if (port === null) return;
     const total = approxBytes + buffers.reduce((n, b) => n + b.byteLength, 0);
@@ -713,6 +784,7 @@ export class TsnbComm {
     for (let index = 0, at = 0; at < length; index++, at += size) {
       const slice = whole.subarray(at, Math.min(length, at + size));
       port.send({ op: "chunk", id, index, last: at + size >= length }, [slice]);
+      onChunk?.(Math.min(length, at + size), length);
     }
   }
 }

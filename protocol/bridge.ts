@@ -20,6 +20,13 @@ export const MAX_ADDRESS_LENGTH = 1024;
  * receives a message over 10 MiB (tornado's default), so a bigger value would kill the connection.
  */
 export const BROWSER_CHUNK_BYTES = 8 * 1024 * 1024;
+/**
+ * RPC calls and replies from the kernel larger than this are sent in parts of this size, so the page can
+ * show progress and no single websocket message is huge (configurable in the kernel's bridge options).
+ */
+export const KERNEL_RPC_CHUNK_BYTES = 16 * 1024 * 1024;
+/** Largest chunked message the page reassembles. */
+export const MAX_CHUNKED_MESSAGE_BYTES = 1024 * 1024 * 1024;
 
 /** One value in a batch, as it travels: JSON with local placeholders plus its binary parts count. */
 export interface WireItem {
@@ -96,7 +103,12 @@ export type KernelToBrowser =
   /** Something the browser sent was refused; nothing of it reached the program. */
   | { op: "error"; message: string }
   | RpcCallMessage
-  | RpcReplyMessage;
+  | RpcReplyMessage
+  /**
+   * Part of a large RPC call or reply: buffer 0 holds the next slice of the message in the pipe framing;
+   * `total` is the framed size and `call` the call id, so the page can report progress before the end.
+   */
+  | { op: "chunk"; id: string; index: number; last: boolean; total: number; call: string };
 
 export type BrowserOp = BrowserToKernel["op"];
 export type KernelOp = KernelToBrowser["op"];
@@ -234,6 +246,14 @@ export function parseKernelMessage(data: unknown, bufferCount: number): ParseRes
     case "reply": {
       const parsed = parseRpcMessage(data, bufferCount);
       return typeof parsed === "string" ? fail(parsed) : { ok: true, message: parsed };
+    }
+    case "chunk": {
+      if (typeof data.id !== "string" || data.id === "") return fail('"id" must be a non-empty string');
+      if (!isCount(data.index) || !isCount(data.total) || typeof data.last !== "boolean" || typeof data.call !== "string") {
+        return fail("needs index, total, last and call");
+      }
+      if (bufferCount !== 1) return fail(`must carry exactly one binary part, got ${bufferCount}`);
+      return { ok: true, message: { op, id: data.id, index: data.index, last: data.last, total: data.total, call: data.call } };
     }
     default:
       return { ok: false, error: `unknown op ${JSON.stringify(op).slice(0, 80)}` };

@@ -13,7 +13,7 @@ import { createNotebook, makeJupyterEnv, repoRoot, startNotebookServer, TSNB_KER
 interface PageComm {
   ready: Promise<void>;
   status: string;
-  call(method: string, args?: unknown[], kwargs?: object, options?: { timeout?: number }): Promise<any>;
+  call(method: string, args?: unknown[], kwargs?: object, options?: { timeout?: number; onProgress?: (p: { phase: string; bytes: number; total: number }) => void }): Promise<any>;
   register(method: string, fn: (...args: any[]) => unknown): () => void;
   close(): void;
 }
@@ -114,7 +114,7 @@ describe("RPC in real Chromium through the real Notebook 6 server", () => {
     }
   }
 
-  it("calls both ways: results, 100 concurrent, 12 MiB binary each way, errors, timeout, program restart and close while pending", async () => {
+  it("calls both ways: results, 100 concurrent, 20 MiB binary each way with progress, errors, timeout, program restart and close while pending", async () => {
     const path = await createNotebook(server!, { path: "rpc.ipynb", kernelName: TSNB_KERNEL_NAME, cells: ["", "", "", "", ""] });
     const page = await browser!.newPage();
     await diagnose(page, async () => {
@@ -129,11 +129,21 @@ describe("RPC in real Chromium through the real Notebook 6 server", () => {
         const add = await comm.call("rpc.add", [2, 3], { scale: 10 }, opts);
         const xs = Array.from({ length: 100 }, (_, i) => i);
         const squares = await Promise.all(xs.map((x) => comm.call("rpc.square", [x], {}, opts)));
-        const big = new Float32Array(3 * 1024 * 1024); // 12 MiB: above the server's 10 MiB message limit
+        const big = new Float32Array(5 * 1024 * 1024); // 20 MiB: chunked up (server limit 10 MiB) and down (16 MiB parts)
         for (let i = 0; i < big.length; i += 1024) big[i] = 1;
         big[big.length - 1] = 0.5;
         const t0 = performance.now();
-        const stats = await comm.call("rpc.stats", [big], {}, { timeout: 60_000 });
+        const progress: { phase: string; bytes: number; total: number }[] = [];
+        const stats = await comm.call("rpc.stats", [big], {}, { timeout: 60_000, onProgress: (p: { phase: string; bytes: number; total: number }) => progress.push(p) });
+        const lastOf = (phase: string) => progress.filter((p) => p.phase === phase).at(-1);
+        const up = lastOf("upload");
+        const down = lastOf("download");
+        const progressSummary = {
+          upload: progress.filter((p) => p.phase === "upload").length,
+          download: progress.filter((p) => p.phase === "download").length,
+          upComplete: up !== undefined && up.bytes === up.total,
+          downComplete: down !== undefined && down.bytes === down.total,
+        };
         const bigMs = performance.now() - t0;
         const back = stats.back as Float32Array;
         const errorOf = async (p: Promise<unknown>) =>
@@ -157,6 +167,7 @@ describe("RPC in real Chromium through the real Notebook 6 server", () => {
           squaresOk: squares.every((v, i) => v === i * i),
           stats: { type: stats.type, length: stats.length, sum: stats.sum, backType: back.constructor.name, backLast: back[back.length - 1], backLength: back.length },
           bigMs,
+          progressSummary,
           fail,
           missing,
           timeout,
@@ -164,10 +175,11 @@ describe("RPC in real Chromium through the real Notebook 6 server", () => {
           p99: times[198]!,
         };
       });
-      console.log(`rpc from Chromium: 200 sequential calls median ${basics.median.toFixed(1)} ms p99 ${basics.p99.toFixed(1)} ms; 12 MiB Float32Array round trip ${basics.bigMs.toFixed(0)} ms`);
+      console.log(`rpc from Chromium: 200 sequential calls median ${basics.median.toFixed(1)} ms p99 ${basics.p99.toFixed(1)} ms; 20 MiB Float32Array round trip ${basics.bigMs.toFixed(0)} ms`);
       expect(basics.add).toBe(50);
       expect(basics.squaresOk).toBe(true);
-      expect(basics.stats).toEqual({ type: "Float32Array", length: 3 * 1024 * 1024, sum: 3 * 1024 + 0.5, backType: "Float32Array", backLast: 0.5, backLength: 3 * 1024 * 1024 });
+      expect(basics.stats).toEqual({ type: "Float32Array", length: 5 * 1024 * 1024, sum: 5 * 1024 + 0.5, backType: "Float32Array", backLast: 0.5, backLength: 5 * 1024 * 1024 });
+      expect(basics.progressSummary).toEqual({ upload: 3, download: 2, upComplete: true, downComplete: true });
       expect(basics.fail).toMatchObject({ name: "RpcError", code: -32001 });
       expect(basics.fail!.message).toContain("tile out of range");
       expect(basics.fail!.stack).toContain("explodeInTile");

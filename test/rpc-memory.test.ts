@@ -16,7 +16,7 @@ import { commClose, commMsg, commOpen } from "./helpers/comms-fakes.js";
 const later = (fn: () => void) => setImmediate(fn);
 const wire = <T>(v: T): T => JSON.parse(JSON.stringify(v)) as T;
 
-function rig() {
+function rig(options: { rpcChunkBytes?: number; clientChunkBytes?: number } = {}) {
   const ports = new Map<string, CommPortHandlers>();
   const timers = new Set<NodeJS.Timeout>();
   const programErrors: unknown[] = [];
@@ -57,7 +57,10 @@ function rig() {
     newId: () => Math.random().toString(36).slice(2),
     log: { warn: () => {} },
   };
-  const bridge = new CommsBridge(host, { heartbeat: { silenceMs: 60_000, pongTimeoutMs: 500 } });
+  const bridge = new CommsBridge(host, {
+    heartbeat: { silenceMs: 60_000, pongTimeoutMs: 500 },
+    ...(options.rpcChunkBytes === undefined ? {} : { rpcChunkBytes: options.rpcChunkBytes }),
+  });
   const startProgram = () => {
     program = new ProgramComms({
       send: (op, buffers) => {
@@ -86,6 +89,7 @@ function rig() {
     const c = new TsnbComm({
       kernelId: "k1",
       retryMs: 20,
+      ...(options.clientChunkBytes === undefined ? {} : { chunkBytes: options.clientChunkBytes }),
       open: async (openData, handlers) => {
         const id = `comm-${++n}`;
         ports.set(id, handlers);
@@ -117,8 +121,8 @@ function rig() {
 }
 
 let current: ReturnType<typeof rig> | null = null;
-function setup() {
-  current = rig();
+function setup(options?: Parameters<typeof rig>[0]) {
+  current = rig(options);
   return current;
 }
 afterEach(() => {
@@ -285,6 +289,52 @@ describe("browser -> program calls", () => {
     startProgram().register("hang", () => "back");
     expect(await tab.call("hang")).toBe("back");
     expect(bridge.pendingCalls).toEqual({ toProgram: 0, toFrontends: 0 });
+  });
+});
+
+describe("large payloads", () => {
+  it("chunks a big upload and a big result, reports progress both ways, and reassembles them exactly", async () => {
+    let published = 0;
+    const { client, program } = setup({ rpcChunkBytes: 64 * 1024, clientChunkBytes: 100 * 1024 });
+    program().register("big.double", ([input]: [Float64Array]) => {
+      published++;
+      const out = new Float64Array(input.length * 2);
+      out.set(input);
+      out.set(input, input.length);
+      return { out, note: "doubled" };
+    });
+    const input = Float64Array.from({ length: 40_000 }, (_, i) => i * 0.25); // 320 kB up, 640 kB down
+    const progress: { phase: string; bytes: number; total: number }[] = [];
+    const got = (await client().call("big.double", [input], {}, { timeout: 10_000, onProgress: (p) => progress.push(p) })) as { out: Float64Array; note: string };
+    expect(published).toBe(1);
+    expect(got.note).toBe("doubled");
+    expect(got.out).toBeInstanceOf(Float64Array);
+    expect(got.out.length).toBe(80_000);
+    expect(got.out[39_999]).toBe(39_999 * 0.25);
+    expect(got.out[79_999]).toBe(39_999 * 0.25);
+    const up = progress.filter((p) => p.phase === "upload");
+    const down = progress.filter((p) => p.phase === "download");
+    expect(up.length).toBeGreaterThanOrEqual(4);
+    expect(down.length).toBeGreaterThanOrEqual(10);
+    for (const list of [up, down]) {
+      for (let i = 1; i < list.length; i++) expect(list[i]!.bytes).toBeGreaterThan(list[i - 1]!.bytes);
+      expect(list.at(-1)!.bytes).toBe(list.at(-1)!.total);
+    }
+    expect(down.at(-1)!.total).toBeGreaterThan(640_000);
+  });
+
+  it("chunks a big program -> page call and its big result", async () => {
+    const { client, program } = setup({ rpcChunkBytes: 50_000, clientChunkBytes: 70_000 });
+    const tab = client();
+    tab.register("page.reverse", (data: Uint8Array) => data.slice().reverse());
+    await tab.ready;
+    await until(() => program().frontends === 1);
+    const input = Uint8Array.from({ length: 300_000 }, (_, i) => i % 251);
+    const got = (await program().callFrontend({ name: "page.reverse", args: [input], timeout: 10_000 })) as Uint8Array;
+    expect(got).toBeInstanceOf(Uint8Array);
+    expect(got.length).toBe(300_000);
+    expect(got[0]).toBe(input[299_999]);
+    expect(got[299_999]).toBe(input[0]);
   });
 });
 

@@ -11,11 +11,12 @@
 // grows to a high-water mark, and then `comm_sync` is answered late, which slows a program that awaits
 // `comms.sync()`; `congested` tells the kernel to stop reading the program's channel.
 
-import { FrameDecoder, describeFrameError } from "../../protocol/framing.js";
+import { FrameDecoder, describeFrameError, encodeFrame } from "../../protocol/framing.js";
 import type { Header, JsonObject, JupyterMessage } from "../../protocol/jupyter.js";
 import {
   BRIDGE_TARGET,
   BRIDGE_VERSION,
+  KERNEL_RPC_CHUNK_BYTES,
   itemSize,
   joinItems,
   parseBrowserMessage,
@@ -87,6 +88,8 @@ export interface BridgeOptions {
   shimRetryMs: number;
   /** The shim to inject; null when unavailable (no dist/shim.js or kernel id), then nothing is injected. */
   shim: ShimBoot | null;
+  /** RPC calls and replies to a page with more binary data than this go in parts of this size, with progress. */
+  rpcChunkBytes: number;
 }
 
 export const DEFAULT_BRIDGE_OPTIONS: BridgeOptions = {
@@ -101,6 +104,7 @@ export const DEFAULT_BRIDGE_OPTIONS: BridgeOptions = {
   maxChunkedBytes: 512 * 1024 * 1024,
   shimRetryMs: 10_000,
   shim: null,
+  rpcChunkBytes: KERNEL_RPC_CHUNK_BYTES,
 };
 
 interface QueueEntry {
@@ -573,7 +577,28 @@ export class CommsBridge {
    * not a stream to coalesce; the caller's own timeout bounds what is outstanding.
    */
   private sendRpc(record: CommRecord, data: KernelToBrowser, buffers: Uint8Array[]): void {
-    this.host.publish({ msg_type: "comm_msg", content: { comm_id: record.id, data: data as unknown as JsonObject }, buffers, parent: record.parent });
+    const size = buffers.reduce((n, b) => n + b.byteLength, 0);
+    const chunk = Math.max(1024, this.options.rpcChunkBytes);
+    if (size <= chunk || (data.op !== "call" && data.op !== "reply")) {
+      this.host.publish({ msg_type: "comm_msg", content: { comm_id: record.id, data: data as unknown as JsonObject }, buffers, parent: record.parent });
+      return;
+    }
+    // Big: framed and sent in slices. Only a slice that spans two parts is copied, so the kernel holds
+    // at most one extra chunk per message beyond the payload it already has.
+    const parts = encodeFrame(data as unknown as JsonObject & { op: string }, buffers);
+    const total = parts.reduce((n, p) => n + p.byteLength, 0);
+    const id = `k${++this.nextCallId}`;
+    let partIndex = 0;
+    let partOffset = 0;
+    for (let index = 0, sent = 0; sent < total; index++) {
+      const length = Math.min(chunk, total - sent);
+      const slice = sliceParts(parts, length, { partIndex, partOffset });
+      partIndex = slice.at.partIndex;
+      partOffset = slice.at.partOffset;
+      sent += length;
+      const message: KernelToBrowser = { op: "chunk", id, index, last: sent >= total, total, call: data.id };
+      this.host.publish({ msg_type: "comm_msg", content: { comm_id: record.id, data: message as unknown as JsonObject }, buffers: [slice.bytes], parent: record.parent });
+    }
   }
 
   private frontendsChanged(heartbeat = false): void {
@@ -822,4 +847,39 @@ export class CommsBridge {
   private publishClose(commId: string, parent: Parent, reason: string): void {
     this.host.publish({ msg_type: "comm_close", content: { comm_id: commId, data: { reason } }, buffers: [], parent });
   }
+}
+
+/** The next `length` bytes of a list of parts from a position: a view when inside one part, else a copy. */
+function sliceParts(
+  parts: readonly Uint8Array[],
+  length: number,
+  from: { partIndex: number; partOffset: number },
+): { bytes: Uint8Array; at: { partIndex: number; partOffset: number } } {
+  let { partIndex, partOffset } = from;
+  const first = parts[partIndex]!;
+  let bytes: Uint8Array;
+  if (first.byteLength - partOffset >= length) {
+    bytes = first.subarray(partOffset, partOffset + length);
+    partOffset += length;
+  } else {
+    bytes = new Uint8Array(length);
+    let filled = 0;
+    while (filled < length) {
+      const p = parts[partIndex]!;
+      const take = Math.min(length - filled, p.byteLength - partOffset);
+      bytes.set(p.subarray(partOffset, partOffset + take), filled);
+      filled += take;
+      partOffset += take;
+      if (partOffset === p.byteLength && filled < length) {
+        partIndex++;
+        partOffset = 0;
+      }
+    }
+  }
+  // Skip exhausted parts (and empty ones) so the next slice starts on real bytes.
+  while (partIndex < parts.length && partOffset === parts[partIndex]!.byteLength) {
+    partIndex++;
+    partOffset = 0;
+  }
+  return { bytes, at: { partIndex, partOffset } };
 }
