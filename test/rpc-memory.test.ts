@@ -416,3 +416,63 @@ describe("publish only while someone listens", () => {
     expect(got).toEqual([2]);
   });
 });
+
+describe("bad RPC input is refused with a clear error and loses nothing", () => {
+  it("the kernel refuses malformed calls and replies from a page, and keeps serving good ones", async () => {
+    const { client, program, bridge, ports } = setup();
+    program().register("ok", () => "fine");
+    const tab = client();
+    await tab.ready;
+    const [id] = [...ports.keys()];
+    const refused: string[] = [];
+    const handlers = ports.get(id!)!;
+    const original = handlers.onMessage;
+    handlers.onMessage = (data, buffers) => {
+      if ((data as { op?: string }).op === "error") refused.push((data as { message: string }).message);
+      original(data, buffers);
+    };
+    const bad: [unknown, Uint8Array[]][] = [
+      [{ op: "call", id: "x", value: [[], {}] }, []], // no method
+      [{ op: "call", id: "", method: "ok", value: [[], {}] }, []], // empty id
+      [{ op: "call", id: "x", method: "ok", value: [[], {}], nbuf: 2 }, [new Uint8Array(1)]], // nbuf mismatch
+      [{ op: "reply", id: "x", value: 1, error: { code: 1, message: "m" } }, []], // both
+      [{ op: "reply", id: "x", error: { code: "nope", message: "m" } }, []], // bad code
+    ];
+    for (const [data, buffers] of bad) bridge.commMsg(commMsg(id!, data, buffers));
+    await until(() => refused.length === bad.length);
+    expect(refused.join("\n")).toMatch(/"method" must be a non-empty string/);
+    expect(refused.join("\n")).toMatch(/"id" must be a non-empty string/);
+    expect(refused.join("\n")).toMatch(/"nbuf" says 2 binary parts but the message carries 1/);
+    expect(refused.join("\n")).toMatch(/"value" or "error", not both/);
+    expect(refused.join("\n")).toMatch(/"error.code" must be an integer/);
+    expect(bridge.pendingCalls).toEqual({ toProgram: 0, toFrontends: 0 });
+    expect(await tab.call("ok")).toBe("fine");
+  });
+
+  it("the kernel refuses malformed RPC ops from a program with a reason", () => {
+    const { bridge } = setup();
+    expect(bridge.programOp({ op: "comm_rpc_call", id: "p1", value: null }, [])).toMatch(/"method"/);
+    expect(bridge.programOp({ op: "comm_rpc_call", id: "p1", method: "m", value: null, target: 5 }, [])).toMatch(/"target"/);
+    expect(bridge.programOp({ op: "comm_rpc_reply", id: "b1" }, [])).toMatch(/"value" is missing/);
+    expect(bridge.programOp({ op: "comm_rpc_cancel" }, [])).toMatch(/"id"/);
+    expect(bridge.programOp({ op: "comm_rpc_cancel", id: "p1" }, [new Uint8Array(1)])).toMatch(/unexpected binary parts/);
+  });
+
+  it("a page call with arguments that are not [args, kwargs] gets -32602 from the program", async () => {
+    const { client, program, bridge, ports } = setup();
+    program().register("ok", () => "fine");
+    const tab = client();
+    await tab.ready;
+    const [id] = [...ports.keys()];
+    const replies: unknown[] = [];
+    const handlers = ports.get(id!)!;
+    const original = handlers.onMessage;
+    handlers.onMessage = (data, buffers) => {
+      if ((data as { op?: string }).op === "reply") replies.push(data);
+      original(data, buffers);
+    };
+    bridge.commMsg(commMsg(id!, { op: "call", id: "raw-1", method: "ok", value: "not a list" }));
+    await until(() => replies.length === 1);
+    expect(replies[0]).toMatchObject({ op: "reply", id: "raw-1", error: { code: RpcCode.INVALID_PARAMS } });
+  });
+});
