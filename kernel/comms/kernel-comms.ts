@@ -36,6 +36,7 @@ export class KernelComms implements Comms, ProgramExtension {
   private deliveredToProgram = false;
   private readonly congestion: Disposable;
   private readonly timers = new Set<NodeJS.Timeout>();
+  private readonly immediates = new Set<NodeJS.Immediate>();
   private idCounter = 0;
 
   constructor(private readonly options: KernelCommsOptions) {
@@ -44,6 +45,24 @@ export class KernelComms implements Comms, ProgramExtension {
       {
         now: () => performance.now(),
         setTimer: (ms, fn) => {
+          // A flush "now" (the program's answer to a browser value, on the echo path) must not cost Node's
+          // 1 ms minimum timeout: run it after the current I/O instead.
+          if (ms <= 0) {
+            const im = setImmediate(() => {
+              this.immediates.delete(im);
+              fn();
+            });
+            this.immediates.add(im);
+            let cleared = false;
+            return {
+              dispose: () => {
+                if (cleared) return;
+                cleared = true;
+                clearImmediate(im);
+                this.immediates.delete(im);
+              },
+            };
+          }
           const t = setTimeout(() => {
             this.timers.delete(t);
             fn();
@@ -120,6 +139,8 @@ export class KernelComms implements Comms, ProgramExtension {
     this.bridge.dispose();
     for (const t of this.timers) clearTimeout(t);
     this.timers.clear();
+    for (const im of this.immediates) clearImmediate(im);
+    this.immediates.clear();
     for (const w of [...this.answerWaiters]) w();
   }
 
