@@ -126,7 +126,7 @@ new VBox({ children: many })`);
         undefined,
         { timeout: 120_000, polling: 50 },
       );
-      const ms = (await liveAt.jsonValue()) - startedAt;
+      const ms = Number(await liveAt.jsonValue()) - startedAt;
       await cdp.send("HeapProfiler.collectGarbage");
       const heapAfter = await metric("JSHeapUsedSize");
       const nodesAfter = await metric("Nodes");
