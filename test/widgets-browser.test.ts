@@ -269,6 +269,19 @@ tabs`);
       expect(JSON.parse(text.slice(text.indexOf("{")))).toEqual({ log: ["pear", "l", "A", "An", "Ann"], tab: 2, name: "Ann", fruit: "pear", size: "l" });
       // Only the selected tab's panel is visible.
       expect(await out.getByRole("tabpanel").count()).toBe(1);
+
+      // Clearing the output disposes the views: the page stops listening on every widget's address.
+      await runCell(page, 1, 'console.log("listening: " + [tabs, dd, rb, tx].map((w) => comms.listeners("tsnb.widget/" + w.id + "/state")).join(","))');
+      expect(await cellText(page, 1, /listening: /)).toContain("listening: 1,1,1,1");
+      await page.evaluate(() => (window as unknown as { Jupyter: { notebook: { get_cell(i: number): { clear_output(): void } } } }).Jupyter.notebook.get_cell(0).clear_output());
+      await runCell(page, 1, `
+const ids = [tabs, dd, rb, tx].map((w) => "tsnb.widget/" + w.id + "/state");
+await Promise.all(ids.map((a) => comms.listeners(a) === 0 ? null : new Promise<void>((resolve, reject) => {
+  const t = setTimeout(() => reject(new Error("still listened after 10 s: " + a)), 10000);
+  const w = comms.onListeners(a, (n) => { if (n === 0) { clearTimeout(t); w.dispose(); resolve(); } });
+})));
+console.log("after clear: " + ids.map((a) => comms.listeners(a)).join(","))`);
+      expect(await cellText(page, 1, /after clear: /)).toContain("after clear: 0,0,0,0");
     });
     await page.close();
   }, 300_000);
