@@ -161,8 +161,12 @@ class Pipe:
 
     def read(self, address, timeout=10.0):
         """Asks the browsers listening on ``address`` for their current value and returns it."""
-        self._write({"op": "comm_read", "address": address})
-        return self.receive(timeout=timeout, address=address)[1]
+        header = {"op": "comm_read", "address": address}
+        if timeout is not None:
+            header["timeout_ms"] = int(timeout * 1000)
+        self._write(header)
+        # The kernel side answers comm_read_failed at its deadline; the extra second covers the trip back.
+        return self.receive(timeout=None if timeout is None else timeout + 1, address=address)[1]
 
     def sync(self, timeout=None):
         """Returns once everything sent so far reached the kernel and its queues to the browsers have room."""

@@ -248,7 +248,10 @@ export class CommandPipes implements Disposable {
         return null;
       case "comm_read": {
         const address = message.address;
-        host.comms.read(address, { timeout: this.options.readTimeoutMs ?? 10_000 }).then(
+        // A pipe's comm_read may carry its own deadline (`timeout_ms`), capped at ten minutes.
+        const asked = header.timeout_ms;
+        const timeout = typeof asked === "number" && asked >= 0 ? Math.min(asked, 600_000) : (this.options.readTimeoutMs ?? 10_000);
+        host.comms.read(address, { timeout }).then(
           (value) => {
             // A subscribed command gets the answer through its subscription already.
             if (this.subscriptions.has(address)) return;

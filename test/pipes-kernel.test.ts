@@ -31,6 +31,8 @@ class FakeTab {
   readonly id = `pipe-tab-${++tabCounter}-${Date.now()}`;
   private seen = 0;
   readonly values: { address: string; value: unknown }[] = [];
+  /** What this tab answers when the kernel asks it to read an address (a shim holding a value does). */
+  readonly answers = new Map<string, unknown>();
 
   async open(): Promise<void> {
     kernel.client.send("shell", "comm_open", { comm_id: this.id, target_name: "tsnb_comm", data: { version: 1 } });
@@ -65,6 +67,7 @@ class FakeTab {
         for (const item of splitItems(data.items, m.buffers)) this.values.push({ address: item.address, value: valueOf(item) });
         this.send({ op: "ack", seq: data.seq });
       } else if (data.op === "ping") this.send({ op: "pong", nonce: data.nonce });
+      else if (data.op === "read" && this.answers.has(data.address)) this.sendValue(data.address, this.answers.get(data.address));
     }
   }
 
@@ -210,6 +213,35 @@ with Pipe() as pipe:
     expect(out.stderr).toBe("");
     expect(out.stdout).toBe('got py/in {"n": 0, "s": "", "ok": false}\ngot py/in ["memoryview", "d", [0.25, -1.0]]\n');
   });
+
+  it("answers a Python program's read with the value the tab holds, and tells it clearly when no tab answers", async () => {
+    const tab = new FakeTab();
+    await tab.open();
+    tab.answers.set("py/slider", 37);
+    await kernel.client.idle(tab.listen("py/slider"));
+    const path = script(
+      "read.py",
+      `from tsnb_pipe import Pipe, PipeTimeout
+with Pipe() as pipe:
+    print("slider", pipe.read("py/slider", timeout=15))
+    try:
+        pipe.read("py/nobody", timeout=0.5)
+    except PipeTimeout as e:
+        print("nobody:", e)`,
+    );
+    const request = kernel.client.send("shell", "execute_request", {
+      code: `!/usr/bin/python3 ${path}`,
+      silent: false,
+      store_history: true,
+      user_expressions: {},
+      allow_stdin: false,
+      stop_on_error: true,
+    });
+    // The tab must keep answering the kernel's read (and pings) while the cell runs.
+    await tab.waitFor("the cell's end", () => kernel.client.iopubFor(request).some((m) => m.header.msg_type === "status" && m.content.execution_state === "idle"), 25_000);
+    const out = outputsOf(kernel.client.iopubFor(request));
+    expect(out.stdout).toMatch(/^slider 37\nnobody: read of 'py\/nobody' failed: .*py\/nobody/);
+  }, 30_000);
 
   const garbage: { name: string; source: string; error: RegExp }[] = [
     {
