@@ -243,6 +243,29 @@ with Pipe() as pipe:
     expect(out.stdout).toMatch(/^slider 37\nnobody: read of 'py\/nobody' failed: .*py\/nobody/);
   }, 30_000);
 
+  it("updates a display by its id and clears the cell's output for a Python program", async () => {
+    const path = script(
+      "displays.py",
+      `from tsnb_pipe import Pipe
+with Pipe() as pipe:
+    pipe.display({"text/plain": "step 1"}, display_id="progress")
+    pipe.update_display("progress", {"text/plain": "step 2"})
+    pipe.clear_output(wait=True)
+    pipe.display({"text/plain": "fresh"})
+    pipe.sync()`,
+    );
+    const result = await kernel.client.execute(`!/usr/bin/python3 ${path}`);
+    const shown = result.iopub
+      .filter((m) => ["display_data", "update_display_data", "clear_output"].includes(m.header.msg_type))
+      .map((m) => [m.header.msg_type, (m.content.data as Record<string, string> | undefined)?.["text/plain"] ?? m.content.wait, (m.content.transient as { display_id?: string } | undefined)?.display_id]);
+    expect(shown).toEqual([
+      ["display_data", "step 1", "progress"],
+      ["update_display_data", "step 2", "progress"],
+      ["clear_output", true, undefined],
+      ["display_data", "fresh", undefined],
+    ]);
+  });
+
   const garbage: { name: string; source: string; error: RegExp }[] = [
     {
       name: "a wrong token",
