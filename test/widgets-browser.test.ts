@@ -148,6 +148,9 @@ describe("widgets in real Chromium through the real Notebook 6 server", () => {
       await press.click();
       const out0 = await cellText(page, 0, /setup done/);
       expect(out0).toMatch(/clicked 1[\s\S]*clicked 2[\s\S]*setup done/);
+      // The callback keeps working after its cell finished, and still prints under that cell.
+      await press.click();
+      expect(await cellText(page, 0, /clicked 3/)).toMatch(/setup done[\s\S]*clicked 3/);
 
       // Keyboard: native range input, so arrow keys step by the widget's step.
       const slider = liveSlider(page);
