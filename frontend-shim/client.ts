@@ -13,7 +13,9 @@ import {
   joinItems,
   parseKernelMessage,
   splitItems,
+  splitRpcBatch,
   valueOf,
+  type RpcBatchMessage,
   type BrowserToKernel,
   type KernelToBrowser,
   type ValueItem,
@@ -57,6 +59,8 @@ interface PendingCall {
 }
 
 const DEFAULT_CALL_TIMEOUT_MS = 30_000;
+/** Calls with less binary data than this are batched; bigger ones go alone (and report progress). */
+const RPC_BATCH_BYTES = 1024 * 1024;
 
 /** One open comm, as the page's kernel connection provides it. */
 export interface CommPort {
@@ -364,7 +368,7 @@ export class TsnbComm {
       }, timeout);
       const call: PendingCall = { method, resolve, reject, timer, sent: false, message, buffers: encoded.buffers, onProgress: options.onProgress };
       this.calls.set(id, call);
-      if (this.current.state === "open") this.sendCall(call);
+      this.queueCalls();
     });
   }
 
@@ -385,6 +389,54 @@ export class TsnbComm {
 
   unregister(method: string): void {
     this.handlers.delete(method);
+  }
+
+  /** Calls made in one task go out together at its end (a microtask, like values). */
+  private queueCalls(): void {
+    if (this.callsQueued) return;
+    this.callsQueued = true;
+    queueMicrotask(() => {
+      this.callsQueued = false;
+      this.flushCalls();
+    });
+  }
+  private callsQueued = false;
+
+  /** Sends every call not sent yet: big ones alone (chunked, with progress), small ones batched. */
+  private flushCalls(): void {
+    if (this.current.state !== "open") return;
+    let batch: PendingCall[] = [];
+    let bytes = 0;
+    const sendBatch = () => {
+      if (batch.length === 1) this.sendCall(batch[0]!);
+      else if (batch.length > 1) {
+        this.flush();
+        const messages: RpcBatchMessage["messages"] = [];
+        const buffers: Uint8Array[] = [];
+        for (const call of batch) {
+          if (call.message.op === "call") messages.push(call.message);
+          for (const b of call.buffers) buffers.push(b);
+          call.sent = true;
+          call.buffers = [];
+        }
+        this.sendNow({ op: "rpc_batch", messages }, buffers, bytes);
+      }
+      batch = [];
+      bytes = 0;
+    };
+    for (const call of this.calls.values()) {
+      if (call.sent) continue;
+      const size = call.buffers.reduce((n, b) => n + b.byteLength, 0) + 64;
+      if (size > Math.min(RPC_BATCH_BYTES, this.options.chunkBytes / 2)) {
+        sendBatch();
+        this.sendCall(call);
+        continue;
+      }
+      if (bytes + size > RPC_BATCH_BYTES) sendBatch();
+      batch.push(call);
+      bytes += size;
+    }
+    sendBatch();
   }
 
   private sendCall(call: PendingCall): void {
@@ -554,7 +606,7 @@ export class TsnbComm {
             this.sendNow({ op: "listen", address, latest_only: this.latestOnly.has(address) });
           }
           this.flush();
-          for (const call of this.calls.values()) if (!call.sent) this.sendCall(call);
+          this.flushCalls();
           this.resolveReady();
           break;
         case "status":
@@ -593,6 +645,9 @@ export class TsnbComm {
         return;
       case "chunk":
         this.handleChunk(message, buffers[0]!);
+        return;
+      case "rpc_batch":
+        for (const part of splitRpcBatch(message, buffers)) this.handle(part.message, part.buffers);
         return;
       case "reply": {
         const call = this.calls.get(message.id);

@@ -68,7 +68,18 @@ export type BrowserToKernel =
    */
   | { op: "chunk"; id: string; index: number; last: boolean }
   | RpcCallMessage
-  | RpcReplyMessage;
+  | RpcReplyMessage
+  | RpcBatchMessage;
+
+/**
+ * Several calls and replies in one comm message (both directions): calls made in one task go out together,
+ * so 1000 concurrent calls cost a few comm messages (and busy/idle pairs) instead of 1000. Each message's
+ * `nbuf` binary parts are the next ones of the comm message, in order.
+ */
+export interface RpcBatchMessage {
+  op: "rpc_batch";
+  messages: (RpcCallMessage | RpcReplyMessage)[];
+}
 
 /**
  * A remote call (protocol/rpc.ts), in either direction: browser -> program (`tsnb_comm.call`) or, from the
@@ -108,7 +119,8 @@ export type KernelToBrowser =
    * Part of a large RPC call or reply: buffer 0 holds the next slice of the message in the pipe framing;
    * `total` is the framed size and `call` the call id, so the page can report progress before the end.
    */
-  | { op: "chunk"; id: string; index: number; last: boolean; total: number; call: string };
+  | { op: "chunk"; id: string; index: number; last: boolean; total: number; call: string }
+  | RpcBatchMessage;
 
 export type BrowserOp = BrowserToKernel["op"];
 export type KernelOp = KernelToBrowser["op"];
@@ -202,6 +214,10 @@ export function parseBrowserMessage(data: unknown, bufferCount: number): ParseRe
       const parsed = parseRpcMessage(data, bufferCount);
       return typeof parsed === "string" ? fail(parsed) : { ok: true, message: parsed };
     }
+    case "rpc_batch": {
+      const parsed = parseRpcBatch(data, bufferCount);
+      return typeof parsed === "string" ? fail(parsed) : { ok: true, message: parsed };
+    }
     default:
       return { ok: false, error: `unknown op ${JSON.stringify(op).slice(0, 80)}` };
   }
@@ -247,6 +263,10 @@ export function parseKernelMessage(data: unknown, bufferCount: number): ParseRes
       const parsed = parseRpcMessage(data, bufferCount);
       return typeof parsed === "string" ? fail(parsed) : { ok: true, message: parsed };
     }
+    case "rpc_batch": {
+      const parsed = parseRpcBatch(data, bufferCount);
+      return typeof parsed === "string" ? fail(parsed) : { ok: true, message: parsed };
+    }
     case "chunk": {
       if (typeof data.id !== "string" || data.id === "") return fail('"id" must be a non-empty string');
       if (!isCount(data.index) || !isCount(data.total) || typeof data.last !== "boolean" || typeof data.call !== "string") {
@@ -258,6 +278,36 @@ export function parseKernelMessage(data: unknown, bufferCount: number): ParseRes
     default:
       return { ok: false, error: `unknown op ${JSON.stringify(op).slice(0, 80)}` };
   }
+}
+
+/** Validates an `rpc_batch`: every message, and their binary parts against the comm message's. */
+export function parseRpcBatch(data: { [key: string]: unknown }, bufferCount: number): RpcBatchMessage | string {
+  if (!Array.isArray(data.messages) || data.messages.length === 0) return '"messages" must be a non-empty list';
+  const messages: (RpcCallMessage | RpcReplyMessage)[] = [];
+  let used = 0;
+  for (let i = 0; i < data.messages.length; i++) {
+    const m: unknown = data.messages[i];
+    if (!isObject(m) || (m.op !== "call" && m.op !== "reply")) return `messages[${i}] must be a call or a reply`;
+    const nbuf = m.nbuf ?? 0;
+    if (!isCount(nbuf)) return `messages[${i}]: "nbuf" must be a non-negative integer`;
+    const parsed = parseRpcMessage(m, nbuf);
+    if (typeof parsed === "string") return `messages[${i}]: ${parsed}`;
+    messages.push(parsed);
+    used += nbuf;
+  }
+  if (used !== bufferCount) return `the messages use ${used} binary parts but the comm message carries ${bufferCount}`;
+  return { op: "rpc_batch", messages };
+}
+
+/** Splits a batch's buffers among its messages (views, no copies). */
+export function splitRpcBatch(batch: RpcBatchMessage, buffers: readonly Uint8Array[]): { message: RpcCallMessage | RpcReplyMessage; buffers: Uint8Array[] }[] {
+  let next = 0;
+  return batch.messages.map((message) => {
+    const n = message.nbuf ?? 0;
+    const own = buffers.slice(next, next + n);
+    next += n;
+    return { message, buffers: own };
+  });
 }
 
 /** Validates a `call` or `reply` message (the same shape in both directions). */

@@ -119,6 +119,8 @@ describe("browser -> program RPC through the real kernel", () => {
     const t = tab();
     await t.ready;
     const pending = t.call("k.hang", [], {}, { timeout: 10_000 });
+    // Calls made in one task leave together at its end (a microtask): let that happen first.
+    await Promise.resolve();
     // The kernel closes a comm it is told is gone; from the page's side, the comm closes under the call.
     const id = t.id!;
     kernel.client.send("shell", "comm_close", { comm_id: id, data: {} });

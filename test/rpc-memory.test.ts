@@ -18,6 +18,8 @@ const wire = <T>(v: T): T => JSON.parse(JSON.stringify(v)) as T;
 
 function rig(options: { rpcChunkBytes?: number; clientChunkBytes?: number } = {}) {
   const ports = new Map<string, CommPortHandlers>();
+  /** The ops of every comm message each way, to check batching. */
+  const wireOps = { up: [] as string[], down: [] as string[] };
   const timers = new Set<NodeJS.Timeout>();
   const programErrors: unknown[] = [];
   let programRunning = true;
@@ -36,6 +38,7 @@ function rig(options: { rpcChunkBytes?: number; clientChunkBytes?: number } = {}
       const handlers = ports.get(String(m.content.comm_id));
       if (!handlers) return;
       const data: unknown = wire(m.content.data ?? {});
+      wireOps.down.push(String((data as { op?: string }).op));
       const buffers = m.buffers.map((b) => b.slice());
       later(() => {
         if (m.msg_type === "comm_msg") handlers.onMessage(data, buffers);
@@ -97,6 +100,7 @@ function rig(options: { rpcChunkBytes?: number; clientChunkBytes?: number } = {}
         return {
           send: (data: JsonObject, buffers: Uint8Array[]) => {
             const json: unknown = wire(data);
+            wireOps.up.push(String((json as { op?: string }).op));
             expect(parseBrowserMessage(json, buffers.length).ok).toBe(true);
             const copies = buffers.map((b) => b.slice());
             later(() => bridge.commMsg(commMsg(id, json, copies)));
@@ -117,7 +121,7 @@ function rig(options: { rpcChunkBytes?: number; clientChunkBytes?: number } = {}
     bridge.dispose();
     for (const t of timers) clearTimeout(t);
   };
-  return { bridge, client, program: () => program, startProgram, killProgram, programErrors, dispose, ports };
+  return { bridge, client, program: () => program, startProgram, killProgram, programErrors, dispose, ports, wireOps };
 }
 
 let current: ReturnType<typeof rig> | null = null;
@@ -230,6 +234,21 @@ describe("browser -> program calls", () => {
     const tab = client();
     const xs = Array.from({ length: 100 }, (_, i) => i);
     expect(await Promise.all(xs.map((x) => tab.call("square", [x])))).toEqual(xs.map((x) => x * x));
+  });
+
+  it("sends calls made in one task as one comm message and batches the answers", async () => {
+    const { client, program, wireOps } = setup();
+    program().register("id", ([x]) => x);
+    const tab = client();
+    await tab.ready;
+    wireOps.up.length = 0;
+    wireOps.down.length = 0;
+    const xs = Array.from({ length: 100 }, (_, i) => i);
+    expect(await Promise.all(xs.map((x) => tab.call("id", [x])))).toEqual(xs);
+    expect(wireOps.up.filter((op) => op === "rpc_batch" || op === "call")).toEqual(["rpc_batch"]);
+    const down = wireOps.down.filter((op) => op === "rpc_batch" || op === "reply");
+    expect(down.length).toBeGreaterThanOrEqual(1);
+    expect(down.length).toBeLessThanOrEqual(10);
   });
 
   it("carries typed arrays raw in arguments and results, nested anywhere", async () => {

@@ -22,6 +22,8 @@ import {
   parseBrowserMessage,
   parseOpenData,
   splitItems,
+  splitRpcBatch,
+  type RpcBatchMessage,
   type BrowserToKernel,
   type KernelToBrowser,
   type ValueItem,
@@ -137,6 +139,9 @@ interface CommRecord {
   wake: Disposable | null;
 }
 
+/** Calls and replies with less binary data than this are batched per comm within a turn. */
+const RPC_BATCH_BYTES = 1024 * 1024;
+
 /** The outcome of a program comm op: null when handled, else what was wrong (the caller shows it). */
 export type ProgramOpError = string | null;
 
@@ -153,6 +158,9 @@ export class CommsBridge {
   /** Program -> browser calls not yet answered, by the program's call id: the comm ids still asked. */
   private readonly frontendCalls = new Map<string, Set<string>>();
   private nextCallId = 0;
+  /** Small RPC messages per comm waiting for the end of this turn, to go out as one comm message. */
+  private readonly rpcOutbox = new Map<CommRecord, { messages: RpcBatchMessage["messages"]; buffers: Uint8Array[]; bytes: number }>();
+  private rpcFlushTimer: Disposable | null = null;
   private pendingSyncs: string[] = [];
   private injection: InjectionState = { state: "none" };
   private injectionWake: Disposable | null = null;
@@ -334,6 +342,9 @@ export class CommsBridge {
     this.disposed = true;
     this.flushTimer?.dispose();
     this.flushTimer = null;
+    this.rpcFlushTimer?.dispose();
+    this.rpcFlushTimer = null;
+    this.rpcOutbox.clear();
     this.injectionWake?.dispose();
     this.injectionWake = null;
     for (const record of this.comms.values()) record.wake?.dispose();
@@ -384,6 +395,9 @@ export class CommsBridge {
         return;
       case "chunk":
         this.handleChunk(record, message, buffers[0]!);
+        return;
+      case "rpc_batch":
+        for (const part of splitRpcBatch(message, buffers)) this.handleBrowser(record, part.message, part.buffers);
         return;
       case "call": {
         const id = `b${++this.nextCallId}`;
@@ -579,7 +593,28 @@ export class CommsBridge {
   private sendRpc(record: CommRecord, data: KernelToBrowser, buffers: Uint8Array[]): void {
     const size = buffers.reduce((n, b) => n + b.byteLength, 0);
     const chunk = Math.max(1024, this.options.rpcChunkBytes);
-    if (size <= chunk || (data.op !== "call" && data.op !== "reply")) {
+    if (data.op !== "call" && data.op !== "reply") {
+      this.host.publish({ msg_type: "comm_msg", content: { comm_id: record.id, data: data as unknown as JsonObject }, buffers, parent: record.parent });
+      return;
+    }
+    if (size <= Math.min(RPC_BATCH_BYTES, chunk)) {
+      // Answers to many concurrent calls come back within one turn: one comm message for all of them.
+      let box = this.rpcOutbox.get(record);
+      if (!box) this.rpcOutbox.set(record, (box = { messages: [], buffers: [], bytes: 0 }));
+      box.messages.push(data);
+      for (const b of buffers) box.buffers.push(b);
+      box.bytes += size + 64;
+      if (box.bytes >= RPC_BATCH_BYTES) this.flushRpc();
+      else if (this.rpcFlushTimer === null && !this.disposed) {
+        this.rpcFlushTimer = this.host.setTimer(0, () => {
+          this.rpcFlushTimer = null;
+          this.flushRpc();
+        });
+      }
+      return;
+    }
+    this.flushRpc();
+    if (size <= chunk) {
       this.host.publish({ msg_type: "comm_msg", content: { comm_id: record.id, data: data as unknown as JsonObject }, buffers, parent: record.parent });
       return;
     }
@@ -598,6 +633,16 @@ export class CommsBridge {
       sent += length;
       const message: KernelToBrowser = { op: "chunk", id, index, last: sent >= total, total, call: data.id };
       this.host.publish({ msg_type: "comm_msg", content: { comm_id: record.id, data: message as unknown as JsonObject }, buffers: [slice.bytes], parent: record.parent });
+    }
+  }
+
+  private flushRpc(): void {
+    const boxes = [...this.rpcOutbox];
+    this.rpcOutbox.clear();
+    for (const [record, box] of boxes) {
+      if (this.comms.get(record.id) !== record) continue;
+      const data: KernelToBrowser = box.messages.length === 1 ? box.messages[0]! : { op: "rpc_batch", messages: box.messages };
+      this.host.publish({ msg_type: "comm_msg", content: { comm_id: record.id, data: data as unknown as JsonObject }, buffers: box.buffers, parent: record.parent });
     }
   }
 
@@ -833,6 +878,7 @@ export class CommsBridge {
     record.queue = [];
     record.queuedBytes = 0;
     record.chunks.clear();
+    this.rpcOutbox.delete(record);
     for (const [id, call] of [...this.browserCalls]) if (call.record === record) this.browserCalls.delete(id);
     for (const [id, asked] of [...this.frontendCalls]) {
       if (!asked.delete(record.id) || asked.size > 0) continue;
