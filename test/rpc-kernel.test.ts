@@ -148,10 +148,11 @@ describe("program -> browser RPC through the real kernel", () => {
     for (const c of clients) c.close();
     // With no comm open, the program is told at once.
     const none = await run(`
+      import { RpcError, RpcCode } from "tsnb";
       let outcome = "no error";
-      try { await comms.callFrontend("page.sum", 1); } catch (e) { outcome = e.code + " " + e.message; }
+      try { await comms.callFrontend("page.sum", 1); } catch (e) { outcome = e.code + " " + (e instanceof RpcError) + " " + (e.code === RpcCode.DISCONNECTED) + " " + e.message; }
       outcome`);
-    expect(none).toContain(String(RpcCode.DISCONNECTED));
+    expect(none).toContain(`${RpcCode.DISCONNECTED} true true no front-end is connected`);
     const t = tab();
     t.register("page.sum", (data: Float64Array) => ({ sum: data.reduce((a, b) => a + b, 0), echo: data }));
     t.register("page.fail", () => {
