@@ -40,7 +40,8 @@ export type WidgetKind =
   | "Image"
   | "Tabs"
   | "Accordion"
-  | "Grid";
+  | "Grid"
+  | "FileUpload";
 
 export const WIDGET_KINDS: readonly WidgetKind[] = [
   "Button",
@@ -65,6 +66,7 @@ export const WIDGET_KINDS: readonly WidgetKind[] = [
   "Tabs",
   "Accordion",
   "Grid",
+  "FileUpload",
 ];
 
 export type StateValue = string | number | boolean | null | readonly string[] | readonly number[];

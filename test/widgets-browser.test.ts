@@ -242,10 +242,10 @@ describe("widgets in real Chromium through the real Notebook 6 server", () => {
     await page.close();
   }, 300_000);
 
-  it("typing, selecting, radio buttons and tabs reach the program", async () => {
+  it("typing, selecting, radio buttons, tabs and file uploads reach the program", async () => {
     const server = await startNotebookServer({ env: env!, notebookDir });
     servers.push(server);
-    const path = await createNotebook(server, { path: "choices.ipynb", kernelName: TSNB_KERNEL_NAME, cells: ["", ""] });
+    const path = await createNotebook(server, { path: "choices.ipynb", kernelName: TSNB_KERNEL_NAME, cells: ["", "", "", ""] });
     const page = await browser!.newPage();
     await diagnose(page, server, async () => {
       await openNotebook(page, server, path);
@@ -285,6 +285,26 @@ await Promise.all(ids.map((a) => comms.listeners(a) === 0 ? null : new Promise<v
 })));
 console.log("after clear: " + ids.map((a) => comms.listeners(a)).join(","))`);
       expect(await cellText(page, 1, /after clear: /)).toContain("after clear: 0,0,0,0");
+
+      // Files: picked in the page, bytes intact in the program (3 MiB, so the comms chunk them).
+      await runCell(page, 2, 'import { FileUpload } from "tsnb";\nconst up = new FileUpload({ description: "Pick files", multiple: true });\nup');
+      const big = Buffer.alloc(3 * 1024 * 1024);
+      for (let i = 0; i < big.length; i++) big[i] = (i * 7) & 255;
+      const sum = (b: Uint8Array) => b.reduce((a, x) => (a * 31 + x) >>> 0, 0);
+      const picker = cellOutput(page, 2).locator("[data-tsnb-mounted] input[type=file]");
+      await picker.waitFor({ state: "attached", timeout: 60_000 });
+      await picker.setInputFiles([
+        { name: "big.bin", mimeType: "application/octet-stream", buffer: big },
+        { name: "note.txt", mimeType: "text/plain", buffer: Buffer.from("hello") },
+      ]);
+      await runCell(page, 3, `
+const files = up.value.length > 0 ? up.value : await new Promise<typeof up.value>((resolve, reject) => {
+  const t = setTimeout(() => reject(new Error("no files within 30 s")), 30000);
+  const d = up.on("change", () => { clearTimeout(t); d.dispose(); resolve(up.value); });
+});
+console.log("files: " + files.map((f) => f.name + ":" + f.type + ":" + f.size + ":" + f.data.reduce((a, x) => (a * 31 + x) >>> 0, 0)).join(" "));`);
+      expect(await cellText(page, 3, /files: /)).toContain(`files: big.bin:application/octet-stream:${big.length}:${sum(big)} note.txt:text/plain:5:${sum(Buffer.from("hello"))}`);
+      await cellOutput(page, 2).locator("[data-tsnb-mounted] .tsnb-w-text", { hasText: "big.bin, note.txt" }).waitFor({ timeout: 10_000 });
     });
     await page.close();
   }, 300_000);

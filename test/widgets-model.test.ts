@@ -5,7 +5,7 @@
 import { describe, expect, it } from "vitest";
 import { clampToStep, inputAddress, parseWidgetInput, stateAddress, type WidgetStateMessage } from "../protocol/widgets.js";
 import type { Comms } from "../runtime/tsnb/comms/comms.js";
-import { Button, ColorPicker, Dropdown, FloatSlider, HBox, Image, interact, IntRangeSlider, IntSlider, NumberInput, Progress, RadioButtons, Tabs, Text, WidgetDisposedError, WidgetInputError } from "../runtime/tsnb/widgets/widgets.js";
+import { Button, ColorPicker, Dropdown, FileUpload, FloatSlider, HBox, Image, interact, IntRangeSlider, IntSlider, NumberInput, Progress, RadioButtons, Tabs, Text, WidgetDisposedError, WidgetInputError } from "../runtime/tsnb/widgets/widgets.js";
 
 /** Records what the program sends; `input()` plays a browser sending on an input address. */
 class FakeComms {
@@ -284,6 +284,23 @@ describe("more widgets", () => {
     expect(calls).toEqual(["x2", "x3", "y4"]);
     expect(out.value).toContain("y=4");
     ui.dispose();
+  });
+});
+
+describe("FileUpload", () => {
+  it("keeps the bytes in the program and only the names in the shared state", async () => {
+    const { fake, comms } = setup();
+    const up = new FileUpload({ comms, multiple: false });
+    const names: unknown[] = [];
+    up.on("change", (e) => void names.push(e.value));
+    await fake.input(inputAddress(up.id), set([{ name: "a.bin", type: "x/y", data: new Uint8Array([1, 2]) }]));
+    expect(up.value).toEqual([{ name: "a.bin", type: "x/y", size: 2, data: new Uint8Array([1, 2]) }]);
+    expect(fake.last(up.id).state.value).toEqual(["a.bin"]);
+    expect(names).toEqual([["a.bin"]]);
+    await expect(fake.input(inputAddress(up.id), set([{ name: "b", type: "", data: "nope" }]))).rejects.toThrow(/Uint8Array data/);
+    const two = [1, 2].map((i) => ({ name: `f${i}`, type: "", data: new Uint8Array() }));
+    await expect(fake.input(inputAddress(up.id), set(two))).rejects.toThrow(/single-file/);
+    expect(up.value).toHaveLength(1);
   });
 });
 

@@ -372,6 +372,36 @@ function build(kind: WidgetKind, root: HTMLElement, actions: Actions, nextId: ()
         ...none,
       };
     }
+    case "FileUpload": {
+      // A real file input (keyboard and screen readers know it), styled by its label as a button.
+      const input = el("input", "tsnb-w-file", doc);
+      input.type = "file";
+      input.id = inputId;
+      const button = el("label", "tsnb-w-button", doc);
+      button.htmlFor = inputId;
+      const names = el("span", "tsnb-w-text", doc);
+      input.addEventListener("change", () => {
+        const picked = [...(input.files ?? [])];
+        void Promise.all(picked.map(async (f) => ({ name: f.name, type: f.type, data: new Uint8Array(await f.arrayBuffer()) }))).then(
+          (files) => {
+            actions.set("value", files as never);
+            input.value = "";
+          },
+          (err: unknown) => console.error("tsnb widgets: reading the picked files failed", err),
+        );
+      });
+      row.append(input, button, names);
+      return {
+        apply(state) {
+          button.textContent = text(state.description) || "Upload";
+          input.accept = text(state.accept);
+          input.multiple = state.multiple === true;
+          input.disabled = state.disabled === true;
+          names.textContent = Array.isArray(state.value) ? state.value.join(", ") : "";
+        },
+        ...none,
+      };
+    }
     case "Tabs":
     case "Accordion": {
       let shown = "";
@@ -601,6 +631,8 @@ const STYLE = `
 .tsnb-w-panel { padding: 4px; }
 .tsnb-w-panel[hidden] { display: none; }
 .tsnb-w-grid { gap: 4px; }
+.tsnb-w-file { position: absolute; width: 1px; height: 1px; opacity: 0; }
+.tsnb-w-file:focus-visible + .tsnb-w-button { outline: 2px solid var(--jp-brand-color1, #1976d2); }
 .tsnb-w-radios { display: flex; flex-direction: column; }
 .tsnb-w-hbox { flex-direction: row; flex-wrap: wrap; }
 .tsnb-w-vbox { flex-direction: column; align-items: stretch; }

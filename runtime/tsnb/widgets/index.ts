@@ -11,6 +11,7 @@ export {
   Tabs,
   Checkbox,
   Dropdown,
+  FileUpload,
   FloatSlider,
   HBox,
   HTML,
@@ -26,4 +27,4 @@ export {
   WidgetDisposedError,
   WidgetInputError,
 } from "./widgets.js";
-export type { ColorPickerOptions, ImageOptions, Interactive, PagedOptions, RangeSliderOptions, BoolOptions, BoxOptions, ButtonOptions, ChangeEvent, ClickEvent, DropdownOptions, LabelOptions, NumberInputOptions, SliderOptions, TextOptions, WidgetOptions } from "./widgets.js";
+export type { FileUploadOptions, UploadedFile, ColorPickerOptions, ImageOptions, Interactive, PagedOptions, RangeSliderOptions, BoolOptions, BoxOptions, ButtonOptions, ChangeEvent, ClickEvent, DropdownOptions, LabelOptions, NumberInputOptions, SliderOptions, TextOptions, WidgetOptions } from "./widgets.js";

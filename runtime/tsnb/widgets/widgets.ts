@@ -797,6 +797,51 @@ export class HTML extends ValueWidget<string, LabelState> {
   }
 }
 
+export interface UploadedFile {
+  name: string;
+  type: string;
+  size: number;
+  data: Uint8Array;
+}
+
+export interface FileUploadOptions extends WidgetOptions {
+  /** File types the picker offers, as in <input accept>, e.g. ".csv,image/*". */
+  accept?: string;
+  multiple?: boolean;
+}
+
+type UploadState = { value: readonly string[]; accept: string; multiple: boolean; description: string; disabled: boolean };
+
+/**
+ * Files picked in the page, sent whole to the program (the comms chunk large values). The state every
+ * page sees holds only the names; the bytes stay in this program: `value` is the files with their data.
+ */
+export class FileUpload extends Widget<UploadState> {
+  private files: readonly UploadedFile[] = [];
+  constructor(options: FileUploadOptions = {}) {
+    super("FileUpload", { value: [], accept: options.accept ?? "", multiple: options.multiple ?? false, description: options.description ?? "Upload", disabled: options.disabled ?? false }, options);
+  }
+  get value(): readonly UploadedFile[] {
+    return this.files;
+  }
+  protected override acceptInput(key: string, value: unknown): StateValue {
+    if (key !== "value") return super.acceptInput(key, value);
+    if (!Array.isArray(value)) throw new WidgetInputError("FileUpload: the page must send an array of files");
+    const files = value.map((f: unknown, i): UploadedFile => {
+      const file = f as { name?: unknown; type?: unknown; data?: unknown };
+      if (typeof file?.name !== "string" || typeof file.type !== "string" || !(file.data instanceof Uint8Array)) throw new WidgetInputError(`FileUpload: file ${i} needs a name, a type and Uint8Array data`);
+      return { name: file.name, type: file.type, size: file.data.byteLength, data: file.data };
+    });
+    if (!this.current.multiple && files.length > 1) throw new WidgetInputError("FileUpload: several files sent to a single-file upload");
+    this.files = files;
+    return files.map((f) => f.name);
+  }
+  staticHtml(): string {
+    const names = this.current.value.length > 0 ? ` <span class="tsnb-w-text">${escapeHtml(this.current.value.join(", "))}</span>` : "";
+    return `<button class="tsnb-w-button" disabled>${escapeHtml(this.description)}</button>${names}`;
+  }
+}
+
 // ---- layout ---------------------------------------------------------------------------------------
 
 export interface BoxOptions extends WidgetOptions {
