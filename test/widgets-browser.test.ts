@@ -184,6 +184,11 @@ describe("widgets in real Chromium through the real Notebook 6 server", () => {
       // the kernel's current value without running a cell; a change there shows in the first page, and the
       // program's handler fires once for it.
       await page.evaluate(() => (window as unknown as TestWindow).Jupyter!.notebook!.save_notebook());
+      // The saved notebook shows the widget's last value (5, "Lvl"), not the one it had when displayed.
+      const saved = (await server.api("GET", `api/contents/${path}`)) as { content: { cells: { outputs: { data?: { "text/html"?: string | string[] } }[] }[] } };
+      const savedHtml = saved.content.cells[0]!.outputs.map((o) => [o.data?.["text/html"] ?? ""].flat().join("")).join("\n");
+      expect(savedHtml).toMatch(/>Lvl<\/label><input[^>]* type="range"[^>]* value="5"[^>]*><output[^>]*>5<\/output>/);
+      expect(savedHtml).not.toContain("data-tsnb-mounted");
       const second = await browser!.newPage();
       await openNotebook(second, server, path);
       const t0 = Date.now();

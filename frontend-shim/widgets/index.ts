@@ -1,6 +1,7 @@
 // Installs the widget views in the page once per page: `window.tsnbWidgets.scan()` is what a widget
 // output's bootstrap script calls when the shim is already there.
 
+import { snapshotOutputs, type ClassicNotebook } from "./snapshot.js";
 import { WidgetManager, type WidgetComm } from "./views.js";
 
 interface ClassicEvents {
@@ -10,7 +11,7 @@ interface ClassicEvents {
 type Global = typeof globalThis & {
   tsnb_comm?: WidgetComm;
   tsnbWidgets?: WidgetManager;
-  Jupyter?: { notebook?: { events?: ClassicEvents } };
+  Jupyter?: { notebook?: ClassicNotebook & { events?: ClassicEvents } };
 };
 
 export function installWidgets(): void {
@@ -20,7 +21,10 @@ export function installWidgets(): void {
   g.tsnbWidgets = manager;
   // Classic Notebook says at once when its kernel restarts or dies; the comm would only find out later
   // (a restart started from this page keeps the websocket, and the new kernel never knew our comm).
-  g.Jupyter?.notebook?.events?.on("kernel_restarting.Kernel kernel_dead.Kernel kernel_killed.Kernel", () => manager.markDisconnected());
+  const notebook = g.Jupyter?.notebook;
+  notebook?.events?.on("kernel_restarting.Kernel kernel_dead.Kernel kernel_killed.Kernel", () => manager.markDisconnected());
+  // A saved notebook shows each widget's last value, not the one it had when it was displayed.
+  notebook?.events?.on("before_save.Notebook", () => void snapshotOutputs(notebook));
 }
 
 installWidgets();
