@@ -114,6 +114,32 @@ const EXPECTATIONS: { [notebook: string]: { [cellId: string]: (cell: Cell) => vo
     },
     help: (c) => expect(streamText(c, "stdout")).toMatch(/%cd[\s\S]*%env[\s\S]*display/),
   },
+  "comms.ipynb": {
+    send: (c) => expect(streamText(c, "stdout")).toBe('front-ends connected: 0, listening to "greeting": 0\n'),
+    counter: (c) => expect(result(c)).toBe("'counting to 20'"),
+    read: (c) => {
+      const errors = (c.outputs ?? []).filter((o) => o.output_type === "error");
+      expect(errors.map((e) => e.ename)).toEqual(["CommsTimeoutError"]);
+      expect(errors[0]?.evalue).toMatch(/no front-end is connected/);
+    },
+    burst: (c) => expect(streamText(c, "stdout")).toBe("sent 10000 values\n"),
+  },
+  "rpc.ipynb": {
+    render: (c) => expect(streamText(c, "stdout")).toBe("rendered a 16384-byte sample tile; 701 pixels inside the set\n"),
+    frontend: (c) => expect(streamText(c, "stdout")).toMatch(/^no page to ask: -32004 no front-end is connected/),
+    errors: (c) => expect(streamText(c, "stdout")).toMatch(/^a 5000x5000 tile is refused: a tile must be 1\.\.1048576 pixels/),
+  },
+  "pipes.ipynb": {
+    run: (c) => {
+      expect(mimeText(c, "display_data", "text/markdown")).toBe("Python sent **200** float32 samples to `py/sine`.");
+      expect(streamText(c, "stdout")).toMatch(/no browser connected/);
+    },
+    "by-hand": (c) => expect(streamText(c, "stdout")).toBe("the kernel acknowledged the sync\n"),
+    garbage: (c) => {
+      expect(streamText(c, "stderr")).toMatch(/was closed: frame header of \d+ bytes exceeds the \d+-byte limit/);
+      expect(streamText(c, "stdout")).toBe("the cell goes on\n");
+    },
+  },
 };
 
 const notebookFiles = readdirSync(notebooksDir)
