@@ -45,9 +45,10 @@ export class KernelComms implements Comms, ProgramExtension {
       {
         now: () => performance.now(),
         setTimer: (ms, fn) => {
-          // A flush "now" (the program's answer to a browser value, on the echo path) must not cost Node's
-          // 1 ms minimum timeout: run it after the current I/O instead.
-          if (ms <= 0) {
+          // A flush "now" while a browser message waits for the program's answer (the echo path) must not
+          // cost Node's 1 ms minimum timeout: run it after the current I/O instead. Only then: for a program
+          // streaming values, the 1 ms lets batches fill (fewer, larger comm messages).
+          if (ms <= 0 && this.answerWaiters.size > 0) {
             const im = setImmediate(() => {
               this.immediates.delete(im);
               fn();
