@@ -98,7 +98,105 @@ function nudgeOnStatus(kernel: Kernel.IKernelConnection, ours: Set<string>): voi
   });
 }
 
+// ---- Notebook 6's own connection -----------------------------------------------------------------------
+
+/** What the shim uses of a classic Notebook 6 page's kernel object (notebook/static/services/kernels). */
+interface ClassicMessage {
+  content: { data?: unknown };
+  buffers?: (ArrayBuffer | ArrayBufferView)[];
+}
+interface ClassicComm {
+  on_msg(callback: (msg: ClassicMessage) => void): void;
+  on_close(callback: (msg: ClassicMessage) => void): void;
+  send(data: unknown, callbacks?: unknown, metadata?: unknown, buffers?: ArrayBufferView[]): string;
+  close(): string;
+}
+interface ClassicKernel {
+  id: string;
+  ws?: WebSocket | null;
+  comm_manager: {
+    new_comm(target: string, data: unknown, callbacks?: unknown, metadata?: unknown, commId?: string): ClassicComm;
+    unregister_comm?(comm: ClassicComm): void;
+  };
+  events: { on(event: string, handler: () => void): void; off(event: string, handler: () => void): void };
+  _get_msg?(msgType: string, content: unknown): Record<string, unknown>;
+}
+
+/**
+ * The page's own kernel connection, when this is a classic Notebook 6 page connected to our kernel. Using it
+ * instead of a second connection halves what the server and the page do: the server sends every IOPub message
+ * to every websocket of a kernel, so with two connections each value (and each busy/idle) crossed the server,
+ * the wire and the page's main thread twice. With 100 MB going to the browser that second copy was most of
+ * the time (bench/comms.mjs).
+ */
+function classicKernel(config: BootConfig): ClassicKernel | null {
+  if (config.wsUrl !== undefined || config.baseUrl !== undefined) return null; // told to connect elsewhere
+  const k = (globalThis as { Jupyter?: { notebook?: { kernel?: unknown } } }).Jupyter?.notebook?.kernel as Partial<ClassicKernel> | null | undefined;
+  if (!k || k.id !== config.kernelId) return null;
+  if (typeof k.comm_manager?.new_comm !== "function" || typeof k.events?.on !== "function") return null;
+  return k as ClassicKernel;
+}
+
+function makeClassicOpener(kernel: ClassicKernel): CommOpener {
+  // Same reason as nudgeOnStatus: the server's Nagle-held write of the answer goes out when the page's
+  // tiny stdin message carries the ACK. On the page's own websocket, because that is where the answer waits.
+  const nudge = (): void => {
+    const ws = kernel.ws;
+    if (typeof kernel._get_msg !== "function" || !ws || ws.readyState !== 1) return;
+    const msg = kernel._get_msg("tsnb_nudge", {});
+    msg.channel = "stdin";
+    try {
+      ws.send(JSON.stringify(msg));
+    } catch (err) {
+      console.debug("tsnb_comm: nudge failed", err);
+    }
+  };
+  const callbacks = { iopub: { status: nudge } };
+  return async (openData, handlers) => {
+    let closed = false;
+    const onClosed = (reason: string): void => {
+      if (closed) return;
+      closed = true;
+      kernel.events.off("kernel_restarting.Kernel", onRestart);
+      handlers.onClose(reason);
+    };
+    // A restarted kernel forgets every comm: reopen ours.
+    const onRestart = (): void => onClosed("the kernel restarted");
+    kernel.events.on("kernel_restarting.Kernel", onRestart);
+    const comm = kernel.comm_manager.new_comm(BRIDGE_TARGET, openData, undefined, undefined, randomId());
+    comm.on_msg((msg) => handlers.onMessage(msg.content.data, (msg.buffers ?? []).map(bytes)));
+    comm.on_close((msg) => {
+      const reason = (msg.content.data as { reason?: unknown } | undefined)?.reason;
+      onClosed(typeof reason === "string" ? reason : "closed by the kernel");
+    });
+    return {
+      send: (data, buffers) => {
+        if (closed) return;
+        // Notebook 6's serializer also sends a view's whole underlying buffer.
+        comm.send(data, callbacks, {}, buffers.map(exact));
+      },
+      close: () => {
+        if (closed) return;
+        closed = true;
+        kernel.events.off("kernel_restarting.Kernel", onRestart);
+        try {
+          comm.close();
+          kernel.comm_manager.unregister_comm?.(comm);
+        } catch (err) {
+          console.warn("tsnb_comm: closing the comm failed", err);
+        }
+      },
+    };
+  };
+}
+
 function makeOpener(config: BootConfig): CommOpener {
+  const classic = classicKernel(config);
+  if (classic !== null) return makeClassicOpener(classic);
+  return makeServicesOpener(config);
+}
+
+function makeServicesOpener(config: BootConfig): CommOpener {
   let kernel: Kernel.IKernelConnection | null = null;
   const restartListeners: (() => void)[] = [];
   const ours = new Set<string>();
