@@ -243,6 +243,10 @@ describe("widgets in real Chromium through the real Notebook 6 server", () => {
       await page.evaluate(() => void (window as unknown as { Jupyter: { notebook: { kernel: { restart(): void } } } }).Jupyter.notebook.kernel.restart());
       await cellOutput(page, 0).locator('[data-tsnb-disconnected][data-tsnb-kind="IntSlider"]').waitFor({ state: "attached", timeout: 30_000 });
       await cellOutput(page, 0).locator('[data-tsnb-disconnected][data-tsnb-kind="Button"]').first().waitFor({ state: "attached", timeout: 30_000 });
+      // Nothing in the page threw, and no widget code logged an error, through all of the above.
+      const log = browser!.consoleLog();
+      expect(log.split("\n").filter((l) => l.startsWith("[pageerror]"))).toEqual([]);
+      expect(log.split("\n").filter((l) => l.includes("tsnb widgets"))).toEqual([]);
     });
     await page.close();
   }, 300_000);
