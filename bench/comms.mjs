@@ -5,6 +5,8 @@
 // tsnb/ipykernel and whether each target is met; saves the raw figures to bench/results/ (gitignored).
 // Not a test: `npm test` never runs it.
 //
+// RPC (issue 5): `tsnb_comm.call` from the page to functions the cell registered with `comms.register`.
+//
 // Options: --echo N (default 1000), --burst N (default 100000), --mb N (default 100), --only tsnb|ipykernel,
 // --kernel-flags "--flag ..." (replace the kernelspec's V8 flags for the tsnb kernel, for experiments).
 //
@@ -202,6 +204,8 @@ comms.subscribe<number>("bench-ping", (v) => comms.send("bench-pong", v));
 comms.subscribe<number>("bench-go-burst", async (n) => { for (let i = 0; i < n; i++) comms.send("bench-burst", i); await comms.sync(); });
 comms.subscribe<Float32Array>("bench-up", (a) => comms.send("bench-up-done", a.length + ":" + a[a.length - 1]));
 comms.subscribe<number>("bench-go-down", (n) => { const a = new Float32Array(n); a[n - 1] = 7.5; comms.send("bench-down", a); });
+comms.register("bench_echo", (args: unknown[]) => args[0]);
+comms.register("bench_bytes", (args: number[]) => new Uint8Array(args[0]!));
 console.log("bench ready");
 await stop;
 console.log("bench done");`;
@@ -285,6 +289,38 @@ async function benchTsnb({ page, server, kernelId, results }) {
   }, BIG_FLOATS);
   ({ 0: r.down.kernelPeakMB, 1: r.down.programPeakMB, growth: [r.down.kernelGrowthMB] } = sampler.stop());
   r.down.cpuSeconds = cpu.stop();
+  // RPC (issue 5): browser -> program calls.
+  r.rpcSeq = await page.evaluate(async (n) => {
+    const comm = window.tsnb_comm;
+    const times = [];
+    for (let i = 0; i < n + 20; i++) {
+      const t0 = performance.now();
+      const got = await window.benchDeadline(comm.call("bench_echo", [i]), 10_000, `rpc ${i}`);
+      if (got !== i) throw new Error(`rpc ${i} answered ${got}`);
+      if (i >= 20) times.push(performance.now() - t0);
+    }
+    return times;
+  }, ECHO_N).then(stats);
+  r.rpcConcurrent = await page.evaluate(async (n) => {
+    const comm = window.tsnb_comm;
+    const t0 = performance.now();
+    const times = await window.benchDeadline(Promise.all(Array.from({ length: n }, (_, i) =>
+      comm.call("bench_echo", [i]).then((got) => {
+        if (got !== i) throw new Error(`rpc ${i} answered ${got}`);
+        return performance.now() - t0;
+      }))), 120_000, `${n} concurrent calls`);
+    return { totalMs: performance.now() - t0, times };
+  }, ECHO_N).then(({ totalMs, times }) => ({ totalMs, ...stats(times) }));
+  for (const [key, bytes] of [["rpc1MB", 1e6], ["rpcBig", BIG_BYTES]]) {
+    sampler = sampleRss(pids);
+    r[key] = await page.evaluate(async (bytes) => {
+      const t0 = performance.now();
+      const a = await window.benchDeadline(window.tsnb_comm.call("bench_bytes", [bytes]), 300_000, `rpc ${bytes} bytes`);
+      return { ms: performance.now() - t0, ok: a instanceof Uint8Array && a.length === bytes };
+    }, bytes);
+    ({ 0: r[key].kernelPeakMB, 1: r[key].programPeakMB } = sampler.stop());
+    r[key].bytes = bytes;
+  }
   r.kernelHwmMB = (statusKb(kpid, "VmHWM") * 1024) / MB;
   await page.evaluate(() => window.tsnb_comm.send("bench-stop", 1));
   await waitCellText(page, 0, /bench done/);
@@ -457,8 +493,15 @@ function report(results) {
     line(`  down >= 100 MB/s: ${fmt(mbps(t.down), 1)} -> ${verdict(mbps(t.down) >= 100 && t.down.ok)}`);
     const peak = Math.max(t.up.kernelPeakMB, t.down.kernelPeakMB);
     line(`  kernel memory < 3x payload (${(3 * BIG_BYTES) / MB} MB): peak RSS ${fmt(peak, 0)} MB -> ${verdict(peak < (3 * BIG_BYTES) / MB)}`);
-    line(`\n[issue 5, RPC]`);
-    line(`  not measured: the runtime has no RPC API yet (no rpc export in runtime/tsnb).`);
+    line(`\n[issue 5, RPC from the browser to the program]`);
+    line(`  ${t.rpcSeq.n} sequential: median ${fmt(t.rpcSeq.median)} ms, p99 ${fmt(t.rpcSeq.p99)} ms${p ? ` (ipykernel comm echo median ${fmt(p.echo.median)} ms -> ${verdict(t.rpcSeq.median < p.echo.median)})` : ""}`);
+    line(`  ${t.rpcConcurrent.n} concurrent: all answered in ${fmt(t.rpcConcurrent.totalMs, 0)} ms, median ${fmt(t.rpcConcurrent.median)} ms, p99 ${fmt(t.rpcConcurrent.p99)} ms`);
+    for (const key of ["rpc1MB", "rpcBig"]) {
+      const x = t[key];
+      const rate = x.bytes / MB / (x.ms / 1000);
+      line(`  ${x.bytes / MB} MB result: ${fmt(x.ms, 0)} ms, ${fmt(rate, 1)} MB/s, peak kernel RSS ${fmt(x.kernelPeakMB, 0)} MB, program ${fmt(x.programPeakMB, 0)} MB${x.ok ? "" : " (WRONG CONTENT)"}${key === "rpcBig" ? ` -> >= 100 MB/s ${verdict(rate >= 100 && x.ok)}${p ? `; ipykernel ${BIG_BYTES / MB} MB down ${fmt(p.down.ms, 0)} ms -> faster ${verdict(x.ms < p.down.ms)}` : ""}` : ""}`);
+    }
+    line(`  (bench/rpc.mjs, by the RPC work, measures RPC in more detail.)`);
   }
   return lines.join("\n");
 }
