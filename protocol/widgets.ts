@@ -41,7 +41,8 @@ export type WidgetKind =
   | "Tabs"
   | "Accordion"
   | "Grid"
-  | "FileUpload";
+  | "FileUpload"
+  | "Output";
 
 export const WIDGET_KINDS: readonly WidgetKind[] = [
   "Button",
@@ -67,6 +68,7 @@ export const WIDGET_KINDS: readonly WidgetKind[] = [
   "Accordion",
   "Grid",
   "FileUpload",
+  "Output",
 ];
 
 export type StateValue = string | number | boolean | null | readonly string[] | readonly number[];

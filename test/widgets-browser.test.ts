@@ -357,6 +357,7 @@ new VBox({ children: [s, new Checkbox({ description: "On", value: true }), new T
     expect(html).toContain('<progress min="0" max="100" value="60">');
     expect(html).toContain("no browser typed within 1 s");
     expect(html).toContain("hahaha");
+    expect(html).toContain('<pre class="tsnb-w-out">captured: 1 + 1 = 2</pre>');
     expect(html).toContain('<img src="data:image/png;base64,iVBOR');
     expect(html).toContain('<input type="color" value="#1976d2" disabled>');
     expect(html).toMatch(/RangeError[\s\S]{0,400}is not one of the options/);

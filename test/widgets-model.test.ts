@@ -5,7 +5,7 @@
 import { describe, expect, it } from "vitest";
 import { clampToStep, inputAddress, parseWidgetInput, stateAddress, type WidgetStateMessage } from "../protocol/widgets.js";
 import type { Comms } from "../runtime/tsnb/comms/comms.js";
-import { Button, ColorPicker, Dropdown, FileUpload, FloatSlider, HBox, Image, interact, IntRangeSlider, IntSlider, NumberInput, Progress, RadioButtons, Tabs, Text, WidgetDisposedError, WidgetInputError } from "../runtime/tsnb/widgets/widgets.js";
+import { Button, ColorPicker, Dropdown, FileUpload, Output, FloatSlider, HBox, Image, interact, IntRangeSlider, IntSlider, NumberInput, Progress, RadioButtons, Tabs, Text, WidgetDisposedError, WidgetInputError } from "../runtime/tsnb/widgets/widgets.js";
 
 /** Records what the program sends; `input()` plays a browser sending on an input address. */
 class FakeComms {
@@ -301,6 +301,32 @@ describe("FileUpload", () => {
     const two = [1, 2].map((i) => ({ name: `f${i}`, type: "", data: new Uint8Array() }));
     await expect(fake.input(inputAddress(up.id), set(two))).rejects.toThrow(/single-file/);
     expect(up.value).toHaveLength(1);
+  });
+});
+
+describe("Output", () => {
+  it("captures what a synchronous function logs, escaped, and restores the console", () => {
+    const { fake, comms } = setup();
+    const out = new Output({ comms });
+    const before = globalThis.console;
+    const result = out.capture(() => {
+      console.log("hello <b>");
+      console.error("oops");
+      return 42;
+    });
+    expect(result).toBe(42);
+    expect(globalThis.console).toBe(before);
+    expect(fake.last(out.id).state.value).toBe('<pre class="tsnb-w-out">hello &lt;b&gt;\noops</pre>');
+    expect(() =>
+      out.capture(() => {
+        console.log("before the throw");
+        throw new Error("inside");
+      }),
+    ).toThrow("inside");
+    expect(globalThis.console).toBe(before);
+    expect(out.html).toContain("before the throw");
+    out.clear();
+    expect(out.html).toBe("");
   });
 });
 

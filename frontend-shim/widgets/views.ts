@@ -235,8 +235,10 @@ function build(kind: WidgetKind, root: HTMLElement, actions: Actions, nextId: ()
         ...none,
       };
     }
+    case "Output":
     case "HTML": {
-      const div = el("div", "tsnb-w-html", doc);
+      const div = el("div", kind === "HTML" ? "tsnb-w-html" : "tsnb-w-output", doc);
+      if (kind === "Output") div.setAttribute("role", "log");
       row.append(div);
       return {
         apply(state) {
@@ -633,6 +635,8 @@ const STYLE = `
 .tsnb-w-grid { gap: 4px; }
 .tsnb-w-file { position: absolute; width: 1px; height: 1px; opacity: 0; }
 .tsnb-w-file:focus-visible + .tsnb-w-button { outline: 2px solid var(--jp-brand-color1, #1976d2); }
+.tsnb-w-output { display: block; width: 100%; }
+.tsnb-w-output pre, .tsnb-w-out { margin: 0; font-family: var(--jp-code-font-family, monospace); white-space: pre-wrap; }
 .tsnb-w-radios { display: flex; flex-direction: column; }
 .tsnb-w-hbox { flex-direction: row; flex-wrap: wrap; }
 .tsnb-w-vbox { flex-direction: column; align-items: stretch; }

@@ -18,6 +18,7 @@ export {
   IntSlider,
   Label,
   NumberInput,
+  Output,
   Progress,
   Text,
   Textarea,

@@ -9,6 +9,8 @@
 
 import { AsyncResource } from "node:async_hooks";
 import { randomUUID } from "node:crypto";
+import { Console } from "node:console";
+import { Writable } from "node:stream";
 import { inspect } from "node:util";
 import { existsSync, readFileSync } from "node:fs";
 import { API_KEY, type Tsnb } from "../api.js";
@@ -839,6 +841,63 @@ export class FileUpload extends Widget<UploadState> {
   staticHtml(): string {
     const names = this.current.value.length > 0 ? ` <span class="tsnb-w-text">${escapeHtml(this.current.value.join(", "))}</span>` : "";
     return `<button class="tsnb-w-button" disabled>${escapeHtml(this.description)}</button>${names}`;
+  }
+}
+
+/**
+ * An area the program writes into: `append(text)`, `display(value)`, `clear()`, and `capture(fn)`, which
+ * shows what a synchronous `fn` logs with console.* here instead of under the cell. Every page shows the
+ * same content, also pages opened later; useful for callbacks whose cell output is long gone.
+ */
+export class Output extends Widget<LabelState> {
+  constructor(options: WidgetOptions = {}) {
+    super("Output", { value: "", description: options.description ?? "", disabled: options.disabled ?? false }, options);
+  }
+  get html(): string {
+    return String(this.current.value);
+  }
+  append(text: string): void {
+    this.setState({ value: `${this.html}<pre class="tsnb-w-out">${escapeHtml(String(text))}</pre>` });
+  }
+  /** Shows a value as the cell would (HTML, image or text). */
+  async display(value: unknown): Promise<void> {
+    const api = (globalThis as { [API_KEY]?: Tsnb })[API_KEY];
+    const bundle = api ? await api.toMimeBundle(value) : { "text/plain": inspect(value) };
+    const html = bundle["text/html"];
+    const png = bundle["image/png"];
+    let piece: string;
+    if (typeof html === "string") piece = `<div>${html}</div>`;
+    else if (typeof png === "string") piece = `<img src="data:image/png;base64,${png}">`;
+    else piece = `<pre class="tsnb-w-out">${escapeHtml(String(bundle["text/plain"] ?? ""))}</pre>`;
+    this.setState({ value: this.html + piece });
+  }
+  clear(): void {
+    this.setState({ value: "" });
+  }
+  /**
+   * Runs `fn` with console.* writing here. Only what runs synchronously is captured: an async function's
+   * later output goes to its cell as usual (use append/display there).
+   */
+  capture<T>(fn: () => T): T {
+    if (typeof fn !== "function") throw new TypeError("Output.capture needs a function");
+    const chunks: string[] = [];
+    const sink = new Writable({
+      write(chunk: Buffer | string, _encoding, done) {
+        chunks.push(String(chunk));
+        done();
+      },
+    });
+    const saved = globalThis.console;
+    globalThis.console = new Console({ stdout: sink, stderr: sink });
+    try {
+      return fn();
+    } finally {
+      globalThis.console = saved;
+      if (chunks.length > 0) this.append(chunks.join("").replace(/\n$/, ""));
+    }
+  }
+  staticHtml(): string {
+    return `<div class="tsnb-w-output">${this.html}</div>`;
   }
 }
 
