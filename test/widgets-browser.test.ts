@@ -251,10 +251,10 @@ describe("widgets in real Chromium through the real Notebook 6 server", () => {
     await page.close();
   }, 300_000);
 
-  it("typing, selecting, radio buttons, tabs and file uploads reach the program", async () => {
+  it("typing, selecting, radio buttons, tabs, file uploads and interact reach the program", async () => {
     const server = await startNotebookServer({ env: env!, notebookDir });
     servers.push(server);
-    const path = await createNotebook(server, { path: "choices.ipynb", kernelName: TSNB_KERNEL_NAME, cells: ["", "", "", ""] });
+    const path = await createNotebook(server, { path: "choices.ipynb", kernelName: TSNB_KERNEL_NAME, cells: ["", "", "", "", ""] });
     const page = await browser!.newPage();
     await diagnose(page, server, async () => {
       await openNotebook(page, server, path);
@@ -314,6 +314,20 @@ const files = up.value.length > 0 ? up.value : await new Promise<typeof up.value
 console.log("files: " + files.map((f) => f.name + ":" + f.type + ":" + f.size + ":" + f.data.reduce((a, x) => (a * 31 + x) >>> 0, 0)).join(" "));`);
       expect(await cellText(page, 3, /files: /)).toContain(`files: big.bin:application/octet-stream:${big.length}:${sum(big)} note.txt:text/plain:5:${sum(Buffer.from("hello"))}`);
       await cellOutput(page, 2).locator("[data-tsnb-mounted] .tsnb-w-text", { hasText: "big.bin, note.txt" }).waitFor({ timeout: 10_000 });
+
+      // interact: a key press on its slider re-runs the function in the program; the page shows the result.
+      await runCell(page, 4, `
+import { interact, IntSlider, Text } from "tsnb";
+const ui = interact(({ n, word }) => word.repeat(n), { n: new IntSlider({ description: "times", value: 2, max: 5 }), word: new Text({ description: "word", value: "ab" }) });
+await ui.idle;
+ui.widget`);
+      const result = cellOutput(page, 4).locator("[data-tsnb-mounted] .tsnb-w-result");
+      await result.filter({ hasText: /^abab$/ }).waitFor({ timeout: 60_000 });
+      await cellOutput(page, 4).getByRole("slider", { name: "times" }).focus();
+      await page.keyboard.press("ArrowRight");
+      await result.filter({ hasText: /^ababab$/ }).waitFor({ timeout: 10_000 });
+      await cellOutput(page, 4).getByRole("textbox", { name: "word" }).fill("xy");
+      await result.filter({ hasText: /^xyxyxy$/ }).waitFor({ timeout: 10_000 });
     });
     await page.close();
   }, 300_000);
