@@ -1,14 +1,15 @@
 // Benchmarks of issue 4 in real Chromium against the real Notebook 6 server: the round trip from a slider
 // key press to the program's change callback and back to the page, and 1000 widgets on one page (time
-// until all are live, page memory). Prints the numbers; asserts only generous bounds.
+// until all are live, page memory). Prints the numbers. Run by `npm run bench:widgets` (vitest with
+// bench/vitest.config.ts, for the shared browser and server helpers); never by `npm test`.
 
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { launchBrowser, type TestBrowser } from "./helpers/browser.js";
-import { createNotebook, makeJupyterEnv, startNotebookServer, TSNB_KERNEL_NAME, type JupyterEnv, type NotebookServer } from "./helpers/jupyter.js";
+import { launchBrowser, type TestBrowser } from "../test/helpers/browser.js";
+import { createNotebook, makeJupyterEnv, startNotebookServer, TSNB_KERNEL_NAME, type JupyterEnv, type NotebookServer } from "../test/helpers/jupyter.js";
 
 interface NbWindow {
   Jupyter: {
@@ -105,7 +106,6 @@ new HBox({ children: [s, echo] })`);
       const rtt = downAt.map((t, i) => echoAt[`v${i + 1}`]! - t).sort((a, b) => a - b);
       console.info(`slider -> program callback -> page round trip over ${N} key presses: median ${percentile(rtt, 50).toFixed(1)} ms, p99 ${percentile(rtt, 99).toFixed(1)} ms`);
       expect(rtt).toHaveLength(N);
-      expect(percentile(rtt, 50)).toBeLessThan(200);
 
       // 1000 sliders in one VBox.
       const cdp = await page.context().newCDPSession(page);
@@ -142,7 +142,6 @@ new VBox({ children: many })`);
         undefined,
         { timeout: 10_000 },
       );
-      expect(ms).toBeLessThan(60_000);
     } finally {
       await page.close();
     }
