@@ -10,6 +10,8 @@ export default defineConfig({
     maxWorkers: 2,
     minWorkers: 1,
     pool: "forks",
-    reporters: ["default"],
+    // CI also writes a JSON report, from which .ci/run prints a plain "N passed, N failed" closing line.
+    reporters: process.env.TSNB_TEST_REPORT ? ["default", "json"] : ["default"],
+    ...(process.env.TSNB_TEST_REPORT ? { outputFile: { json: process.env.TSNB_TEST_REPORT } } : {}),
   },
 });
