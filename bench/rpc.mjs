@@ -8,12 +8,12 @@
 // Options: --calls N (default 1000), --mb N (default 100).
 // The helpers and page plumbing are those of bench/comms.mjs (test helpers bundled on the fly by esbuild).
 
-import { mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
-import { fileURLToPath, pathToFileURL } from "node:url";
+import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
-import { build } from "esbuild";
+import { loadHelpers, kernelPid, childPids, sampleRss, stats, fmt, openNotebook, runCell, waitCellText, MB } from "./lib.mjs";
 
 const root = join(dirname(fileURLToPath(import.meta.url)), "..");
 const { values: opts } = parseArgs({
@@ -24,167 +24,6 @@ const { values: opts } = parseArgs({
 });
 const CALLS = Number(opts.calls);
 const BIG_BYTES = Number(opts.mb) * 1e6;
-const MB = 1e6;
-
-// ---- helpers (as in bench/comms.mjs) -------------------------------------------------------------------
-
-async function loadHelpers() {
-  const out = join(root, "bench", ".build-rpc");
-  await build({
-    entryPoints: [join(root, "test", "helpers", "jupyter.ts"), join(root, "test", "helpers", "browser.ts")],
-    outdir: out,
-    bundle: true,
-    format: "esm",
-    platform: "node",
-    packages: "external",
-    logLevel: "error",
-  });
-  const jupyter = await import(pathToFileURL(join(out, "jupyter.js")).href);
-  const browser = await import(pathToFileURL(join(out, "browser.js")).href);
-  return { jupyter, browser, dispose: () => rmSync(out, { recursive: true, force: true }) };
-}
-
-/** Pid of the process whose command line names this kernel's connection file. */
-function kernelPid(kernelId) {
-  for (const entry of readdirSync("/proc")) {
-    if (!/^\d+$/.test(entry)) continue;
-    let cmd;
-    try {
-      cmd = readFileSync(`/proc/${entry}/cmdline`, "utf8");
-    } catch {
-      continue; // the process exited while we were listing: not ours
-    }
-    if (cmd.includes(`kernel-${kernelId}.json`)) return Number(entry);
-  }
-  throw new Error(`no process found for kernel ${kernelId}`);
-}
-
-function childPids(pid) {
-  const kids = [];
-  for (const entry of readdirSync("/proc")) {
-    if (!/^\d+$/.test(entry)) continue;
-    try {
-      const stat = readFileSync(`/proc/${entry}/stat`, "utf8");
-      const ppid = Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]);
-      if (ppid === pid) kids.push(Number(entry));
-    } catch {
-      continue; // exited meanwhile
-    }
-  }
-  return kids;
-}
-
-function statusKb(pid, field) {
-  const m = new RegExp(`^${field}:\\s+(\\d+) kB`, "m").exec(readFileSync(`/proc/${pid}/status`, "utf8"));
-  if (!m) throw new Error(`no ${field} in /proc/${pid}/status`);
-  return Number(m[1]);
-}
-
-/** Samples VmRSS of the pids every 5 ms until stopped; returns the peak (MB) of each. */
-function sampleRss(pids) {
-  const peaks = pids.map((pid) => statusKb(pid, "VmRSS"));
-  const timer = setInterval(() => {
-    pids.forEach((pid, i) => {
-      peaks[i] = Math.max(peaks[i], statusKb(pid, "VmRSS"));
-    });
-  }, 5);
-  const base = [...peaks];
-  return {
-    /** Peak RSS (MB) per pid; `.growth` holds peak minus the RSS when sampling started. */
-    stop() {
-      clearInterval(timer);
-      const out = peaks.map((kb) => (kb * 1024) / MB);
-      out.growth = peaks.map((kb, i) => ((kb - base[i]) * 1024) / MB);
-      return out;
-    },
-  };
-}
-
-/** CPU seconds (user + system) used so far by a process. */
-function cpuSeconds(pid) {
-  const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
-  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-  // utime and stime are fields 14 and 15 of stat(5), i.e. 11 and 12 after the command name.
-  return (Number(fields[11]) + Number(fields[12])) / 100;
-}
-
-/** Every descendant of this bench process (the Chromium it launched and its helpers). */
-function descendants(pid) {
-  const out = [];
-  for (const kid of childPids(pid)) out.push(kid, ...descendants(kid));
-  return out;
-}
-
-/** CPU seconds used by all of our Chromium's processes (gone ones stop counting, so it is a lower bound). */
-function browserCpuSeconds() {
-  let total = 0;
-  for (const pid of descendants(process.pid)) {
-    try {
-      if (readFileSync(`/proc/${pid}/cmdline`, "utf8").includes("chromium")) total += cpuSeconds(pid);
-    } catch {
-      continue; // exited meanwhile
-    }
-  }
-  return total;
-}
-
-/** CPU seconds each process spends from now until `stop()`: who is the bottleneck of a transfer. */
-function cpuMeter(named) {
-  const start = Object.fromEntries(Object.entries(named).map(([k, pid]) => [k, cpuSeconds(pid)]));
-  const browser0 = browserCpuSeconds();
-  return {
-    stop: () => ({
-      ...Object.fromEntries(Object.entries(named).map(([k, pid]) => [k, cpuSeconds(pid) - start[k]])),
-      browser: browserCpuSeconds() - browser0,
-    }),
-  };
-}
-
-function stats(samples) {
-  const s = [...samples].sort((a, b) => a - b);
-  const at = (q) => s[Math.min(s.length - 1, Math.floor(q * s.length))];
-  return { n: s.length, median: at(0.5), p99: at(0.99), min: s[0], max: s[s.length - 1] };
-}
-
-const fmt = (x, d = 2) => (x === undefined || x === null || Number.isNaN(x) ? "n/a" : x.toFixed(d));
-
-// ---- page side ----------------------------------------------------------------------------------------
-
-// Installed in each page once: a deadline wrapper every in-page wait goes through.
-const PAGE_PRELUDE = `
-window.benchDeadline = (promise, ms, what) => Promise.race([promise, new Promise((_, reject) =>
-  setTimeout(() => reject(new Error(what + ": no answer within " + ms + " ms")), ms))]);
-`;
-
-async function openNotebook(page, server, path, implementation) {
-  await page.goto(server.pageUrl(`notebooks/${path}`), { timeout: 60_000 });
-  await page.waitForFunction(
-    (impl) => {
-      const k = window.Jupyter?.notebook?.kernel;
-      return k != null && k.is_connected() && k.info_reply?.implementation === impl;
-    },
-    implementation,
-    { timeout: 60_000 },
-  );
-  await page.evaluate(PAGE_PRELUDE);
-}
-
-async function runCell(page, index, code) {
-  await page.evaluate(
-    ({ index, code }) => {
-      const nb = window.Jupyter.notebook;
-      nb.get_cell(index).set_text(code);
-      nb.execute_cells([index]);
-    },
-    { index, code },
-  );
-}
-
-async function waitCellText(page, index, pattern, timeout = 120_000) {
-  const out = page.locator("#notebook-container .cell").nth(index).locator(".output_area");
-  await out.filter({ hasText: pattern }).first().waitFor({ state: "visible", timeout });
-}
-
 
 // ---- tsnb RPC -----------------------------------------------------------------------------------------
 
@@ -274,7 +113,7 @@ function report(results) {
 }
 
 async function main() {
-  const { jupyter, browser: browserHelpers, dispose: disposeHelpers } = await loadHelpers();
+  const { jupyter, browser: browserHelpers, dispose: disposeHelpers } = await loadHelpers(".build-rpc");
   const notebookDir = mkdtempSync(join(tmpdir(), "tsnb-bench-rpc-"));
   let env;
   let server;
