@@ -6,45 +6,11 @@
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import type { Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { launchBrowser, type TestBrowser } from "../test/helpers/browser.js";
 import { createNotebook, makeJupyterEnv, startNotebookServer, TSNB_KERNEL_NAME, type JupyterEnv, type NotebookServer } from "../test/helpers/jupyter.js";
+import { openNotebook, runCell } from "../test/helpers/notebook-page.js";
 
-interface NbWindow {
-  Jupyter: {
-    notebook: {
-      get_cell(i: number): { set_text(t: string): void };
-      execute_cells(indices: number[]): void;
-      kernel: { is_connected(): boolean; info_reply?: { implementation?: string } } | null;
-    };
-  };
-}
-
-async function openNotebook(page: Page, server: NotebookServer, path: string): Promise<void> {
-  await page.goto(server.pageUrl(`notebooks/${path}`), { timeout: 60_000 });
-  await page.waitForFunction(
-    () => {
-      const k = (window as unknown as NbWindow).Jupyter?.notebook?.kernel;
-      return k != null && k.is_connected() && k.info_reply?.implementation === "tsnb";
-    },
-    undefined,
-    { timeout: 60_000 },
-  );
-}
-
-async function runCell(page: Page, index: number, code: string): Promise<number> {
-  return page.evaluate(
-    ({ index, code }) => {
-      const nb = (window as unknown as NbWindow).Jupyter.notebook;
-      nb.get_cell(index).set_text(code);
-      const t = Date.now();
-      nb.execute_cells([index]);
-      return t;
-    },
-    { index, code },
-  );
-}
 
 function percentile(sorted: number[], p: number): number {
   return sorted[Math.min(sorted.length - 1, Math.floor((sorted.length * p) / 100))]!;

@@ -10,6 +10,7 @@ import type { Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { launchBrowser, type TestBrowser } from "./helpers/browser.js";
 import { createNotebook, makeJupyterEnv, repoRoot, startNotebookServer, TSNB_KERNEL_NAME, type JupyterEnv, type NotebookServer } from "./helpers/jupyter.js";
+import { openNotebook, runCell, cellText } from "./helpers/notebook-page.js";
 
 // What the tests touch of the page: the Notebook 6 globals and the shim's global.
 interface ShimGlobal {
@@ -66,35 +67,6 @@ await comms.whenListening("after-ack", { timeout: 60000 });
 comms.send("after-ack", 7);
 console.log("after reload: ok");`,
 };
-
-async function openNotebook(page: Page, server: NotebookServer, path: string): Promise<void> {
-  await page.goto(server.pageUrl(`notebooks/${path}`), { timeout: 60_000 });
-  await page.waitForFunction(
-    () => {
-      const k = (window as unknown as TestWindow).Jupyter?.notebook?.kernel;
-      return k != null && k.is_connected() && k.info_reply?.implementation === "tsnb";
-    },
-    undefined,
-    { timeout: 60_000 },
-  );
-}
-
-async function runCell(page: Page, index: number, code: string): Promise<void> {
-  await page.evaluate(
-    ({ index, code }) => {
-      const nb = (window as unknown as TestWindow).Jupyter!.notebook!;
-      nb.get_cell(index)!.set_text(code);
-      nb.execute_cells([index]);
-    },
-    { index, code },
-  );
-}
-
-async function cellText(page: Page, index: number, pattern: RegExp, timeout = 60_000): Promise<string> {
-  const out = page.locator("#notebook-container .cell").nth(index).locator(".output_area");
-  await out.filter({ hasText: pattern }).first().waitFor({ state: "visible", timeout });
-  return out.allInnerTexts().then((t) => t.join("\n"));
-}
 
 /** Waits for the shim in the page, then subscribes `address`, recording descriptions in window.received. */
 async function subscribeInPage(page: Page, address: string, options: { echoTo?: string } = {}): Promise<void> {

@@ -9,6 +9,7 @@ import type { Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { launchBrowser, type TestBrowser } from "./helpers/browser.js";
 import { createNotebook, makeJupyterEnv, repoRoot, startNotebookServer, TSNB_KERNEL_NAME, type JupyterEnv, type NotebookServer } from "./helpers/jupyter.js";
+import { openNotebook, runCell, cellText } from "./helpers/notebook-page.js";
 
 interface PageComm {
   ready: Promise<void>;
@@ -40,35 +41,6 @@ comms.register("rpc.stats", ([data]) => {
   return { type: data.constructor.name, length: data.length, sum, back: data };
 });
 console.log("registered " + comms.register.length);`;
-
-async function openNotebook(page: Page, server: NotebookServer, path: string): Promise<void> {
-  await page.goto(server.pageUrl(`notebooks/${path}`), { timeout: 60_000 });
-  await page.waitForFunction(
-    () => {
-      const k = (window as unknown as TestWindow).Jupyter?.notebook?.kernel;
-      return k != null && k.is_connected() && k.info_reply?.implementation === "tsnb";
-    },
-    undefined,
-    { timeout: 60_000 },
-  );
-}
-
-async function runCell(page: Page, index: number, code: string): Promise<void> {
-  await page.evaluate(
-    ({ index, code }) => {
-      const nb = (window as unknown as TestWindow).Jupyter!.notebook!;
-      nb.get_cell(index)!.set_text(code);
-      nb.execute_cells([index]);
-    },
-    { index, code },
-  );
-}
-
-async function cellText(page: Page, index: number, pattern: RegExp, timeout = 60_000): Promise<string> {
-  const out = page.locator("#notebook-container .cell").nth(index).locator(".output_area");
-  await out.filter({ hasText: pattern }).first().waitFor({ state: "visible", timeout });
-  return out.allInnerTexts().then((t) => t.join("\n"));
-}
 
 async function shimReady(page: Page): Promise<void> {
   await page.waitForFunction(() => (window as unknown as TestWindow).tsnb_comm !== undefined, undefined, { timeout: 60_000 });

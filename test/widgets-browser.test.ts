@@ -10,6 +10,7 @@ import type { Locator, Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { launchBrowser, type TestBrowser } from "./helpers/browser.js";
 import { createNotebook, makeJupyterEnv, PYTHON, repoRoot, runProcess, startNotebookServer, TSNB_KERNEL_NAME, type JupyterEnv, type NotebookServer, type RunningProcess } from "./helpers/jupyter.js";
+import { openNotebook, runCell, cellText, cellOutput } from "./helpers/notebook-page.js";
 
 interface TestWindow {
   Jupyter?: {
@@ -46,39 +47,6 @@ console.log("setup done");`,
   programSets: `slider.value = 5; slider.description = "Lvl"; "set to " + slider.value;`,
   programSetsAgain: `slider.value = 17; "set to " + slider.value;`,
 };
-
-async function openNotebook(page: Page, server: NotebookServer, path: string): Promise<void> {
-  await page.goto(server.pageUrl(`notebooks/${path}`), { timeout: 60_000 });
-  await page.waitForFunction(
-    () => {
-      const k = (window as unknown as TestWindow).Jupyter?.notebook?.kernel;
-      return k != null && k.is_connected() && k.info_reply?.implementation === "tsnb";
-    },
-    undefined,
-    { timeout: 60_000 },
-  );
-}
-
-async function runCell(page: Page, index: number, code: string): Promise<void> {
-  await page.evaluate(
-    ({ index, code }) => {
-      const nb = (window as unknown as TestWindow).Jupyter!.notebook!;
-      nb.get_cell(index)!.set_text(code);
-      nb.execute_cells([index]);
-    },
-    { index, code },
-  );
-}
-
-function cellOutput(page: Page, index: number): Locator {
-  return page.locator("#notebook-container .cell").nth(index).locator(".output_area");
-}
-
-async function cellText(page: Page, index: number, pattern: RegExp, timeout = 60_000): Promise<string> {
-  const out = cellOutput(page, index);
-  await out.filter({ hasText: pattern }).first().waitFor({ state: "visible", timeout });
-  return out.allInnerTexts().then((t) => t.join("\n"));
-}
 
 /** The live (mounted) slider view of cell 0. */
 function liveSlider(page: Page): Locator {
