@@ -5,7 +5,7 @@ import { afterEach, describe, expect, it } from "vitest";
 import { CommsBridge, type BridgeHost, type PublishRequest } from "../kernel/comms/bridge.js";
 import { encodeFrame, FrameDecoder } from "../protocol/framing.js";
 import type { JsonObject } from "../protocol/jupyter.js";
-import { parseKernelMessage, splitItems, valueOf, type KernelToBrowser } from "../protocol/bridge.js";
+import { itemOf, joinItems, parseKernelMessage, splitItems, valueOf, type KernelToBrowser } from "../protocol/bridge.js";
 import { CommsClosedError, CommsTimeoutError, ProgramComms, SyncedVariable } from "../runtime/tsnb/comms/comms.js";
 import { browserValues, commMsg, commOpen } from "./helpers/comms-fakes.js";
 
@@ -259,6 +259,30 @@ describe("browser -> program", () => {
     });
     expect(answers).toEqual(Array.from({ length: 200 }, (_, i) => i + 1));
     expect(bridge.commInfo()).toEqual({ tab: { target_name: "tsnb_comm" } });
+  });
+});
+
+describe("answer latency", () => {
+  it("writes what a callback sends while it handles the browser's values, before returning to the event loop", () => {
+    const written: { op: string; items: unknown }[] = [];
+    const program = new ProgramComms({
+      send: (op) => void written.push({ op: op.op, items: "items" in op ? op.items : undefined }),
+      currentCell: () => "cell-1",
+      reportError: (err) => {
+        throw err;
+      },
+    });
+    try {
+      program.subscribe<number>("ping", (v) => program.send("pong", v + 1));
+      written.length = 0;
+      const wire = joinItems([itemOf("ping", 1), itemOf("ping", 2)]);
+      expect(program.handleKernelOp({ op: "comm_deliver", items: wire.items }, wire.buffers)).toBeNull();
+      // Both answers, in one frame, with no setImmediate in between (the echo path waits on it).
+      expect(written.map((w) => w.op)).toEqual(["comm_send"]);
+      expect(splitItems(written[0]!.items as never, []).map(valueOf)).toEqual([2, 3]);
+    } finally {
+      program.dispose();
+    }
   });
 });
 

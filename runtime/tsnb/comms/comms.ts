@@ -371,6 +371,9 @@ export class ProgramComms implements Comms, Disposable {
     switch (op.op) {
       case "comm_deliver":
         for (const item of splitItems(op.items, buffers)) this.deliver(item);
+        // What the callbacks sent synchronously is usually an answer the browser waits for: write it now rather
+        // than on the next check phase. A burst sent from one callback is still one batch (it is all queued by now).
+        this.flush();
         return;
       case "comm_sync_ack": {
         const waiter = this.syncs.get(op.id);
