@@ -321,6 +321,31 @@ describe("batching, rate budget and flow control", () => {
     expect(host.takeFor("a").filter((m) => m.data.op === "values")).toHaveLength(1);
   });
 
+  it("schedules the program's answer when it arrives, not on a timer armed by the ack that came before it", () => {
+    // The kernel runs a 0 ms timer as setImmediate only while a browser message waits for its answer; a timer
+    // armed earlier (by the ack riding on that message) is a 1 ms setTimeout that would hold the answer.
+    const { clock, host, bridge, open, listen, send } = setup();
+    open("a");
+    listen("a", "pong");
+    send([{ address: "pong", value: 0 }]);
+    clock.advance(0);
+    const first = host.takeFor("a").filter((m) => m.data.op === "values");
+    const seq = first[0]?.data.op === "values" ? first[0].data.seq : -1;
+    const armed: number[] = [];
+    const setTimer = host.setTimer;
+    host.setTimer = (ms, fn) => {
+      armed.push(ms);
+      return setTimer(ms, fn);
+    };
+    const ping = browserValues("a", [{ address: "ping", value: 1 }]);
+    bridge.commMsg({ ...ping, content: { ...ping.content, data: { ...(ping.content.data as object), ack: seq } } });
+    const armedByAck = armed.length;
+    send([{ address: "pong", value: 1 }]);
+    expect(armed.slice(armedByAck)).toEqual([0]);
+    clock.advance(0);
+    expect(host.takeFor("a").flatMap((m) => (m.data.op === "values" ? m.data.items.map((i) => i.address) : []))).toEqual(["pong"]);
+  });
+
   it("answers sync at once when nothing is queued", () => {
     const { host, bridge } = setup();
     bridge.programOp({ op: "comm_sync", id: "now" }, []);

@@ -439,7 +439,10 @@ export class CommsBridge {
     while (record.inflight.length > 0 && record.inflight[0]!.seq <= seq) {
       record.inflightBytes -= record.inflight.shift()!.bytes;
     }
-    this.scheduleFlush();
+    // Only when the ack frees something to send: an empty flush timer armed here (acks ride on the browser's
+    // next values, before its program has answered) would hold the program's answer for Node's 1 ms timeout
+    // instead of the immediate flush the echo path gets.
+    if (this.sendable(record)) this.scheduleFlush();
   }
 
   private handleChunk(record: CommRecord, message: { id: string; index: number; last: boolean }, bytes: Uint8Array): void {
