@@ -213,11 +213,19 @@ describe("browser -> program calls", () => {
   it("times out with -32005 and ignores the late answer", async () => {
     const { client, program, bridge } = setup();
     let release!: () => void;
-    program().register("stuck", () => new Promise<string>((r) => (release = () => r("late"))));
+    // On a loaded machine the 50 ms timeout may fire before the call even reaches the handler; the late
+    // answer is only sent once it has, so wait for that instead of assuming an order.
+    const reached = new Promise<void>((arrived) =>
+      program().register("stuck", () => {
+        arrived();
+        return new Promise<string>((r) => (release = () => r("late")));
+      }),
+    );
     const tab = client();
     const e = await rejection(tab.call("stuck", [], {}, { timeout: 50 }));
     expect(e.code).toBe(RpcCode.TIMEOUT);
     expect(tab.pendingCalls).toBe(0);
+    await reached;
     release();
     // The late answer goes through the kernel and is dropped by the client, which keeps working.
     program().register("ok", () => "still fine");
