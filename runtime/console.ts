@@ -58,17 +58,28 @@ export function formatPrimitives(args: readonly unknown[]): string | null {
   return text;
 }
 
+type ConsoleMethod = "log" | "info" | "debug" | "warn" | "error";
+
+export interface FastConsoleOptions {
+  /**
+   * The streams' write functions that never throw (the runtime's capture). While a console stream's `write` is
+   * still this function, log/info/debug/warn/error with primitive arguments write to it directly.
+   */
+  directWrites?: { stdout: unknown; stderr: unknown };
+}
+
 /**
  * Installs the primitive fast path on `target` (the global console by default). Returns null, leaving the
  * console untouched, when this Node version's console lacks the internal methods it relies on.
  */
-export function installFastConsoleFormat(target: Console = console): Disposable | null {
+export function installFastConsoleFormat(target: Console = console, options: FastConsoleOptions = {}): Disposable | null {
   const keys = {
     stdout: findSymbol(target, "kFormatForStdout"),
     stderr: findSymbol(target, "kFormatForStderr"),
     options: findSymbol(target, "kGetInspectOptions"),
+    groupIndent: findSymbol(target, "kGroupIndent"),
   };
-  if (keys.stdout === null || keys.stderr === null || keys.options === null) return null;
+  if (keys.stdout === null || keys.stderr === null || keys.options === null || keys.groupIndent === null) return null;
   const record = target as unknown as Record<symbol, unknown>;
   const getOptions = record[keys.options];
   const originals = { stdout: record[keys.stdout], stderr: record[keys.stderr] };
@@ -94,6 +105,38 @@ export function installFastConsoleFormat(target: Console = console): Disposable 
   define(keys.stdout, make(originals.stdout as Format, "_stdout"));
   define(keys.stderr, make(originals.stderr as Format, "_stderr"));
 
+  // Direct path: Node's log -> kWriteToConsole chain (rest arguments, group indent, the error listener it adds
+  // and removes around every write) runs interpreted until V8 warms it up, which made the first 10,000-line
+  // print loop of a session cost ~3x a warm one. Taken only outside groups, with default inspect options, and
+  // while the stream's write is still the trusted one (the runtime's capture, which never throws, so Node's
+  // error swallowing has nothing to do); anything else goes through Node's method.
+  const direct = options.directWrites;
+  const ownMethods: { name: ConsoleMethod; before: PropertyDescriptor | undefined }[] = [];
+  if (direct !== undefined) {
+    const wrap = (name: ConsoleMethod, streamKey: "_stdout" | "_stderr", trusted: unknown) => {
+      const method = record[name as unknown as symbol] as unknown;
+      if (typeof method !== "function") return;
+      ownMethods.push({ name, before: Object.getOwnPropertyDescriptor(target, name) });
+      const original = method as (...args: unknown[]) => void;
+      const fast = function (this: unknown, ...args: unknown[]): void {
+        const stream = (target as unknown as Record<string, { write: unknown } | undefined>)[streamKey];
+        if (stream !== undefined && stream.write === trusted && record[keys.groupIndent!] === "") {
+          if (Object.keys((getOptions as GetInspectOptions).call(target, stream)).length === 0) {
+            const text = formatPrimitives(args);
+            if (text !== null) {
+              (stream.write as (text: string) => unknown).call(stream, `${text}\n`);
+              return;
+            }
+          }
+        }
+        original.apply(target, args);
+      };
+      Object.defineProperty(target, name, { value: fast, writable: true, configurable: true, enumerable: true });
+    };
+    for (const name of ["log", "info", "debug"] as const) wrap(name, "_stdout", direct.stdout);
+    for (const name of ["warn", "error"] as const) wrap(name, "_stderr", direct.stderr);
+  }
+
   let disposed = false;
   return {
     dispose() {
@@ -104,6 +147,10 @@ export function installFastConsoleFormat(target: Console = console): Disposable 
         const before = ownBefore[name];
         if (before) Object.defineProperty(target, key, before);
         else delete record[key];
+      }
+      for (const { name, before } of ownMethods) {
+        if (before) Object.defineProperty(target, name, before);
+        else delete (target as unknown as Record<string, unknown>)[name];
       }
     },
   };

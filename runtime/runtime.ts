@@ -98,7 +98,10 @@ export class Runtime implements Disposable {
     this.tracker = new ContextTracker<CellContext>();
     this.output = new Output({ tracker: this.tracker, send: (op) => this.channel.send(op) });
     this.plainConsole = installPlainConsole();
-    this.fastConsole = installFastConsoleFormat();
+    // Output has just put its capture on process.stdout/stderr.write: those are the writes that never throw.
+    this.fastConsole = installFastConsoleFormat(console, {
+      directWrites: { stdout: process.stdout.write, stderr: process.stderr.write },
+    });
     if (this.fastConsole === null) this.log("console fast path unavailable on this Node version; console.log formats with util.format");
     this.mapper = new StackMapper({ internalPrefixes: options.internalPrefixes });
     this.importer = createImporter({

@@ -77,6 +77,47 @@ describe("console fast path", () => {
     expect(sym).toEqual([]);
   });
 
+  it("writes straight to a trusted stream with the same bytes as Node, and yields to Node when the write changes", async () => {
+    const run = (c: Console) => {
+      for (const args of CASES) c.log(...args);
+      c.group("group");
+      c.log("inside", 1, "a\nb");
+      c.error("err", 2);
+      c.groupEnd();
+      c.warn("warn", -0);
+      c.info("info", 3n);
+      c.debug("debug", 4);
+    };
+    const plain = capture();
+    run(plain.console);
+    const fast = capture();
+    const stream = (fast.console as unknown as { _stdout: Writable })._stdout;
+    // Node's own path passes an error callback with every write; the direct path passes the text alone.
+    let direct = 0;
+    const trusted = function (this: Writable, chunk: string, callback?: unknown) {
+      if (callback === undefined) direct++;
+      return (Writable.prototype.write as (chunk: string) => boolean).call(this, chunk);
+    };
+    stream.write = trusted as typeof stream.write;
+    const originalLog = fast.console.log;
+    const installed = installFastConsoleFormat(fast.console, { directWrites: { stdout: trusted, stderr: trusted } });
+    expect(installed).not.toBe(null);
+    run(fast.console);
+    await new Promise((resolve) => setImmediate(resolve));
+    expect(fast.text()).toBe(plain.text());
+    expect(direct).toBeGreaterThanOrEqual(10);
+
+    // A write the fast path does not know (user code replaced it) gets Node's own path and its error handling.
+    stream.write = (() => {
+      throw new Error("broken stream");
+    }) as typeof stream.write;
+    expect(() => fast.console.log("line", 1)).not.toThrow();
+
+    installed!.dispose();
+    installed!.dispose();
+    expect(fast.console.log).toBe(originalLog);
+  });
+
   it("keeps colored consoles on Node's formatter (numbers are styled there)", () => {
     let text = "";
     const sink = new Writable({
@@ -123,6 +164,23 @@ describe("console in the real program", () => {
     expect(run.done.status).toBe("ok");
     expect(run.stdout).toBe("line 1 -0 2n true null undefined\nx=5\n{ a: [ 1, 2 ] }\ng\n  in 1\ninfo 3\nline 0\nline 1\nline 2\n");
     expect(run.stderr).toBe("oops 4\n");
+  });
+
+  it("sends console output through a process.stdout.write that a cell installed", async () => {
+    const run = await program.execute(
+      [
+        "const seen: string[] = []",
+        "const original = process.stdout.write",
+        "process.stdout.write = ((chunk: string) => (seen.push(chunk), true)) as typeof process.stdout.write",
+        'console.log("hidden", 1)',
+        "process.stdout.write = original",
+        'console.log("shown", 2)',
+        "seen.join('|')",
+      ].join("\n"),
+    );
+    expect(run.done.status).toBe("ok");
+    expect(run.stdout).toBe("shown 2\n");
+    expect(resultText(run)).toBe("'hidden 1\\n'");
   });
 
   it("does not keep objects passed to console.log alive (V8's inspector console would hold ~1000 of them)", async () => {
