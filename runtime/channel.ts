@@ -8,7 +8,7 @@ import { writeSync } from "node:fs";
 import { describeFrameError, encodeFrame, FrameDecoder, type RawFrame } from "../protocol/framing.js";
 import type { JsonObject } from "../protocol/jupyter.js";
 import type { ProgramToKernel } from "../protocol/program.js";
-import type { Disposable } from "./disposable.js";
+import type { Disposable } from "../protocol/disposable.js";
 
 export class ChannelClosedError extends Error {
   override readonly name = "ChannelClosedError";

@@ -7,7 +7,7 @@
 // indentation, stream selection and error handling stay Node's own.
 
 import { Console } from "node:console";
-import type { Disposable } from "./disposable.js";
+import type { Disposable } from "../protocol/disposable.js";
 
 type Format = (this: Console, args: unknown[]) => string;
 type GetInspectOptions = (this: Console, stream: unknown) => object;

@@ -17,7 +17,7 @@
 import { syncBuiltinESMExports } from "node:module";
 import timers from "node:timers";
 import { promiseHooks } from "node:v8";
-import type { Disposable } from "./disposable.js";
+import type { Disposable } from "../protocol/disposable.js";
 
 type AnyFn = (...args: unknown[]) => unknown;
 

@@ -2,7 +2,7 @@
 // the running cell. See interrupter.ts for why the worker exists.
 
 import { Worker } from "node:worker_threads";
-import type { Disposable } from "./disposable.js";
+import type { Disposable } from "../protocol/disposable.js";
 import type { InterruptSignal } from "./evaluator/evaluate.js";
 import { SHARED_SLOTS, SLOT, type InterrupterData, type MainToWorker, type WorkerToMain } from "./interrupt-shared.js";
 

@@ -4,7 +4,7 @@
 import { spawn, type ChildProcess } from "node:child_process";
 import { homedir } from "node:os";
 import { resolve } from "node:path";
-import type { Disposable } from "./disposable.js";
+import type { Disposable } from "../protocol/disposable.js";
 
 export class MagicError extends Error {
   override readonly name = "MagicError";

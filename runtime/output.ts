@@ -5,7 +5,7 @@
 
 import type { CellId, ProgramToKernel } from "../protocol/program.js";
 import type { ContextTracker } from "./context.js";
-import type { Disposable } from "./disposable.js";
+import type { Disposable } from "../protocol/disposable.js";
 
 export interface CellContext {
   cell: CellId;

@@ -8,7 +8,7 @@ import type { RawFrame } from "../protocol/framing.js";
 import type { CompleteOp, ExecuteOp, InputReplyOp, InspectOp, ProgramToKernel } from "../protocol/program.js";
 import { Channel, ChannelClosedError, type ChannelEvent } from "./channel.js";
 import { ContextTracker } from "./context.js";
-import { DisposedError, type Disposable } from "./disposable.js";
+import { DisposedError, type Disposable } from "../protocol/disposable.js";
 import { CellCompiler, HELPERS } from "./evaluator/compile.js";
 import { installFastConsoleFormat, installPlainConsole } from "./console.js";
 import { StackMapper } from "./evaluator/errors.js";

@@ -3,7 +3,7 @@
 
 import { randomUUID } from "node:crypto";
 import { PROTOCOL_VERSION, type Channel, type Header, type JsonObject, type JupyterMessage, type OutgoingMessage } from "../../protocol/jupyter.js";
-import type { Disposable } from "../disposable.js";
+import type { Disposable } from "../../protocol/disposable.js";
 import type { QueueStats, Transport } from "../transport/transport.js";
 
 export type ParentHeader = Header | Record<string, never>;

@@ -12,7 +12,7 @@ import {
   type RequestContentByType,
   type RequestType,
 } from "../../protocol/jupyter.js";
-import type { Disposable } from "../disposable.js";
+import type { Disposable } from "../../protocol/disposable.js";
 import { errorMessage, type Log } from "../log.js";
 import type { InboundChannel, Incoming, Transport } from "../transport/transport.js";
 import { TSNB_VERSION } from "../version.js";

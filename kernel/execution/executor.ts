@@ -14,7 +14,7 @@ import type {
 import type { CompleteReplyOp, InspectReplyOp, ProgramToKernel } from "../../protocol/program.js";
 import type { ExecuteContext, Execution } from "../core/execution.js";
 import type { KernelIO, ParentHeader } from "../core/io.js";
-import { DisposedError } from "../disposable.js";
+import { DisposedError } from "../../protocol/disposable.js";
 import type { Log } from "../log.js";
 import { DEFAULT_COALESCE_LIMITS, OutputPublisher, type CoalesceLimits } from "./output.js";
 import { describeExit, ProgramProcess, type ExitReason, type ProgramEvent } from "./program-process.js";

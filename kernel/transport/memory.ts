@@ -3,7 +3,7 @@
 
 import type { Channel, JupyterMessage, OutgoingMessage } from "../../protocol/jupyter.js";
 import type { Signer } from "../../protocol/wire.js";
-import type { Disposable } from "../disposable.js";
+import type { Disposable } from "../../protocol/disposable.js";
 import type { Log } from "../log.js";
 import { decodeInbound, InboundQueue, type Incoming, type InboundChannel, type QueueStats, type Transport } from "./transport.js";
 

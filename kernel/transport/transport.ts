@@ -3,7 +3,7 @@
 
 import type { Channel, JupyterMessage, OutgoingMessage } from "../../protocol/jupyter.js";
 import { decodeFrames, describeDecodeError, type Signer } from "../../protocol/wire.js";
-import type { Disposable } from "../disposable.js";
+import type { Disposable } from "../../protocol/disposable.js";
 import type { Log } from "../log.js";
 
 /** Channels the kernel receives requests on (iopub is publish-only). */

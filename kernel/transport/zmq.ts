@@ -3,7 +3,7 @@
 import * as zmq from "zeromq";
 import type { Channel, OutgoingMessage } from "../../protocol/jupyter.js";
 import { encodeFrames, type Signer } from "../../protocol/wire.js";
-import type { Disposable } from "../disposable.js";
+import type { Disposable } from "../../protocol/disposable.js";
 import type { Log } from "../log.js";
 import type { ConnectionInfo } from "./connection.js";
 import { SendQueue } from "./send-queue.js";

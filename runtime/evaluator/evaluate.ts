@@ -4,8 +4,8 @@
 // object with Runtime.callFunctionOn.
 
 import inspector from "node:inspector";
-import type { Disposable } from "../disposable.js";
-import { DisposedError } from "../disposable.js";
+import type { Disposable } from "../../protocol/disposable.js";
+import { DisposedError } from "../../protocol/disposable.js";
 
 export type EvalOutcome =
   | { type: "value"; value: unknown }

@@ -1,4 +1,5 @@
-// Every subscription, timer and pending call in the kernel is a Disposable. dispose() is idempotent; work that
+// Every subscription, timer and pending call in the kernel and the user program is a Disposable (one definition
+// for both; pure, so browser-safe). dispose() is idempotent; work that
 // was still pending when its owner went away is rejected with a DisposedError so callers can tell "cancelled by
 // shutdown/restart" from a real failure.
 
