@@ -21,9 +21,9 @@ import {
   type ValueItem,
 } from "../protocol/bridge.js";
 import { encodeFrame, FrameDecoder, describeFrameError } from "../protocol/framing.js";
-import type { JsonObject } from "../protocol/jupyter.js";
-import { errorInfo, RpcCode, RpcError, splitParams, type RpcErrorInfo } from "../protocol/rpc.js";
-import { decodeValue, encodeValue } from "../protocol/values.js";
+import type { JsonObject, JsonValue } from "../protocol/jupyter.js";
+import { encodeReply, PendingCalls, RpcCode, RpcError, runCall } from "../protocol/rpc.js";
+import { encodeValue } from "../protocol/values.js";
 
 export { RpcCode, RpcError } from "../protocol/rpc.js";
 
@@ -46,11 +46,8 @@ export interface CallProgress {
 /** A function the program can call with `comms.callFrontend(name, ...args)`. */
 export type FrontendHandler = (...args: any[]) => unknown;
 
-interface PendingCall {
-  method: string;
-  resolve(value: unknown): void;
-  reject(error: RpcError): void;
-  timer: ReturnType<typeof setTimeout>;
+/** The page's bookkeeping for a call of its own (PendingCalls holds the promise and the deadline). */
+interface OutgoingCall {
   /** Sent on the current comm (a comm that closes fails it); false while waiting for the connection. */
   sent: boolean;
   message: BrowserToKernel;
@@ -211,7 +208,7 @@ export class TsnbComm {
   private openAckTimer: ReturnType<typeof setTimeout> | null = null;
   private retryTimer: ReturnType<typeof setTimeout> | null = null;
   private nextId = 1;
-  private readonly calls = new Map<string, PendingCall>();
+  private readonly calls = new PendingCalls<OutgoingCall>({ owner: "tsnb_comm", closedReason: "tsnb_comm was closed" });
   private readonly handlers = new Map<string, FrontendHandler>();
   /** Large kernel messages being reassembled, by chunk id. */
   private readonly assemblies = new Map<string, { decoder: FrameDecoder; next: number; bytes: number }>();
@@ -361,15 +358,13 @@ export class TsnbComm {
     const timeout = options.timeout ?? DEFAULT_CALL_TIMEOUT_MS;
     const message: BrowserToKernel = { op: "call", id, method, value: encoded.json };
     if (encoded.buffers.length > 0) message.nbuf = encoded.buffers.length;
-    return new Promise<unknown>((resolve, reject) => {
-      const timer = setTimeout(() => {
-        if (!this.calls.delete(id)) return;
-        reject(new RpcError({ code: RpcCode.TIMEOUT, message: `tsnb_comm.call("${method}") got no answer within ${timeout} ms` }));
-      }, timeout);
-      const call: PendingCall = { method, resolve, reject, timer, sent: false, message, buffers: encoded.buffers, onProgress: options.onProgress };
-      this.calls.set(id, call);
-      this.queueCalls();
+    const answer = this.calls.add(id, {
+      label: `tsnb_comm.call("${method}")`,
+      timeoutMs: timeout,
+      data: { sent: false, message, buffers: encoded.buffers, onProgress: options.onProgress },
     });
+    this.queueCalls();
+    return answer;
   }
 
   /** How many calls are waiting for an answer. */
@@ -405,7 +400,7 @@ export class TsnbComm {
   /** Sends every call not sent yet: big ones alone (chunked, with progress), small ones batched. */
   private flushCalls(): void {
     if (this.current.state !== "open") return;
-    let batch: PendingCall[] = [];
+    let batch: OutgoingCall[] = [];
     let bytes = 0;
     const sendBatch = () => {
       if (batch.length === 1) this.sendCall(batch[0]!);
@@ -424,7 +419,7 @@ export class TsnbComm {
       batch = [];
       bytes = 0;
     };
-    for (const call of this.calls.values()) {
+    for (const [, call] of this.calls.entries()) {
       if (call.sent) continue;
       const size = call.buffers.reduce((n, b) => n + b.byteLength, 0) + 64;
       if (size > Math.min(RPC_BATCH_BYTES, this.options.chunkBytes / 2)) {
@@ -439,7 +434,7 @@ export class TsnbComm {
     sendBatch();
   }
 
-  private sendCall(call: PendingCall): void {
+  private sendCall(call: OutgoingCall): void {
     call.sent = true;
     // Values sent before the call reach the program before it.
     this.flush();
@@ -454,58 +449,26 @@ export class TsnbComm {
   private failSentCalls(reason: string): void {
     // Parts of large messages from the closed comm will never be completed.
     this.assemblies.clear();
-    for (const [id, call] of [...this.calls]) {
-      if (!call.sent) continue;
-      this.calls.delete(id);
-      clearTimeout(call.timer);
-      call.reject(new RpcError({ code: RpcCode.DISCONNECTED, message: `tsnb_comm.call("${call.method}"): the connection to the kernel closed before an answer came (${reason})` }));
-    }
+    this.calls.rejectIf(
+      (call) => call.sent,
+      (label) => new RpcError({ code: RpcCode.DISCONNECTED, message: `${label}: the connection to the kernel closed before an answer came (${reason})` }),
+    );
   }
 
-  private answerCall(id: string, method: string, value: unknown, buffers: Uint8Array[]): void {
-    const reply = (outcome: { value: unknown } | { error: RpcErrorInfo }) => {
-      if (this.current.state !== "open") return;
-      if ("error" in outcome) {
-        this.sendNow({ op: "reply", id, error: outcome.error });
-        return;
-      }
-      let encoded;
-      try {
-        encoded = encodeValue(outcome.value === undefined ? null : outcome.value);
-      } catch (err) {
-        this.sendNow({ op: "reply", id, error: errorInfo(RpcCode.RESULT_NOT_SERIALIZABLE, err) });
-        return;
-      }
-      const message: BrowserToKernel = { op: "reply", id, value: encoded.json };
-      if (encoded.buffers.length > 0) message.nbuf = encoded.buffers.length;
-      this.sendNow(message, encoded.buffers, JSON.stringify(encoded.json).length);
-    };
-    const fn = this.handlers.get(method);
-    if (!fn) {
-      reply({ error: { code: RpcCode.METHOD_NOT_FOUND, message: `no function "${method}" is registered in this page (tsnb_comm.register)` } });
-      return;
-    }
-    let params;
-    try {
-      params = splitParams(decodeValue(value as never, buffers));
-    } catch (err) {
-      params = `the arguments could not be decoded: ${String(err)}`;
-    }
-    if (typeof params === "string") {
-      reply({ error: { code: RpcCode.INVALID_PARAMS, message: params } });
-      return;
-    }
-    let result: unknown;
-    try {
-      result = fn(...params.args);
-    } catch (err) {
-      reply({ error: errorInfo(RpcCode.EXCEPTION, err) });
-      return;
-    }
-    Promise.resolve(result).then(
-      (v) => reply({ value: v }),
-      (err: unknown) => reply({ error: errorInfo(RpcCode.EXCEPTION, err) }),
-    );
+  private answerCall(id: string, method: string, value: JsonValue, buffers: Uint8Array[]): void {
+    runCall({
+      handler: this.handlers.get(method),
+      notFound: () => `no function "${method}" is registered in this page (tsnb_comm.register)`,
+      value,
+      buffers,
+      invoke: (fn, args) => fn(...args),
+      reply: (outcome) => {
+        if (this.current.state !== "open") return;
+        const { payload, buffers: parts } = encodeReply(outcome);
+        const approx = "value" in payload ? JSON.stringify(payload.value).length : 0;
+        this.sendNow({ op: "reply", id, ...payload }, parts, approx);
+      },
+    });
   }
 
   /**
@@ -529,11 +492,7 @@ export class TsnbComm {
 
   close(): void {
     this.flush();
-    for (const [id, call] of [...this.calls]) {
-      this.calls.delete(id);
-      clearTimeout(call.timer);
-      call.reject(new RpcError({ code: RpcCode.DISCONNECTED, message: `tsnb_comm.call("${call.method}"): tsnb_comm was closed` }));
-    }
+    this.calls.dispose();
     this.dispatch({ type: "close_requested" });
     for (const t of [this.ackTimer, this.openAckTimer, this.retryTimer]) if (t !== null) clearTimeout(t);
     this.ackTimer = this.openAckTimer = this.retryTimer = null;
@@ -649,22 +608,9 @@ export class TsnbComm {
       case "rpc_batch":
         for (const part of splitRpcBatch(message, buffers)) this.handle(part.message, part.buffers);
         return;
-      case "reply": {
-        const call = this.calls.get(message.id);
-        if (!call) return;
-        this.calls.delete(message.id);
-        clearTimeout(call.timer);
-        if (message.error) {
-          call.reject(new RpcError(message.error));
-          return;
-        }
-        try {
-          call.resolve(decodeValue(message.value ?? null, buffers));
-        } catch (err) {
-          call.reject(new RpcError({ code: RpcCode.INVALID_PARAMS, message: `the program's result could not be decoded: ${String(err)}` }));
-        }
+      case "reply":
+        this.calls.settle(message.id, message, buffers, "the program");
         return;
-      }
       case "ping":
         this.sendNow({ op: "pong", nonce: message.nonce });
         return;
