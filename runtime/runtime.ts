@@ -19,7 +19,7 @@ import { Magics } from "./magics.js";
 import { PipeRegistry, type CommandPipes } from "./pipes.js";
 import { createImporter, type Importer } from "./modules.js";
 import { Output, type CellContext } from "./output.js";
-import { API_KEY, createTsnb, isNoResult, type Tsnb } from "./tsnb/api.js";
+import { API_KEY, createTsnb, hasDisplayedHook, isNoResult, type Tsnb } from "./tsnb/api.js";
 import { registerTypeScriptLoader } from "./ts-loader.js";
 import { COMMS_KEY, ProgramComms, SyncedVariable } from "./tsnb/comms/comms.js";
 
@@ -326,10 +326,20 @@ export class Runtime implements Disposable {
     return { op: "execute_done", id: op.id, status: "ok", result: null, payload: [{ source: "page", data: reply.data, start: 0 }] };
   }
 
+  /** End-of-cell hooks (widgets refresh their saved outputs) run in the cell's context, before its reply. */
+  private cellDone(op: ExecuteOp): void {
+    try {
+      this.tracker.run({ cell: op.id, allowStdin: false }, () => this.tsnb.runBeforeCellDone());
+    } catch (err) {
+      this.send({ op: "error_output", cell: op.id, ...this.mapper.format(err) });
+    }
+  }
+
   private async runCell(op: ExecuteOp): Promise<void> {
     const signal = this.interrupts.signal();
     try {
       const done = await this.evaluateCell(op, signal);
+      this.cellDone(op);
       this.send(done);
     } catch (err) {
       if (err instanceof ChannelClosedError) return this.shutdown(0);
@@ -361,6 +371,16 @@ export class Runtime implements Disposable {
         return { op: "execute_done", id: op.id, status: "error", ...this.mapper.format(outcome.value) };
       case "value": {
         if (op.silent || outcome.value === undefined || isNoResult(outcome.value)) {
+          return { op: "execute_done", id: op.id, status: "ok", result: null };
+        }
+        if (hasDisplayedHook(outcome.value)) {
+          // A value that keeps its output current (a widget) needs a display id, which execute_result lacks.
+          const value = outcome.value;
+          try {
+            this.tracker.run(context, () => this.tsnb.display(value));
+          } catch (err) {
+            return { op: "execute_done", id: op.id, status: "error", ...this.mapper.format(err) };
+          }
           return { op: "execute_done", id: op.id, status: "ok", result: null };
         }
         try {

@@ -311,6 +311,22 @@ ui.widget`);
 const s = new IntSlider({ description: "Speed", value: 42, min: 0, max: 50 });
 s.value = 77;
 new VBox({ children: [s, new Checkbox({ description: "On", value: true }), new Text({ value: "hello <world>" }), new Dropdown({ options: ["a", "b"], value: "b" })] })`,
+        // Later cells change what earlier cells displayed: the saved outputs follow (update_display_data).
+        `import { Progress, Label } from "tsnb";
+const bar = new Progress({ description: "Work", value: 0, max: 10 });
+const status = new Label({ value: "starting" });
+display(bar);
+display(status);
+for (let i = 1; i <= 10; i++) { bar.value = i; await new Promise((r) => setTimeout(r, 60)); }
+"looped"`,
+        `s.value = 7;
+status.value = "all <done>";
+s.description = "Final speed";`,
+        // A widget disposed before it changes keeps its last snapshot; the others are unaffected.
+        `const gone = new Label({ value: "first" });
+display(gone);
+gone.dispose();
+"disposed"`,
       ].map((source, i) => ({ cell_type: "code", id: `c${i}`, metadata: {}, source, outputs: [], execution_count: null })),
     };
     writeFileSync(join(dir, "static.ipynb"), JSON.stringify(nb));
@@ -319,8 +335,16 @@ new VBox({ children: [s, new Checkbox({ description: "On", value: true }), new T
     const result = await run.result;
     expect(result.code, result.stderr).toBe(0);
     const html = readFileSync(join(dir, "static.html"), "utf8");
-    // The program clamped 77 to max 50 before display.
-    expect(html).toMatch(/<label class="tsnb-w-label">Speed<\/label><input type="range" min="0" max="50" step="1" value="50" disabled> <output class="tsnb-w-readout">50<\/output>/);
+    // The slider was displayed at 50 (77 clamped); a later cell set it to 7 and renamed it: the output shows that.
+    expect(html).toMatch(/<label class="tsnb-w-label">Final speed<\/label><input type="range" min="0" max="50" step="1" value="7" disabled> <output class="tsnb-w-readout">7<\/output>/);
+    expect(html).not.toContain(">Speed</label>");
+    expect(html).toContain('<progress min="0" max="10" value="10">10</progress>');
+    expect(html).toContain('<span class="tsnb-w-text">all &lt;done&gt;</span>');
+    expect(html).not.toContain(">starting</span>");
+    expect(html).toContain('<span class="tsnb-w-text">first</span>');
+    // Each widget output is still one output (replaced in place, not appended).
+    expect(html.match(/<input type="range"/g)).toHaveLength(1);
+    expect(html.match(/<progress /g)).toHaveLength(1);
     expect(html).toContain('<input type="checkbox" checked disabled> On');
     expect(html).toContain('value="hello &lt;world&gt;"');
     expect(html).toContain("<option selected>b</option>");
@@ -336,6 +360,8 @@ new VBox({ children: [s, new Checkbox({ description: "On", value: true }), new T
     const html = readFileSync(join(dir, "tour.html"), "utf8");
     for (const kind of ["Checkbox", "ToggleButton", "FloatSlider", "Textarea", "Dropdown", "NumberInput", "Progress", "Label widget", "<i>HTML</i> widget"]) expect(html).toContain(kind);
     expect(html).toContain("<option selected>green</option>");
+    // The tour's second cell sets the first cell's slider to 42, clamped to 10: the first output shows that.
+    expect(html).toMatch(/>Level<\/label><input type="range" min="0" max="10" step="1" value="10" disabled>/);
     expect(html).toContain('<progress min="0" max="100" value="60">');
     expect(html).toContain("no browser typed within 1 s");
     expect(html).toContain("hahaha");

@@ -5,6 +5,7 @@
 import { describe, expect, it } from "vitest";
 import { clampToStep, inputAddress, parseWidgetInput, stateAddress, type WidgetStateMessage } from "../protocol/widgets.js";
 import type { Comms } from "../runtime/tsnb/comms/comms.js";
+import { SnapshotPublisher } from "../runtime/tsnb/widgets/snapshots.js";
 import { Button, ColorPicker, Dropdown, FileUpload, Output, FloatSlider, HBox, Image, interact, IntRangeSlider, IntSlider, NumberInput, Progress, RadioButtons, Tabs, Text, WidgetDisposedError, WidgetInputError } from "../runtime/tsnb/widgets/widgets.js";
 
 /** Records what the program sends; `input()` plays a browser sending on an input address. */
@@ -343,5 +344,77 @@ describe("widget protocol helpers", () => {
     expect(parseWidgetInput({ type: "click", seq: 1 })).toMatchObject({ ok: false, error: /client/ });
     expect(parseWidgetInput({ type: "click", client: "c", seq: 1.5 })).toMatchObject({ ok: false, error: /seq/ });
     expect(parseWidgetInput({ type: "click", client: "c", seq: 1 })).toEqual({ ok: true, value: { type: "click", client: "c", seq: 1 } });
+  });
+});
+
+describe("saved-output snapshots (SnapshotPublisher)", () => {
+  /** A display handle that records its updates; a manual timer. */
+  function harness() {
+    const updates: { id: string; html: string }[] = [];
+    const armed: { fn: () => void; active: boolean }[] = [];
+    const publisher = new SnapshotPublisher({
+      throttleMs: 100,
+      setTimer: (fn) => {
+        const t = { fn, active: true };
+        armed.push(t);
+        return { dispose: () => void (t.active = false) };
+      },
+    });
+    const timers = { active: () => armed.filter((t) => t.active), fire: () => armed.filter((t) => t.active).forEach((t) => ((t.active = false), t.fn())) };
+    const handle = (id: string) => ({
+      id,
+      update: (v: unknown) => {
+        const bundle = (v as { [k: symbol]: () => { [mime: string]: string } })[Symbol.for("Jupyter.display")]!();
+        updates.push({ id, html: bundle["text/html"]! });
+      },
+    });
+    return { publisher, updates, timers, handle };
+  }
+
+  it("replaces a shown output with the current state once per burst of changes, box children included, never a live one", () => {
+    const { fake, comms } = setup();
+    const live = new Map<string, number>();
+    (fake as unknown as { listeners(a: string): number }).listeners = (a) => live.get(a) ?? 0;
+    const { publisher, updates, timers, handle } = harness();
+    const s = new IntSlider({ comms, value: 1, max: 10 });
+    const box = new HBox({ comms, children: [s] });
+    publisher.displayed(s, handle("d-slider"), s.displayBundle());
+    publisher.displayed(box, handle("d-box"), box.displayBundle());
+    publisher.flush();
+    expect(updates).toEqual([]);
+
+    s.value = 4;
+    publisher.changed();
+    s.value = 5;
+    publisher.changed();
+    expect(timers.active()).toHaveLength(1);
+    timers.fire();
+    // One refresh per output for the whole burst, showing the last value; the box shows its child's too.
+    expect(updates.map((u) => u.id)).toEqual(["d-slider", "d-box"]);
+    expect(updates.every((u) => u.html.includes('value="5"'))).toBe(true);
+
+    // Nothing changed: nothing is sent again.
+    publisher.changed();
+    publisher.flush();
+    expect(updates).toHaveLength(2);
+
+    // A page shows the box live: only the slider's own (not live) output is replaced.
+    live.set(stateAddress(box.id), 1);
+    s.value = 9;
+    publisher.changed();
+    publisher.flush();
+    expect(updates.slice(2).map((u) => u.id)).toEqual(["d-slider"]);
+    expect(timers.active()).toHaveLength(0);
+
+    // A disposed widget's outputs are forgotten.
+    publisher.forget(s);
+    live.clear();
+    box.description = "renamed";
+    publisher.changed();
+    publisher.flush();
+    expect(updates.slice(3).map((u) => u.id)).toEqual(["d-box"]);
+    publisher.dispose();
+    publisher.changed();
+    expect(timers.active()).toHaveLength(0);
   });
 });

@@ -5,12 +5,19 @@
 import { inspect } from "node:util";
 import type { JsonObject, JsonValue, MimeBundle } from "../../protocol/jupyter.js";
 import type { CellId, ProgramToKernel } from "../../protocol/program.js";
+import { disposable, type Disposable } from "../../protocol/disposable.js";
 
 export const API_KEY = Symbol.for("tsnb.api");
 /** Marks values that are not shown as a cell's result (a display handle: its content is already shown). */
 export const NO_RESULT = Symbol.for("tsnb.noResult");
 /** Deno's protocol: `obj[Symbol.for("Jupyter.display")]()` returns a MIME bundle. */
 export const JUPYTER_DISPLAY = Symbol.for("Jupyter.display");
+/**
+ * `obj[Symbol.for("tsnb.displayed")](handle)` is called after `display(obj)` with the output's handle, so a
+ * value whose look changes later (a widget) can keep its saved output current. Such values are displayed
+ * (display_data with a display id) rather than returned as execute_result when they are a cell's last value.
+ */
+export const DISPLAYED = Symbol.for("tsnb.displayed");
 
 export interface TsnbHost {
   /** Sends an op after any buffered stream output. */
@@ -62,6 +69,14 @@ export interface Tsnb {
   clearOutput(options?: ClearOutputOptions): void;
   /** Formats a value the way cell results are shown. */
   toMimeBundle(value: unknown): Promise<MimeBundle>;
+  /**
+   * Runs `hook` at the end of every cell, in that cell's context, before its reply: the last moment its
+   * output (updates of earlier displays included) still reaches a headless client such as nbclient, which
+   * stops reading a cell's messages at its idle.
+   */
+  beforeCellDone(hook: () => void): Disposable;
+  /** Called by the runtime as a cell ends (inside the cell's context); runs the `beforeCellDone` hooks. */
+  runBeforeCellDone(): void;
 }
 
 export class DisplayError extends Error {
@@ -98,10 +113,23 @@ export async function toMimeBundle(value: unknown): Promise<MimeBundle> {
   return { "text/plain": plain(value) };
 }
 
+/**
+ * Like toMimeBundle, but synchronous when [Symbol.for("Jupyter.display")]() is: the output then leaves in
+ * the same turn, before anything the caller does next (a cell's reply, an update of the same display).
+ */
 function syncBundle(value: unknown): MimeBundle | Promise<MimeBundle> {
   const method = (value as { [JUPYTER_DISPLAY]?: unknown } | null | undefined)?.[JUPYTER_DISPLAY];
-  if (typeof method === "function") return toMimeBundle(value);
+  if ((typeof value === "object" || typeof value === "function") && value !== null && typeof method === "function") {
+    const bundle: unknown = (method as () => unknown).call(value);
+    if (bundle instanceof Promise) return bundle.then((b: unknown) => checkedBundle(value, b));
+    return checkedBundle(value, bundle);
+  }
   return { "text/plain": plain(value) };
+}
+
+function checkedBundle(value: unknown, bundle: unknown): MimeBundle {
+  if (!isBundle(bundle)) throw new DisplayError(`[Symbol.for("Jupyter.display")]() must return a MIME bundle object, got ${plain(bundle)}`);
+  return { "text/plain": plain(value), ...bundle };
 }
 
 export function createTsnb(host: TsnbHost): Tsnb {
@@ -133,7 +161,11 @@ export function createTsnb(host: TsnbHost): Tsnb {
     return { [mime]: s, "text/plain": `[${label}]` };
   };
 
-  const display = ((value: unknown, options?: DisplayOptions) => show(syncBundle, value, options)) as DisplayFunction;
+  const display = ((value: unknown, options?: DisplayOptions) => {
+    const handle = show(syncBundle, value, options);
+    if (hasDisplayedHook(value)) value[DISPLAYED](handle);
+    return handle;
+  }) as DisplayFunction;
   display.html = (s, o) => show(text("text/html", "html"), s, o);
   display.markdown = (s, o) => show((v: string) => ({ ...text("text/markdown", "markdown")(v), "text/plain": v }), s, o);
   display.svg = (s, o) => show(text("image/svg+xml", "svg"), s, o);
@@ -154,5 +186,31 @@ export function createTsnb(host: TsnbHost): Tsnb {
     host.send({ op: "clear_output", cell: host.currentCell(), wait: options.wait === true });
   };
 
-  return { display, input, clearOutput, toMimeBundle };
+  const cellDoneHooks = new Set<() => void>();
+  const beforeCellDone = (hook: () => void): Disposable => {
+    if (typeof hook !== "function") throw new TypeError("beforeCellDone needs a function");
+    // A wrapper per registration, so registering the same function twice needs two disposals.
+    const entry = () => hook();
+    cellDoneHooks.add(entry);
+    return disposable(() => cellDoneHooks.delete(entry));
+  };
+  const runBeforeCellDone = () => {
+    const errors: unknown[] = [];
+    for (const hook of [...cellDoneHooks]) {
+      try {
+        hook();
+      } catch (err) {
+        errors.push(err);
+      }
+    }
+    if (errors.length === 1) throw errors[0];
+    if (errors.length > 1) throw new AggregateError(errors, `${errors.length} end-of-cell hooks failed`);
+  };
+
+  return { display, input, clearOutput, toMimeBundle, beforeCellDone, runBeforeCellDone };
+}
+
+/** A value that wants its display handle (see DISPLAYED). */
+export function hasDisplayedHook(value: unknown): value is { [DISPLAYED](handle: DisplayHandle<unknown>): void } {
+  return (typeof value === "object" || typeof value === "function") && value !== null && typeof (value as { [DISPLAYED]?: unknown })[DISPLAYED] === "function";
 }

@@ -13,7 +13,8 @@ import { Console } from "node:console";
 import { Writable } from "node:stream";
 import { inspect } from "node:util";
 import { existsSync, readFileSync } from "node:fs";
-import { API_KEY, type Tsnb } from "../api.js";
+import { API_KEY, DISPLAYED, type DisplayHandle, type Tsnb } from "../api.js";
+import { SnapshotPublisher } from "./snapshots.js";
 import {
   clampToStep,
   escapeHtml,
@@ -75,7 +76,12 @@ function globalComms(): Comms {
  */
 interface WidgetsGlobal {
   shim(): void;
+  /** Keeps saved widget outputs showing the current state (snapshots.ts). */
+  snapshots: SnapshotPublisher;
 }
+
+/** How long a changed widget output waits at most for its refreshed snapshot while changes keep coming. */
+const SNAPSHOT_THROTTLE_MS = 250;
 
 export const SHIM_MIME = "application/x-tsnb-shim";
 
@@ -88,16 +94,31 @@ function readShim(): string {
   throw new Error(`the browser shim (dist/shim.js) was not found next to ${import.meta.url}: run npm run build`);
 }
 
-function installShimSource(): void {
+function widgetsGlobal(): WidgetsGlobal {
   const g = globalThis as { [WIDGETS_KEY]?: WidgetsGlobal };
-  if (g[WIDGETS_KEY]) return;
-  g[WIDGETS_KEY] = {
+  const existing = g[WIDGETS_KEY];
+  if (existing) return existing;
+  const api = (globalThis as { [API_KEY]?: Tsnb })[API_KEY];
+  const snapshots = new SnapshotPublisher({
+    throttleMs: SNAPSHOT_THROTTLE_MS,
+    setTimer: (fn, ms) => {
+      const handle = setTimeout(fn, ms);
+      // A pending refresh never keeps a finished program alive.
+      handle.unref();
+      return { dispose: () => clearTimeout(handle) };
+    },
+  });
+  // Lives as long as the process: the runtime calls it at the end of every cell.
+  api?.beforeCellDone(() => snapshots.flush());
+  const created: WidgetsGlobal = {
     shim: () => {
-      const api = (globalThis as { [API_KEY]?: Tsnb })[API_KEY];
       if (!api) throw new Error("no tsnb runtime in this process");
       api.display.bundle({ [SHIM_MIME]: readShim(), "text/plain": "" });
     },
+    snapshots,
   };
+  g[WIDGETS_KEY] = created;
+  return created;
 }
 
 /** The code a page's bootstrap asks the kernel to run. */
@@ -145,6 +166,7 @@ export abstract class Widget<S extends WidgetState = WidgetState> implements Dis
   protected readonly comms: Comms;
   protected current: S;
   private readonly subscription: Disposable;
+  private readonly snapshots: SnapshotPublisher;
   private readonly changeListeners = new Set<Listener<ChangeEvent<unknown>>>();
   private readonly clickListeners = new Set<Listener<ClickEvent>>();
   private readonly endIterators = new Set<(error: Error) => void>();
@@ -154,7 +176,7 @@ export abstract class Widget<S extends WidgetState = WidgetState> implements Dis
     this.kind = kind;
     this.id = randomUUID();
     this.comms = options.comms ?? globalComms();
-    installShimSource();
+    this.snapshots = widgetsGlobal().snapshots;
     this.current = initial;
     this.subscription = this.comms.subscribe(inputAddress(this.id), (raw) => this.receive(raw));
     this.broadcast(null);
@@ -253,10 +275,26 @@ export abstract class Widget<S extends WidgetState = WidgetState> implements Dis
     // Publishing again in the displaying cell counts as a use of comms there, which is what makes the
     // kernel inject the shim into a page that has none.
     this.broadcast(null);
+    return this.displayBundle();
+  }
+
+  /** The output of the current state: a mount point holding the static HTML, and the bootstrap script. */
+  displayBundle(): { [mime: string]: string } {
     return {
       "text/html": `<div class="tsnb-widget" data-tsnb-widget="${this.id}">${this.staticHtml()}</div><script>${bootstrapScript()}</script>`,
       "text/plain": this.toString(),
     };
+  }
+
+  /** `display(w)` hands over the output's handle: the saved output follows later changes (snapshots.ts). */
+  [DISPLAYED](handle: DisplayHandle<unknown>): void {
+    if (!this.disposed) this.snapshots.displayed(this, handle, this.displayBundle());
+  }
+
+  /** How many front-ends show this widget live (listen on its state); null when the comms cannot say. */
+  liveViews(): number | null {
+    const comms = this.comms as Partial<Pick<Comms, "listeners">>;
+    return typeof comms.listeners === "function" ? comms.listeners.call(this.comms, stateAddress(this.id)) : null;
   }
 
   toString(): string {
@@ -274,6 +312,7 @@ export abstract class Widget<S extends WidgetState = WidgetState> implements Dis
     if (this.disposed) return;
     this.disposed = true;
     this.subscription.dispose();
+    this.snapshots.forget(this);
     for (const end of [...this.endIterators]) end(new WidgetDisposedError(`${this.kind} ${this.id} was disposed`));
     this.changeListeners.clear();
     this.clickListeners.clear();
@@ -298,6 +337,7 @@ export abstract class Widget<S extends WidgetState = WidgetState> implements Dis
     if (this.disposed) return;
     const message: WidgetStateMessage = { type: "state", id: this.id, kind: this.kind, state: this.current, ack };
     this.comms.send(stateAddress(this.id), message);
+    this.snapshots.changed();
   }
 
   private receive(raw: unknown): Promise<void> | void {
