@@ -95,6 +95,28 @@ describe("History", () => {
     expect(reader.query(tail(1))).toEqual([[1, 12, "cell 12"]]);
   });
 
+  it("reads the file when asked, so entries another kernel appended meanwhile are offered too", () => {
+    const file = tempFile();
+    const mine = new History({ file, log: memoryLog() });
+    mine.record(1, "mine");
+    const other = new History({ file, log: memoryLog() });
+    other.record(1, "theirs");
+    expect(mine.query(tail(10))).toEqual([
+      [1, 1, "mine"],
+      [2, 1, "theirs"],
+    ]);
+  });
+
+  it("numbers the session after the file's last one even when the last entry is longer than a read chunk", () => {
+    const file = tempFile();
+    const first = new History({ file, log: memoryLog() });
+    first.record(1, "short");
+    first.record(2, "x".repeat(300_000));
+    const second = new History({ file, log: memoryLog() });
+    expect(second.session).toBe(2);
+    expect(second.query(tail(1))).toEqual([[1, 2, "x".repeat(300_000)]]);
+  });
+
   it("lives under XDG_DATA_HOME unless TSNB_HISTORY_FILE names a file or turns it off", () => {
     expect(defaultHistoryFile({ XDG_DATA_HOME: "/data" })).toBe("/data/tsnb/history.jsonl");
     expect(defaultHistoryFile({ TSNB_HISTORY_FILE: "/x/h.jsonl" })).toBe("/x/h.jsonl");
