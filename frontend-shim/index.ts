@@ -5,7 +5,7 @@
 
 import { KernelManager, KernelMessage, ServerConnection } from "@jupyterlab/services";
 import type { Kernel } from "@jupyterlab/services";
-import { BRIDGE_TARGET } from "../protocol/bridge.js";
+import { BRIDGE_COMM_ID_PREFIX, BRIDGE_TARGET } from "../protocol/bridge.js";
 import { randomId, TsnbComm, type CommOpener, type CommPort } from "./client.js";
 // Widget views (issue 4): they mount on widget outputs once this shim runs.
 import "./widgets/index.js";
@@ -111,13 +111,21 @@ interface ClassicComm {
   send(data: unknown, callbacks?: unknown, metadata?: unknown, buffers?: ArrayBufferView[]): string;
   close(): string;
 }
+interface ClassicIopubMessage {
+  content?: { comm_id?: unknown };
+}
+type ClassicIopubHandler = (msg: ClassicIopubMessage) => unknown;
 interface ClassicKernel {
   id: string;
   ws?: WebSocket | null;
   comm_manager: {
     new_comm(target: string, data: unknown, callbacks?: unknown, metadata?: unknown, commId?: string): ClassicComm;
     unregister_comm?(comm: ClassicComm): void;
+    /** Every comm this page knows, by id (Notebook 6 keeps promises of comms). */
+    comms?: Record<string, unknown>;
   };
+  get_iopub_handler?(msgType: string): ClassicIopubHandler | undefined;
+  register_iopub_handler?(msgType: string, handler: ClassicIopubHandler): void;
   events: { on(event: string, handler: () => void): void; off(event: string, handler: () => void): void };
   _get_msg?(msgType: string, content: unknown): Record<string, unknown>;
 }
@@ -131,10 +139,47 @@ interface ClassicKernel {
  */
 function classicKernel(config: BootConfig): ClassicKernel | null {
   if (config.wsUrl !== undefined || config.baseUrl !== undefined) return null; // told to connect elsewhere
-  const k = (globalThis as { Jupyter?: { notebook?: { kernel?: unknown } } }).Jupyter?.notebook?.kernel as Partial<ClassicKernel> | null | undefined;
+  const k = pageClassicKernel();
   if (!k || k.id !== config.kernelId) return null;
   if (typeof k.comm_manager?.new_comm !== "function" || typeof k.events?.on !== "function") return null;
   return k as ClassicKernel;
+}
+
+/** A new comm id for this page's bridge comm. */
+function newCommId(): string {
+  return `${BRIDGE_COMM_ID_PREFIX}${randomId()}`;
+}
+
+/** Marks a Notebook 6 kernel object whose comm handlers already ignore other pages' bridge comms (on the page's object, so a re-injected shim sees it). */
+const FOREIGN_COMMS_IGNORED = Symbol.for("tsnb.foreignCommsIgnored");
+
+/**
+ * The server sends every IOPub message to every connection of a kernel, so a classic page also receives
+ * the comm_msg and comm_close of tsnb comms it does not hold: another tab's, a JupyterLab page's, its own
+ * services connection's, or its own comm in the moment after closing it. Notebook 6's CommManager logs
+ * "Comm promise not found" for each of them. Those messages are not for this page: drop them before the
+ * CommManager looks. Messages of every other comm (ours included) still go to it unchanged.
+ */
+function ignoreForeignBridgeComms(kernel: ClassicKernel): void {
+  const marked = kernel as ClassicKernel & { [FOREIGN_COMMS_IGNORED]?: true };
+  if (marked[FOREIGN_COMMS_IGNORED] || typeof kernel.get_iopub_handler !== "function" || typeof kernel.register_iopub_handler !== "function") return;
+  for (const msgType of ["comm_msg", "comm_close"]) {
+    const original = kernel.get_iopub_handler(msgType);
+    if (typeof original !== "function") continue;
+    kernel.register_iopub_handler(msgType, (msg) => {
+      const id = msg.content?.comm_id;
+      const known = kernel.comm_manager.comms;
+      if (typeof id === "string" && id.startsWith(BRIDGE_COMM_ID_PREFIX) && known !== undefined && known[id] === undefined) return undefined;
+      return original(msg);
+    });
+  }
+  marked[FOREIGN_COMMS_IGNORED] = true;
+}
+
+/** Notebook 6's kernel object in this page, whichever kernel it is connected to. */
+function pageClassicKernel(): Partial<ClassicKernel> | null {
+  const k = (globalThis as { Jupyter?: { notebook?: { kernel?: unknown } } }).Jupyter?.notebook?.kernel;
+  return k !== null && typeof k === "object" ? (k as Partial<ClassicKernel>) : null;
 }
 
 function makeClassicOpener(kernel: ClassicKernel): CommOpener {
@@ -163,7 +208,7 @@ function makeClassicOpener(kernel: ClassicKernel): CommOpener {
     // A restarted kernel forgets every comm: reopen ours.
     const onRestart = (): void => onClosed("the kernel restarted");
     kernel.events.on("kernel_restarting.Kernel", onRestart);
-    const comm = kernel.comm_manager.new_comm(BRIDGE_TARGET, openData, undefined, undefined, randomId());
+    const comm = kernel.comm_manager.new_comm(BRIDGE_TARGET, openData, undefined, undefined, newCommId());
     comm.on_msg((msg) => handlers.onMessage(msg.content.data, (msg.buffers ?? []).map(bytes)));
     comm.on_close((msg) => {
       const reason = (msg.content.data as { reason?: unknown } | undefined)?.reason;
@@ -220,7 +265,7 @@ function makeServicesOpener(config: BootConfig): CommOpener {
   };
   return async (openData, handlers) => {
     const k = connection();
-    const comm = k.createComm(BRIDGE_TARGET, randomId());
+    const comm = k.createComm(BRIDGE_TARGET, newCommId());
     let closed = false;
     const onClosed = (reason: string) => {
       if (closed) return;
@@ -280,6 +325,8 @@ function boot(config: BootConfig): TsnbComm {
     return existing;
   }
   existing?.close?.();
+  const classic = pageClassicKernel();
+  if (classic?.comm_manager !== undefined && classic.id === config.kernelId) ignoreForeignBridgeComms(classic as ClassicKernel);
   // A page going away says so, so the kernel does not wait for the heartbeat to find the comm dead
   // (a reloaded page gets a fresh shim on its next use of comms).
   const onPageHide = () => {

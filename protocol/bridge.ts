@@ -13,6 +13,12 @@ import { checkCallId, checkMethod, checkPayload, parseReplyOutcome, type RpcErro
 
 export const BRIDGE_TARGET = "tsnb_comm";
 export const BRIDGE_VERSION = 1;
+/**
+ * Pages name their `tsnb_comm` comms with this prefix. The server sends every IOPub message to every
+ * connection of a kernel, so a page also sees the comm messages of other pages' comms; the prefix lets
+ * it recognise those as another front-end's bridge traffic and ignore them.
+ */
+export const BRIDGE_COMM_ID_PREFIX = "tsnb-";
 /** Longest address accepted, in UTF-16 units: addresses are names, not payloads. */
 export const MAX_ADDRESS_LENGTH = 1024;
 /**

@@ -183,6 +183,12 @@ describe("comms in real Chromium through the real Notebook 6 server", () => {
       expect(await received(page, "after", 1)).toEqual(['"reloaded"']);
       expect(await received(page, "after-ack", 1)).toEqual(["7"]);
       await cellText(page, 3, /after reload: ok/);
+
+      // 5. The server sends every IOPub message to every connection, so the classic page also got the
+      // second tab's comm messages; Notebook 6 logs "Comm promise not found" for a comm it does not hold,
+      // and the shim must keep such bridge traffic away from it.
+      const commErrors = browser!.consoleLog().split("\n").filter((line) => /Comm promise not found|Exception (handling|closing) comm/.test(line));
+      expect(commErrors).toEqual([]);
     });
     await page.close();
   }, 300_000);
