@@ -1,7 +1,7 @@
 // Line magics and shell commands. The compiler turns `%name args` and `!command` lines into awaited calls
 // of these helpers, so they run in order with the TypeScript around them and inside the cell's context.
 
-import { spawn, type ChildProcess } from "node:child_process";
+import type { ChildProcess } from "node:child_process";
 import { homedir } from "node:os";
 import { resolve } from "node:path";
 import type { Disposable } from "../protocol/disposable.js";
@@ -92,7 +92,9 @@ export class Magics implements Disposable {
    */
   shell(command: string, options: { write?: MagicsOptions["write"]; env?: Record<string, string> } = {}): Promise<number> {
     const write = options.write ?? this.options.write;
-    return new Promise((resolvePromise, reject) => {
+    // child_process (with dgram and the socket list under it) is loaded by the first command, not at start-up:
+    // about 0.5 MB RSS a session without `!` commands never needs.
+    return import("node:child_process").then(({ spawn }) => new Promise((resolvePromise, reject) => {
       const env = options.env ? { ...process.env, ...options.env } : process.env;
       const child = spawn("/bin/sh", ["-c", command], { stdio: ["ignore", "pipe", "pipe"], cwd: process.cwd(), env });
       this.children.add(child);
@@ -109,7 +111,7 @@ export class Magics implements Disposable {
         if (code !== 0) write("stderr", signal ? `[killed by ${signal}]\n` : `[exit code ${code}]\n`);
         resolvePromise(code ?? 128);
       });
-    });
+    }));
   }
 
   /** Stops running shell commands (on interrupt). */

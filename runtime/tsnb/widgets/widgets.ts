@@ -8,7 +8,6 @@
 // run in the async context of the cell that registered them, so their output lands under that cell.
 
 import { AsyncResource } from "node:async_hooks";
-import { randomUUID } from "node:crypto";
 import { Console } from "node:console";
 import { Writable } from "node:stream";
 import { inspect } from "node:util";
@@ -174,7 +173,7 @@ export abstract class Widget<S extends WidgetState = WidgetState> implements Dis
 
   protected constructor(kind: WidgetKind, initial: S, options: WidgetOptions) {
     this.kind = kind;
-    this.id = randomUUID();
+    this.id = globalThis.crypto.randomUUID();
     this.comms = options.comms ?? globalComms();
     this.snapshots = widgetsGlobal().snapshots;
     this.current = initial;
