@@ -29,6 +29,11 @@ export function staticSnapshot(root: HTMLElement): string {
     el.removeAttribute("aria-disabled");
     el.removeAttribute("title");
   }
+  // Custom controls (the range slider's thumbs, the tab bar's tabs) are inert in the copy too.
+  for (const el of clone.querySelectorAll<HTMLElement>("[tabindex]")) {
+    el.removeAttribute("tabindex");
+    if (el.getAttribute("role") === "slider") el.setAttribute("aria-disabled", "true");
+  }
   return clone.innerHTML;
 }
 
