@@ -71,6 +71,9 @@ async function runKernel(args: string[]): Promise<void> {
     extension: comms,
   });
   comms.attach(executor);
+  const history = new History({ file: defaultHistoryFile(process.env), log });
+  // Appends are deferred off the execute path (core/history.ts); whatever way the process ends, they land.
+  process.once("exit", () => history.dispose());
   let stopping: Promise<void> | null = null;
   const stop = (exitCode: number) => {
     stopping ??= (async () => {
@@ -87,7 +90,7 @@ async function runKernel(args: string[]): Promise<void> {
     transport,
     execution: executor,
     comms,
-    history: new History({ file: defaultHistoryFile(process.env), log }),
+    history,
     log,
     io,
     // The kernel process always exits: on a restart, Jupyter's kernel manager waits for the process to end and

@@ -1,6 +1,6 @@
-import { appendFileSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import { appendFileSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import { History, defaultHistoryFile } from "../kernel/core/history.js";
 import { memoryLog } from "../kernel/log.js";
@@ -54,6 +54,7 @@ describe("History", () => {
     const file = tempFile();
     const first = new History({ file, log: memoryLog() });
     first.record(1, "let kept = 1");
+    first.dispose(); // the first kernel process ended
     const second = new History({ file, log: memoryLog() });
     expect(second.session).toBe(2);
     second.record(1, "kept");
@@ -66,7 +67,9 @@ describe("History", () => {
 
   it("survives a torn or foreign line in the file and says so", () => {
     const file = tempFile();
-    new History({ file, log: memoryLog() }).record(1, "good");
+    const writer = new History({ file, log: memoryLog() });
+    writer.record(1, "good");
+    writer.dispose();
     appendFileSync(file, '{"session": 1, "line": 2, "sour');
     const log = memoryLog();
     const history = new History({ file, log });
@@ -90,6 +93,7 @@ describe("History", () => {
     const file = tempFile();
     const writer = new History({ file, limit: 5, log: memoryLog() });
     for (let i = 1; i <= 12; i++) writer.record(i, `cell ${i}`);
+    writer.dispose();
     const reader = new History({ file, limit: 5, log: memoryLog() });
     expect(readFileSync(file, "utf8").trim().split("\n")).toHaveLength(5);
     expect(reader.query(tail(1))).toEqual([[1, 12, "cell 12"]]);
@@ -99,8 +103,10 @@ describe("History", () => {
     const file = tempFile();
     const mine = new History({ file, log: memoryLog() });
     mine.record(1, "mine");
+    mine.flush();
     const other = new History({ file, log: memoryLog() });
     other.record(1, "theirs");
+    other.flush();
     expect(mine.query(tail(10))).toEqual([
       [1, 1, "mine"],
       [2, 1, "theirs"],
@@ -112,9 +118,42 @@ describe("History", () => {
     const first = new History({ file, log: memoryLog() });
     first.record(1, "short");
     first.record(2, "x".repeat(300_000));
+    first.dispose();
     const second = new History({ file, log: memoryLog() });
     expect(second.session).toBe(2);
     expect(second.query(tail(1))).toEqual([[1, 2, "x".repeat(300_000)]]);
+  });
+
+  it("appends off the execute path: on the next turn of the event loop, before a query, or at dispose", async () => {
+    const file = tempFile();
+    const history = new History({ file, log: memoryLog() });
+    history.record(1, "a");
+    history.record(2, "b");
+    expect(existsSync(file)).toBe(false);
+    await new Promise<void>((resolve) => setImmediate(resolve));
+    // Both lines in one append, one turn later.
+    expect(readFileSync(file, "utf8")).toBe('{"session":1,"line":1,"source":"a"}\n{"session":1,"line":2,"source":"b"}\n');
+    history.record(3, "c");
+    expect(history.query(tail(1))).toEqual([[1, 3, "c"]]);
+    history.record(4, "d");
+    history.dispose();
+    expect(readFileSync(file, "utf8").trim().split("\n")).toHaveLength(4);
+    // After dispose (the kernel is exiting) a record is written at once.
+    history.record(5, "e");
+    expect(readFileSync(file, "utf8").trim().split("\n")).toHaveLength(5);
+  });
+
+  it("recreates its directory when it disappears between writes", () => {
+    const file = tempFile();
+    const log = memoryLog();
+    const history = new History({ file, log });
+    history.record(1, "a");
+    history.flush();
+    rmSync(dirname(file), { recursive: true });
+    history.record(2, "b");
+    history.dispose();
+    expect(readFileSync(file, "utf8")).toBe('{"session":1,"line":2,"source":"b"}\n');
+    expect(log.lines).toEqual([]);
   });
 
   it("lives under XDG_DATA_HOME unless TSNB_HISTORY_FILE names a file or turns it off", () => {

@@ -8,11 +8,17 @@
 // every past cell's source on its heap for the whole session, 3 MB RSS for a 13,600-line file of one-line cells
 // and more for real cells. Start-up reads only the file's tail (for the session number) and counts its lines;
 // history_request, which front-ends send rarely (a console's start, a search), reads the file when asked.
+//
+// Appends leave the execute path: `record` runs between a cell's reply and the next request, and a synchronous
+// mkdir + append there cost ~0.07 ms of every round trip. Entries are written on the next turn of the event loop
+// (one write for all recorded meanwhile), before any query, and on dispose(); a kernel killed in between loses
+// at most those.
 
 import { appendFileSync, closeSync, fstatSync, mkdirSync, openSync, readFileSync, readSync, writeFileSync } from "node:fs";
 import { homedir } from "node:os";
 import { dirname, join } from "node:path";
 import type { HistoryRequestContent, JsonValue } from "../../protocol/jupyter.js";
+import type { Disposable } from "../../protocol/disposable.js";
 import { errorMessage, type Log } from "../log.js";
 
 export interface HistoryEntry {
@@ -51,13 +57,18 @@ function globToRegExp(pattern: string): RegExp {
 /** Bytes read per step when counting lines and looking for the last entries. */
 const CHUNK = 64 * 1024;
 
-export class History {
+export class History implements Disposable {
   /** Entries of this session that could not be written to the file (or all of them without a file). */
   private unsaved: HistoryEntry[] = [];
+  /** Entries recorded but not yet appended to the file. */
+  private unwritten: HistoryEntry[] = [];
+  private flushTimer: NodeJS.Immediate | null = null;
   readonly session: number;
   private readonly limit: number;
   private persistFailed = false;
   private readWarned = false;
+  private dirReady = false;
+  private disposed = false;
 
   constructor(private readonly options: HistoryOptions) {
     this.limit = options.limit ?? 10_000;
@@ -68,15 +79,39 @@ export class History {
   record(line: number, source: string): void {
     const entry: HistoryEntry = { session: this.session, line, source };
     if (this.options.file !== null && !this.persistFailed) {
-      this.persist(entry);
-      if (!this.persistFailed) return;
+      this.unwritten.push(entry);
+      if (this.disposed) this.flush();
+      else this.flushTimer ??= setImmediate(() => this.flush());
+      return;
     }
-    this.unsaved.push(entry);
+    this.keepUnsaved([entry]);
+  }
+
+  /** Appends every entry recorded so far (what could not be written stays in memory). */
+  flush(): void {
+    if (this.flushTimer) clearImmediate(this.flushTimer);
+    this.flushTimer = null;
+    if (this.unwritten.length === 0) return;
+    const entries = this.unwritten;
+    this.unwritten = [];
+    this.write(() => appendFileSync(this.options.file!, entries.map((e) => JSON.stringify(e) + "\n").join("")));
+    if (this.persistFailed) this.keepUnsaved(entries);
+  }
+
+  /** Writes what is pending; later records are written at once. Idempotent. */
+  dispose(): void {
+    this.disposed = true;
+    this.flush();
+  }
+
+  private keepUnsaved(entries: HistoryEntry[]): void {
+    this.unsaved.push(...entries);
     if (this.unsaved.length > 2 * this.limit) this.unsaved = this.unsaved.slice(-this.limit);
   }
 
   /** The `history` list of a history_reply: [session, line, source] triples, oldest first. */
   query(request: HistoryRequestContent): JsonValue[] {
+    this.flush();
     const entries = [...this.load(), ...this.unsaved].slice(-2 * this.limit);
     // With `output`, the third item is [input, output]; tsnb records inputs only, so output is null (as in
     // IPython when output logging is off).
@@ -214,15 +249,19 @@ export class History {
     this.write(() => writeFileSync(this.options.file!, kept.map((e) => JSON.stringify(e) + "\n").join("")));
   }
 
-  private persist(entry: HistoryEntry): void {
-    this.write(() => appendFileSync(this.options.file!, JSON.stringify(entry) + "\n"));
-  }
-
   private write(action: () => void): void {
     if (this.options.file === null || this.persistFailed) return;
     try {
-      mkdirSync(dirname(this.options.file), { recursive: true });
-      action();
+      // The directory is made once; if it disappears later, the append fails and is retried after a mkdir.
+      if (!this.dirReady) mkdirSync(dirname(this.options.file), { recursive: true });
+      this.dirReady = true;
+      try {
+        action();
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code !== "ENOENT") throw err;
+        mkdirSync(dirname(this.options.file), { recursive: true });
+        action();
+      }
     } catch (err) {
       // History is a convenience: a read-only home must not break execution. Say so once, keep it in memory.
       this.persistFailed = true;
