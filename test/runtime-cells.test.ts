@@ -101,6 +101,9 @@ describe("runtime: cells", () => {
         "targets",
       ].join("\n");
       expect(resultText(await program.execute(legacy))).toBe("[ 'object:run' ]");
+      // The file is checked before every cell: turning the flag off applies to the next cell.
+      writeFileSync(join(dir, "tsconfig.json"), '{ "compilerOptions": { "experimentalDecorators": false } }\n');
+      expect(resultText(await program.execute(legacy))).toBe("[ 'function:[object Object]' ]");
     } finally {
       rmSync(join(dir, "tsconfig.json"));
     }
