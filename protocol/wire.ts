@@ -12,9 +12,13 @@ const DELIMITER_BYTES = new TextEncoder().encode(DELIMITER);
  * compare (kernel/transport/signer.ts); an empty key signs with "" and accepts only "".
  */
 export interface Signer {
-  sign(parts: readonly Uint8Array[]): string;
+  /** Strings are signed as their UTF-8 bytes. */
+  sign(parts: readonly (Uint8Array | string)[]): string;
   verify(signature: string, parts: readonly Uint8Array[]): boolean;
 }
+
+/** An outgoing frame: bytes, or text that goes on the wire as UTF-8. */
+export type WireFrame = Uint8Array | string;
 
 export type DecodeError =
   | { type: "no_delimiter" }
@@ -143,12 +147,22 @@ export interface EncodableMessage {
   buffers: readonly Uint8Array[];
 }
 
-export function encodeFrames(message: EncodableMessage, signer: Signer): Uint8Array[] {
+/**
+ * The frames with the signature and the four JSON parts as strings. A socket that takes strings (zeromq) then
+ * encodes each once, into memory it owns: no TextEncoder pass, and no zero-copy reference to a JS buffer, which
+ * zeromq can only release by waking the main thread again after the send.
+ */
+export function encodeWireFrames(message: EncodableMessage, signer: Signer): WireFrame[] {
   const parts = [
-    encoder.encode(JSON.stringify(message.header)),
-    encoder.encode(JSON.stringify(message.parent_header)),
-    encoder.encode(JSON.stringify(message.metadata)),
-    encoder.encode(JSON.stringify(message.content)),
+    JSON.stringify(message.header),
+    JSON.stringify(message.parent_header),
+    JSON.stringify(message.metadata),
+    JSON.stringify(message.content),
   ];
-  return [...message.identities, DELIMITER_BYTES, encoder.encode(signer.sign(parts)), ...parts, ...message.buffers];
+  return [...message.identities, DELIMITER, signer.sign(parts), ...parts, ...message.buffers];
+}
+
+/** The same frames as bytes (what a receiver sees). */
+export function encodeFrames(message: EncodableMessage, signer: Signer): Uint8Array[] {
+  return encodeWireFrames(message, signer).map((f) => (typeof f === "string" ? encoder.encode(f) : f));
 }

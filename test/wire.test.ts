@@ -3,7 +3,7 @@
 
 import { createHmac } from "node:crypto";
 import { describe, expect, it } from "vitest";
-import { DELIMITER, decodeFrames, describeDecodeError, encodeFrames } from "../protocol/wire.js";
+import { DELIMITER, decodeFrames, describeDecodeError, encodeFrames, encodeWireFrames } from "../protocol/wire.js";
 import { HmacSigner } from "../kernel/transport/signer.js";
 
 const enc = new TextEncoder();
@@ -51,6 +51,15 @@ describe("decodeFrames / encodeFrames", () => {
     const decoded = decodeFrames(encoded, signer);
     expect(decoded.ok && decoded.message.content).toEqual({ text: "é\u0000" });
     expect(decoded.ok && decoded.message.metadata).toEqual({ a: 1 });
+  });
+
+  it("signs string frames as the UTF-8 bytes a receiver verifies (astral characters and lone surrogates too)", () => {
+    const content = { text: "é😀\ud800" };
+    const wire = encodeWireFrames({ identities: [], header, parent_header: {}, metadata: {}, content, buffers: [] }, signer);
+    expect(wire.slice(0, 6).every((f) => typeof f === "string")).toBe(true);
+    const bytes = wire.map((f) => (typeof f === "string" ? enc.encode(f) : f));
+    const decoded = decodeFrames(bytes, signer);
+    expect(decoded.ok && decoded.message.content).toEqual(content);
   });
 
   it("refuses a bad signature before looking at the JSON", () => {

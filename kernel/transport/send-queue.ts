@@ -1,13 +1,14 @@
 // zeromq allows one send() in flight per socket (a second one throws EBUSY), so every socket gets a FIFO that
 // feeds it one multipart message at a time. Producers never wait on it; they can read its length to slow down.
 
+import type { WireFrame } from "../../protocol/wire.js";
 import type { Log } from "../log.js";
 import type { QueueStats } from "./transport.js";
 
-export type SendFn = (frames: Uint8Array[]) => Promise<void>;
+export type SendFn = (frames: WireFrame[]) => Promise<void>;
 
 interface Item {
-  frames: Uint8Array[];
+  frames: WireFrame[];
   bytes: number;
 }
 
@@ -38,13 +39,13 @@ export class SendQueue {
     this.isFull = options.isFull ?? (() => false);
   }
 
-  push(frames: Uint8Array[]): void {
+  push(frames: WireFrame[]): void {
     if (this.closed) {
       this.log.warn(`${this.name}: message dropped, the socket is closed`);
       return;
     }
     let bytes = 0;
-    for (const f of frames) bytes += f.byteLength;
+    for (const f of frames) bytes += typeof f === "string" ? Buffer.byteLength(f) : f.byteLength;
     this.items.push({ frames, bytes });
     this.bytes += bytes;
     if (!this.running) void this.run();

@@ -10,7 +10,7 @@ export class HmacSigner implements Signer {
     this.key = Buffer.from(key, "utf8");
   }
 
-  sign(parts: readonly Uint8Array[]): string {
+  sign(parts: readonly (Uint8Array | string)[]): string {
     // Jupyter defines an empty key as "signing disabled": the signature frame is empty.
     if (this.key.length === 0) return "";
     const hmac = createHmac("sha256", this.key);

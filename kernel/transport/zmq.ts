@@ -2,15 +2,13 @@
 
 import * as zmq from "zeromq";
 import type { Channel, OutgoingMessage } from "../../protocol/jupyter.js";
-import { encodeFrames, type Signer } from "../../protocol/wire.js";
+import { encodeWireFrames, type Signer } from "../../protocol/wire.js";
 import type { Disposable } from "../../protocol/disposable.js";
 import type { Log } from "../log.js";
 import type { ConnectionInfo } from "./connection.js";
 import { SendQueue } from "./send-queue.js";
 import { HmacSigner } from "./signer.js";
 import { decodeInbound, InboundQueue, type Incoming, type InboundChannel, type QueueStats, type Transport } from "./transport.js";
-
-const encoder = new TextEncoder();
 
 /** Messages zeromq may queue per IOPub subscriber before sends wait (stream messages are up to 256 KiB). */
 const IOPUB_HIGH_WATER_MARK = 32;
@@ -57,7 +55,7 @@ export class ZmqTransport implements Transport {
     const { connection, log } = options;
     // A peer that sends a single frame over this size is disconnected by zeromq before the kernel buffers
     // it: front-ends chunk big values far below it (the Jupyter server's websocket limit is 10 MiB).
-    const inbound = { linger: 1000, maxMessageSize: 256 * 1024 * 1024 };
+    const inbound = { linger: 1000, maxMessageSize: 256 * 1024 * 1024, sendTimeout: 0 };
     const sockets = {
       shell: new zmq.Router(inbound),
       control: new zmq.Router(inbound),
@@ -66,7 +64,7 @@ export class ZmqTransport implements Transport {
       // or, without a mark, buffers without limit. XPUB with noDrop makes a full subscriber block the send
       // instead: the send queue grows, the execution layer stops reading the program, and the program's
       // writes block. Output is delayed, never lost, and kernel memory stays bounded.
-      iopub: new zmq.XPublisher({ linger: 1000, noDrop: true, sendHighWaterMark: IOPUB_HIGH_WATER_MARK }),
+      iopub: new zmq.XPublisher({ linger: 1000, noDrop: true, sendHighWaterMark: IOPUB_HIGH_WATER_MARK, sendTimeout: 0 }),
       hb: new zmq.Reply({ linger: 0 }),
     };
     const address = (port: number) => `tcp://${connection.ip}:${port}`;
@@ -92,10 +90,10 @@ export class ZmqTransport implements Transport {
   }
 
   send(message: OutgoingMessage): void {
-    let frames = encodeFrames(message, this.signer);
+    let frames = encodeWireFrames(message, this.signer);
     if (message.channel === "iopub") {
       // PUB messages start with a topic; Jupyter subscribers take everything, the topic is informational.
-      frames = [encoder.encode(`kernel.${message.header.msg_type}`), ...frames.slice(message.identities.length)];
+      frames = [`kernel.${message.header.msg_type}`, ...frames.slice(message.identities.length)];
     }
     this.queues[message.channel].push(frames);
   }
