@@ -3,12 +3,9 @@
 // until all are live, page memory). Prints the numbers. Run by `npm run bench:widgets` (vitest with
 // bench/vitest.config.ts, for the shared browser and server helpers); never by `npm test`.
 
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { launchBrowser, type TestBrowser } from "../test/helpers/browser.js";
-import { createNotebook, makeJupyterEnv, startNotebookServer, TSNB_KERNEL_NAME, type JupyterEnv, type NotebookServer } from "../test/helpers/jupyter.js";
+import { describe, expect, it } from "vitest";
+import { useBrowserFixture } from "../test/helpers/browser-fixture.js";
+import { createNotebook, TSNB_KERNEL_NAME } from "../test/helpers/jupyter.js";
 import { openNotebook, runCell } from "../test/helpers/notebook-page.js";
 
 
@@ -17,30 +14,14 @@ function percentile(sorted: number[], p: number): number {
 }
 
 describe("widgets benchmark (real Chromium, real Notebook 6 server)", () => {
-  let env: JupyterEnv | undefined;
-  let browser: TestBrowser | undefined;
-  let server: NotebookServer | undefined;
-  let notebookDir = "";
-
-  beforeAll(async () => {
-    env = await makeJupyterEnv();
-    notebookDir = mkdtempSync(join(tmpdir(), "tsnb-widgets-bench-"));
-    browser = await launchBrowser();
-    server = await startNotebookServer({ env, notebookDir });
-  }, 120_000);
-
-  afterAll(async () => {
-    await browser?.dispose();
-    await server?.dispose();
-    await env?.dispose();
-    if (notebookDir !== "") rmSync(notebookDir, { recursive: true, force: true });
-  });
+  const setup = useBrowserFixture({ label: "widgets-bench", server: {} });
 
   it("slider key press -> program callback -> page, and 1000 widgets on one page", async () => {
-    const path = await createNotebook(server!, { path: "bench.ipynb", kernelName: TSNB_KERNEL_NAME, cells: ["", ""] });
-    const page = await browser!.newPage();
+    const { browser, server } = setup();
+    const path = await createNotebook(server, { path: "bench.ipynb", kernelName: TSNB_KERNEL_NAME, cells: ["", ""] });
+    const page = await browser.newPage();
     try {
-      await openNotebook(page, server!, path);
+      await openNotebook(page, server, path);
       await runCell(page, 0, `
 import { IntSlider, Label, HBox, VBox } from "tsnb";
 const s = new IntSlider({ value: 0, min: 0, max: 1000 });

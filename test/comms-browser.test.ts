@@ -3,13 +3,12 @@
 // values go both ways. GoNB's scenarios plus falsy values, Float32Array both ways, two tabs, a reload,
 // and a JupyterHub-style base_url over https.
 
-import { copyFileSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { copyFileSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import type { Page } from "playwright-core";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { launchBrowser, type TestBrowser } from "./helpers/browser.js";
-import { createNotebook, makeJupyterEnv, repoRoot, startNotebookServer, TSNB_KERNEL_NAME, type JupyterEnv, type NotebookServer } from "./helpers/jupyter.js";
+import { describe, expect, it } from "vitest";
+import { useBrowserFixture } from "./helpers/browser-fixture.js";
+import { createNotebook, repoRoot, TSNB_KERNEL_NAME } from "./helpers/jupyter.js";
 import { openNotebook, runCell, cellText } from "./helpers/notebook-page.js";
 
 // What the tests touch of the page: the Notebook 6 globals and the shim's global.
@@ -102,39 +101,13 @@ async function received(page: Page, address: string, count: number): Promise<str
 }
 
 describe("comms in real Chromium through the real Notebook 6 server", () => {
-  let env: JupyterEnv | undefined;
-  let browser: TestBrowser | undefined;
-  let notebookDir = "";
-  const servers: NotebookServer[] = [];
-
-  beforeAll(async () => {
-    env = await makeJupyterEnv();
-    notebookDir = mkdtempSync(join(tmpdir(), "tsnb-comms-ui-"));
-    browser = await launchBrowser();
-  }, 120_000);
-
-  afterAll(async () => {
-    await browser?.dispose();
-    for (const s of servers) await s.dispose();
-    await env?.dispose();
-    if (notebookDir !== "") rmSync(notebookDir, { recursive: true, force: true });
-  });
-
-  async function diagnose<T>(page: Page, server: NotebookServer, fn: () => Promise<T>): Promise<T> {
-    try {
-      return await fn();
-    } catch (err) {
-      const shot = await browser!.screenshotOnFailure(page, "comms-browser");
-      const message = err instanceof Error ? err.message : String(err);
-      throw new Error(`${message}\nscreenshot: ${shot}\n--- browser console ---\n${browser!.consoleLog().slice(-6000)}\n--- server output (tail) ---\n${server.log().slice(-6000)}`, { cause: err });
-    }
-  }
+  const setup = useBrowserFixture({ label: "comms-browser" });
 
   it("echo, falsy values and Float32Array both ways, two tabs, and a reload", async () => {
-    const server = await startNotebookServer({ env: env!, notebookDir });
-    servers.push(server);
+    const { browser, diagnose, startServer } = setup();
+    const server = await startServer();
     const path = await createNotebook(server, { path: "comms.ipynb", kernelName: TSNB_KERNEL_NAME, cells: ["", "", "", ""] });
-    const page = await browser!.newPage();
+    const page = await browser.newPage();
     await diagnose(page, server, async () => {
       await openNotebook(page, server, path);
 
@@ -161,7 +134,7 @@ describe("comms in real Chromium through the real Notebook 6 server", () => {
 
       // 3. Two tabs: a second page connects its own shim; both receive every value.
       const kernelId = await page.evaluate(() => (window as unknown as TestWindow).Jupyter!.notebook!.kernel!.id);
-      const second = await browser!.newPage();
+      const second = await browser.newPage();
       await second.goto(server.pageUrl("tree"), { timeout: 60_000 });
       await second.addScriptTag({ content: readFileSync(join(repoRoot, "dist", "shim.js"), "utf8") });
       await second.evaluate((kernelId) => void (window as unknown as TestWindow).tsnbShimBoot!({ kernelId }), kernelId);
@@ -187,17 +160,17 @@ describe("comms in real Chromium through the real Notebook 6 server", () => {
       // 5. The server sends every IOPub message to every connection, so the classic page also got the
       // second tab's comm messages; Notebook 6 logs "Comm promise not found" for a comm it does not hold,
       // and the shim must keep such bridge traffic away from it.
-      const commErrors = browser!.consoleLog().split("\n").filter((line) => /Comm promise not found|Exception (handling|closing) comm/.test(line));
+      const commErrors = browser.consoleLog().split("\n").filter((line) => /Comm promise not found|Exception (handling|closing) comm/.test(line));
       expect(commErrors).toEqual([]);
     });
     await page.close();
   }, 300_000);
 
   it("runs notebooks/comms.ipynb with its page widget: the counter follows the program, the read answers", async () => {
-    const server = await startNotebookServer({ env: env!, notebookDir });
-    servers.push(server);
+    const { browser, diagnose, startServer, notebookDir } = setup();
+    const server = await startServer();
     copyFileSync(join(repoRoot, "notebooks", "comms.ipynb"), join(notebookDir, "comms-demo.ipynb"));
-    const page = await browser!.newPage();
+    const page = await browser.newPage();
     await diagnose(page, server, async () => {
       await openNotebook(page, server, "comms-demo.ipynb");
       await page.evaluate(() => (window as unknown as { Jupyter: { notebook: { execute_all_cells(): void } } }).Jupyter.notebook.execute_all_cells());
@@ -214,11 +187,11 @@ describe("comms in real Chromium through the real Notebook 6 server", () => {
   }, 300_000);
 
   it("connects under a JupyterHub-style base_url over https (wss), and carries 24 MiB each way", async () => {
-    const server = await startNotebookServer({ env: env!, notebookDir, baseUrl: "/user/test/", https: true });
-    servers.push(server);
+    const { browser, diagnose, startServer } = setup();
+    const server = await startServer({ baseUrl: "/user/test/", https: true });
     expect(server.url).toMatch(/^https:\/\/127\.0\.0\.1:\d+\/user\/test\/$/);
     const path = await createNotebook(server, { path: "hub.ipynb", kernelName: TSNB_KERNEL_NAME, cells: ["", ""] });
-    const page = await browser!.newPage();
+    const page = await browser.newPage();
     await diagnose(page, server, async () => {
       await openNotebook(page, server, path);
       await runCell(page, 0, CELLS.echo);

@@ -9,10 +9,9 @@ import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { build } from "esbuild";
-import type { Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { launchBrowser, type TestBrowser } from "./helpers/browser.js";
-import { freePort, makeJupyterEnv, repoRoot, startNotebookServer, TSNB_KERNEL_NAME, type JupyterEnv, type NotebookServer } from "./helpers/jupyter.js";
+import { useBrowserFixture } from "./helpers/browser-fixture.js";
+import { freePort, repoRoot, TSNB_KERNEL_NAME } from "./helpers/jupyter.js";
 import type { LabPageGlobals } from "./lab-page/main.js";
 
 interface ShimGlobal {
@@ -59,33 +58,25 @@ async function servePage(files: Record<string, { type: string; body: string }>):
 }
 
 describe("comms through JupyterLab's OutputArea and javascript renderer", () => {
-  let env: JupyterEnv | undefined;
-  let jupyter: NotebookServer | undefined;
+  // The page lives on another origin, so the server must accept its requests and websockets.
+  const setup = useBrowserFixture({ label: "comms-lab", server: { extraArgs: ["--NotebookApp.allow_origin=*"] } });
   let page: { url: string; close(): Promise<void> } | undefined;
-  let browser: TestBrowser | undefined;
-  let notebookDir = "";
   let bundleDir = "";
 
   beforeAll(async () => {
     bundleDir = mkdtempSync(join(tmpdir(), "tsnb-lab-page-"));
-    notebookDir = mkdtempSync(join(tmpdir(), "tsnb-lab-nb-"));
-    const [, envMade] = await Promise.all([
-      build({
-        entryPoints: [join(repoRoot, "test", "lab-page", "main.ts")],
-        bundle: true,
-        platform: "browser",
-        format: "iife",
-        outfile: join(bundleDir, "main.js"),
-        // JupyterLab's packages import their CSS and icons for webpack; this page needs neither.
-        loader: { ".css": "empty", ".svg": "text" },
-        define: { "process.env.NODE_ENV": '"production"' },
-        logLevel: "error",
-      }),
-      makeJupyterEnv(),
-    ]);
-    env = envMade;
-    // The page lives on another origin, so the server must accept its requests and websockets.
-    jupyter = await startNotebookServer({ env, notebookDir, extraArgs: ["--NotebookApp.allow_origin=*"] });
+    await build({
+      entryPoints: [join(repoRoot, "test", "lab-page", "main.ts")],
+      bundle: true,
+      platform: "browser",
+      format: "iife",
+      outfile: join(bundleDir, "main.js"),
+      // JupyterLab's packages import their CSS and icons for webpack; this page needs neither.
+      loader: { ".css": "empty", ".svg": "text" },
+      define: { "process.env.NODE_ENV": '"production"' },
+      logLevel: "error",
+    });
+    const { server: jupyter, onDispose } = setup();
     const config = JSON.stringify({ baseUrl: jupyter.url, wsUrl: jupyter.wsUrl, token: jupyter.token, kernelName: TSNB_KERNEL_NAME });
     page = await servePage({
       "/": {
@@ -96,30 +87,18 @@ describe("comms through JupyterLab's OutputArea and javascript renderer", () => 
       },
       "/main.js": { type: "text/javascript", body: readFileSync(join(bundleDir, "main.js"), "utf8") },
     });
-    browser = await launchBrowser();
-  }, 180_000);
+    const served = page;
+    onDispose(() => served.close());
+  }, 120_000);
 
-  afterAll(async () => {
-    await browser?.dispose();
-    await page?.close();
-    await jupyter?.dispose();
-    await env?.dispose();
-    for (const dir of [bundleDir, notebookDir]) if (dir !== "") rmSync(dir, { recursive: true, force: true });
+  afterAll(() => {
+    if (bundleDir !== "") rmSync(bundleDir, { recursive: true, force: true });
   });
 
-  async function diagnose<T>(tab: Page, fn: () => Promise<T>): Promise<T> {
-    try {
-      return await fn();
-    } catch (err) {
-      const shot = await browser!.screenshotOnFailure(tab, "comms-lab");
-      const message = err instanceof Error ? err.message : String(err);
-      throw new Error(`${message}\nscreenshot: ${shot}\n--- browser console ---\n${browser!.consoleLog().slice(-6000)}\n--- server output (tail) ---\n${jupyter!.log().slice(-6000)}`, { cause: err });
-    }
-  }
-
   it("the shim boots from the rendered javascript output and values flow both ways, Float32Array typed", async () => {
-    const tab = await browser!.newPage();
-    await diagnose(tab, async () => {
+    const { browser, server, diagnose } = setup();
+    const tab = await browser.newPage();
+    await diagnose(tab, server, async () => {
       await tab.goto(page!.url, { timeout: 60_000 });
       await tab.waitForFunction(() => {
         const w = window as unknown as TestWindow;

@@ -3,20 +3,9 @@
 // machinery, and what the user sees checked in the page: printed text, rendered HTML, an input() prompt
 // answered in the page, and an error with its traceback.
 
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
-import type { Page } from "playwright-core";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { launchBrowser, type TestBrowser } from "./helpers/browser.js";
-import {
-  createNotebook,
-  makeJupyterEnv,
-  startNotebookServer,
-  TSNB_KERNEL_NAME,
-  type JupyterEnv,
-  type NotebookServer,
-} from "./helpers/jupyter.js";
+import { describe, expect, it } from "vitest";
+import { useBrowserFixture, type BrowserFixture } from "./helpers/browser-fixture.js";
+import { createNotebook, TSNB_KERNEL_NAME, type NotebookServer } from "./helpers/jupyter.js";
 
 // The Notebook 6 page's globals, as far as this test touches them.
 interface NotebookCell {
@@ -40,37 +29,20 @@ const CELLS = [
 ];
 
 describe("classic Notebook UI", () => {
-  let env: JupyterEnv | undefined;
-  let server: NotebookServer | undefined;
-  let browser: TestBrowser | undefined;
-  let notebookDir = "";
-
-  beforeAll(async () => {
-    env = await makeJupyterEnv();
-    notebookDir = mkdtempSync(join(tmpdir(), "tsnb-ui-"));
-    server = await startNotebookServer({ env, notebookDir });
-    browser = await launchBrowser();
-  });
-
-  afterAll(async () => {
-    await browser?.dispose();
-    await server?.dispose();
-    await env?.dispose();
-    if (notebookDir !== "") rmSync(notebookDir, { recursive: true, force: true });
-  });
+  const setup = useBrowserFixture({ label: "notebook-ui", server: {} });
 
   it("runs TypeScript cells and shows text, rich HTML, an input prompt and an error with its traceback", async () => {
-    if (server === undefined || browser === undefined) throw new Error("beforeAll failed");
-    await runScenario(server, browser);
+    const fixture = setup();
+    await runScenario(fixture, fixture.server);
   }, 180_000);
 
   // JupyterHub-style deployments: a URL prefix and https. Kernel websockets must follow both.
   it("works the same under a base_url over https", async () => {
-    if (browser === undefined || env === undefined) throw new Error("beforeAll failed");
-    const hubLike = await startNotebookServer({ env, notebookDir, baseUrl: "/user/alice/", https: true });
+    const fixture = setup();
+    const hubLike = await fixture.startServer({ baseUrl: "/user/alice/", https: true });
     try {
       expect(hubLike.url).toMatch(/^https:\/\/127\.0\.0\.1:\d+\/user\/alice\/$/);
-      await runScenario(hubLike, browser, "hub.ipynb");
+      await runScenario(fixture, hubLike, "hub.ipynb");
     } finally {
       await hubLike.dispose();
     }
@@ -81,77 +53,68 @@ describe("classic Notebook UI", () => {
   }, 180_000);
 });
 
-async function runScenario(server: NotebookServer, browser: TestBrowser, file = "ui.ipynb"): Promise<void> {
+async function runScenario(fixture: BrowserFixture, server: NotebookServer, file = "ui.ipynb"): Promise<void> {
   const path = await createNotebook(server, { path: file, kernelName: TSNB_KERNEL_NAME, cells: CELLS.map(() => "") });
-  const page = await browser.newPage();
+  const page = await fixture.browser.newPage();
   try {
-    await page.goto(server.pageUrl(`notebooks/${path}`), { timeout: 60_000 });
-    // The kernel is ready once the page's kernel object is connected and has its kernel_info reply.
-    await page.waitForFunction(
-      () => {
+    await fixture.diagnose(page, server, async () => {
+      await page.goto(server.pageUrl(`notebooks/${path}`), { timeout: 60_000 });
+      // The kernel is ready once the page's kernel object is connected and has its kernel_info reply.
+      await page.waitForFunction(
+        () => {
+          const k = (window as unknown as Notebook6Page).Jupyter?.notebook?.kernel;
+          return k != null && k.is_connected() && k.info_reply?.implementation !== undefined;
+        },
+        undefined,
+        { timeout: 60_000 },
+      );
+      const kernel = await page.evaluate(() => {
         const k = (window as unknown as Notebook6Page).Jupyter?.notebook?.kernel;
-        return k != null && k.is_connected() && k.info_reply?.implementation !== undefined;
-      },
-      undefined,
-      { timeout: 60_000 },
-    );
-    const kernel = await page.evaluate(() => {
-      const k = (window as unknown as Notebook6Page).Jupyter?.notebook?.kernel;
-      return { name: k?.name, implementation: k?.info_reply?.implementation };
+        return { name: k?.name, implementation: k?.info_reply?.implementation };
+      });
+      expect(kernel).toEqual({ name: TSNB_KERNEL_NAME, implementation: "tsnb" });
+
+      // set_text instead of typing: CodeMirror auto-indents and auto-closes brackets while typing.
+      await page.evaluate((cells) => {
+        const nb = (window as unknown as Notebook6Page).Jupyter?.notebook;
+        if (nb == null) throw new Error("Jupyter.notebook is missing");
+        cells.forEach((text, i) => nb.get_cell(i)?.set_text(text));
+        nb.execute_cells(cells.map((_, i) => i));
+      }, CELLS);
+
+      const cell = (i: number) => page.locator("#notebook-container .cell").nth(i);
+
+      // 1. printed text
+      const stdout = cell(0).locator(".output_stdout");
+      await stdout.filter({ hasText: "hello from the UI" }).first().waitFor({ state: "visible", timeout: 60_000 });
+
+      // 2. rich display: rendered as HTML (an element), not shown as escaped text
+      const rich = cell(1).locator("#tsnb-rich");
+      await rich.waitFor({ state: "visible", timeout: 30_000 });
+      expect(await rich.locator("i").innerText()).toBe("html");
+
+      // 3. input(): the notebook shows a prompt box; the answer reaches the cell
+      const box = cell(2).locator("input.raw_input");
+      await box.waitFor({ state: "visible", timeout: 30_000 });
+      expect(await cell(2).locator(".raw_input_prompt").innerText()).toContain("Your name?");
+      await box.fill("Ada");
+      await box.press("Enter");
+      await cell(2).locator(".output_stdout").filter({ hasText: "Hello, Ada!" }).first().waitFor({ state: "visible", timeout: 30_000 });
+
+      // 4. the error: name, message and a traceback pointing at the cell's line 2
+      const error = cell(3).locator(".output_error");
+      await error.first().waitFor({ state: "visible", timeout: 30_000 });
+      const errorText = await error.first().innerText();
+      expect(errorText).toContain("TypeError");
+      expect(errorText).toContain("ui boom");
+      expect(errorText).toMatch(/:2:\d+/);
+
+      // Each cell got an execution count in its prompt, like any kernel's.
+      for (let i = 0; i < CELLS.length; i++) {
+        await expect.poll(async () => (await cell(i).locator(".input_prompt").innerText()).trim(), { timeout: 10_000 }).toMatch(/^In\s*\[\d+\]:$/);
+      }
     });
-    expect(kernel).toEqual({ name: TSNB_KERNEL_NAME, implementation: "tsnb" });
-
-    // set_text instead of typing: CodeMirror auto-indents and auto-closes brackets while typing.
-    await page.evaluate((cells) => {
-      const nb = (window as unknown as Notebook6Page).Jupyter?.notebook;
-      if (nb == null) throw new Error("Jupyter.notebook is missing");
-      cells.forEach((text, i) => nb.get_cell(i)?.set_text(text));
-      nb.execute_cells(cells.map((_, i) => i));
-    }, CELLS);
-
-    const cell = (i: number) => page.locator("#notebook-container .cell").nth(i);
-
-    // 1. printed text
-    const stdout = cell(0).locator(".output_stdout");
-    await stdout.filter({ hasText: "hello from the UI" }).first().waitFor({ state: "visible", timeout: 60_000 });
-
-    // 2. rich display: rendered as HTML (an element), not shown as escaped text
-    const rich = cell(1).locator("#tsnb-rich");
-    await rich.waitFor({ state: "visible", timeout: 30_000 });
-    expect(await rich.locator("i").innerText()).toBe("html");
-
-    // 3. input(): the notebook shows a prompt box; the answer reaches the cell
-    const box = cell(2).locator("input.raw_input");
-    await box.waitFor({ state: "visible", timeout: 30_000 });
-    expect(await cell(2).locator(".raw_input_prompt").innerText()).toContain("Your name?");
-    await box.fill("Ada");
-    await box.press("Enter");
-    await cell(2).locator(".output_stdout").filter({ hasText: "Hello, Ada!" }).first().waitFor({ state: "visible", timeout: 30_000 });
-
-    // 4. the error: name, message and a traceback pointing at the cell's line 2
-    const error = cell(3).locator(".output_error");
-    await error.first().waitFor({ state: "visible", timeout: 30_000 });
-    const errorText = await error.first().innerText();
-    expect(errorText).toContain("TypeError");
-    expect(errorText).toContain("ui boom");
-    expect(errorText).toMatch(/:2:\d+/);
-
-    // Each cell got an execution count in its prompt, like any kernel's.
-    for (let i = 0; i < CELLS.length; i++) {
-      await expect.poll(async () => (await cell(i).locator(".input_prompt").innerText()).trim(), { timeout: 10_000 }).toMatch(/^In\s*\[\d+\]:$/);
-    }
-  } catch (err) {
-    throw await withDiagnostics(err, page, browser, server);
   } finally {
     await page.close();
   }
-}
-
-async function withDiagnostics(err: unknown, page: Page, browser: TestBrowser, server: NotebookServer): Promise<Error> {
-  const shot = await browser.screenshotOnFailure(page, "notebook-ui");
-  const message = err instanceof Error ? err.message : String(err);
-  return new Error(
-    `${message}\nscreenshot: ${shot}\n--- browser console ---\n${browser.consoleLog()}\n--- server output (tail) ---\n${server.log().slice(-4000)}`,
-    { cause: err },
-  );
 }

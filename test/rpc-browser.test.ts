@@ -2,13 +2,12 @@
 // real user program: the kernel injects the shim into the page; the page calls functions the program
 // registered and the program calls functions the page registered. Every call in the page has a timeout.
 
-import { copyFileSync, mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { copyFileSync } from "node:fs";
 import { join } from "node:path";
 import type { Page } from "playwright-core";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { launchBrowser, type TestBrowser } from "./helpers/browser.js";
-import { createNotebook, makeJupyterEnv, repoRoot, startNotebookServer, TSNB_KERNEL_NAME, type JupyterEnv, type NotebookServer } from "./helpers/jupyter.js";
+import { describe, expect, it } from "vitest";
+import { useBrowserFixture, type BrowserFixture } from "./helpers/browser-fixture.js";
+import { createNotebook, repoRoot, TSNB_KERNEL_NAME } from "./helpers/jupyter.js";
 import { openNotebook, runCell, cellText } from "./helpers/notebook-page.js";
 
 interface PageComm {
@@ -51,46 +50,26 @@ async function shimReady(page: Page): Promise<void> {
 }
 
 describe("RPC in real Chromium through the real Notebook 6 server", () => {
-  let env: JupyterEnv | undefined;
-  let browser: TestBrowser | undefined;
-  let server: NotebookServer | undefined;
-  let notebookDir = "";
+  const setup = useBrowserFixture({ label: "rpc-browser", server: {} });
 
-  beforeAll(async () => {
-    env = await makeJupyterEnv();
-    notebookDir = mkdtempSync(join(tmpdir(), "tsnb-rpc-ui-"));
-    browser = await launchBrowser();
-    server = await startNotebookServer({ env, notebookDir });
-  }, 120_000);
-
-  afterAll(async () => {
-    await browser?.dispose();
-    await server?.dispose();
-    await env?.dispose();
-    if (notebookDir !== "") rmSync(notebookDir, { recursive: true, force: true });
-  });
-
-  async function diagnose<T>(page: Page, fn: () => Promise<T>): Promise<T> {
-    try {
-      return await fn();
-    } catch (err) {
-      const shot = await browser!.screenshotOnFailure(page, "rpc-browser");
-      const state = await page
-        .evaluate(() => {
+  /** Runs `fn` on the fixture's server; a failure also reports the shim's status, its pending calls and the outputs. */
+  function diagnose<T>(fixture: BrowserFixture, page: Page, fn: () => Promise<T>): Promise<T> {
+    return fixture.diagnose(page, fixture.server, fn, {
+      pageState: (p) =>
+        p.evaluate(() => {
           const c = (window as unknown as TestWindow & { tsnb_comm?: { pendingCalls: number } }).tsnb_comm;
           return JSON.stringify({ status: c?.status, pendingCalls: c?.pendingCalls, outputs: [...document.querySelectorAll(".output_area")].map((e) => (e as HTMLElement).innerText.slice(0, 300)) });
-        })
-        .catch((e: unknown) => String(e));
-      const message = err instanceof Error ? err.message : String(err);
-      throw new Error(`${message}\npage state: ${state}\nscreenshot: ${shot}\n--- browser console ---\n${browser!.consoleLog().slice(-6000)}\n--- server output (tail) ---\n${server!.log().slice(-6000)}`, { cause: err });
-    }
+        }),
+    });
   }
 
   it("calls both ways: results, 100 concurrent, 20 MiB binary each way with progress, errors, timeout, program restart and close while pending", async () => {
-    const path = await createNotebook(server!, { path: "rpc.ipynb", kernelName: TSNB_KERNEL_NAME, cells: ["", "", "", "", ""] });
-    const page = await browser!.newPage();
-    await diagnose(page, async () => {
-      await openNotebook(page, server!, path);
+    const fixture = setup();
+    const { browser, server } = fixture;
+    const path = await createNotebook(server, { path: "rpc.ipynb", kernelName: TSNB_KERNEL_NAME, cells: ["", "", "", "", ""] });
+    const page = await browser.newPage();
+    await diagnose(fixture, page, async () => {
+      await openNotebook(page, server, path);
       await runCell(page, 0, REGISTER);
       await cellText(page, 0, /registered/);
       await shimReady(page);
@@ -211,10 +190,12 @@ console.log("page said " + r.w + "x" + r.h + " " + r.px.constructor.name + " " +
   }, 300_000);
 
   it("runs notebooks/rpc.ipynb: the canvas fills with tiles rendered by the program, zooming requests new ones, the program reads the view", async () => {
+    const fixture = setup();
+    const { browser, server, notebookDir } = fixture;
     copyFileSync(join(repoRoot, "notebooks", "rpc.ipynb"), join(notebookDir, "rpc-demo.ipynb"));
-    const page = await browser!.newPage();
-    await diagnose(page, async () => {
-      await openNotebook(page, server!, "rpc-demo.ipynb");
+    const page = await browser.newPage();
+    await diagnose(fixture, page, async () => {
+      await openNotebook(page, server, "rpc-demo.ipynb");
       await page.evaluate(() => (window as unknown as { Jupyter: { notebook: { execute_all_cells(): void } } }).Jupyter.notebook.execute_all_cells());
       const viewer = page.locator("#mandelbrot-viewer");
       await viewer.locator(".status").filter({ hasText: /12 tiles in \d+ ms/ }).waitFor({ timeout: 60_000 });

@@ -3,13 +3,12 @@
 // second page and a reloaded page come alive (with the kernel's current values) without running a cell,
 // and nbconvert of an executed notebook shows the last values as static HTML.
 
-import { copyFileSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { copyFileSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import type { Locator, Page } from "playwright-core";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { launchBrowser, type TestBrowser } from "./helpers/browser.js";
-import { createNotebook, makeJupyterEnv, PYTHON, repoRoot, runProcess, startNotebookServer, TSNB_KERNEL_NAME, type JupyterEnv, type NotebookServer, type RunningProcess } from "./helpers/jupyter.js";
+import { describe, expect, it } from "vitest";
+import { useBrowserFixture } from "./helpers/browser-fixture.js";
+import { createNotebook, PYTHON, repoRoot, runProcess, TSNB_KERNEL_NAME } from "./helpers/jupyter.js";
 import { openNotebook, runCell, cellText, cellOutput } from "./helpers/notebook-page.js";
 
 interface TestWindow {
@@ -66,41 +65,13 @@ async function sliderShows(page: Page, value: number, timeout = 30_000): Promise
 }
 
 describe("widgets in real Chromium through the real Notebook 6 server", () => {
-  let env: JupyterEnv | undefined;
-  let browser: TestBrowser | undefined;
-  let notebookDir = "";
-  const servers: NotebookServer[] = [];
-  const processes: RunningProcess[] = [];
-
-  beforeAll(async () => {
-    env = await makeJupyterEnv();
-    notebookDir = mkdtempSync(join(tmpdir(), "tsnb-widgets-ui-"));
-    browser = await launchBrowser();
-  }, 120_000);
-
-  afterAll(async () => {
-    for (const p of processes) p.dispose();
-    await browser?.dispose();
-    for (const s of servers) await s.dispose();
-    await env?.dispose();
-    if (notebookDir !== "") rmSync(notebookDir, { recursive: true, force: true });
-  });
-
-  async function diagnose<T>(page: Page, server: NotebookServer, fn: () => Promise<T>): Promise<T> {
-    try {
-      return await fn();
-    } catch (err) {
-      const shot = await browser!.screenshotOnFailure(page, "widgets-browser");
-      const message = err instanceof Error ? err.message : String(err);
-      throw new Error(`${message}\nscreenshot: ${shot}\n--- browser console ---\n${browser!.consoleLog().slice(-6000)}\n--- server output (tail) ---\n${server.log().slice(-6000)}`, { cause: err });
-    }
-  }
+  const setup = useBrowserFixture({ label: "widgets-browser" });
 
   it("clicks, mouse and keyboard slider input, program updates, a second page and a reload", async () => {
-    const server = await startNotebookServer({ env: env!, notebookDir });
-    servers.push(server);
+    const { browser, diagnose, startServer } = setup();
+    const server = await startServer();
     const path = await createNotebook(server, { path: "widgets.ipynb", kernelName: TSNB_KERNEL_NAME, cells: ["", "", "", "", ""] });
-    const page = await browser!.newPage();
+    const page = await browser.newPage();
     await diagnose(page, server, async () => {
       await openNotebook(page, server, path);
       await runCell(page, 0, CELLS.setup);
@@ -157,7 +128,7 @@ describe("widgets in real Chromium through the real Notebook 6 server", () => {
       const savedHtml = saved.content.cells[0]!.outputs.map((o) => [o.data?.["text/html"] ?? ""].flat().join("")).join("\n");
       expect(savedHtml).toMatch(/>Lvl<\/label><input[^>]* type="range"[^>]* value="5"[^>]*><output[^>]*>5<\/output>/);
       expect(savedHtml).not.toContain("data-tsnb-mounted");
-      const second = await browser!.newPage();
+      const second = await browser.newPage();
       await openNotebook(second, server, path);
       const t0 = Date.now();
       await sliderShows(second, 5, 2_000);
@@ -212,7 +183,7 @@ describe("widgets in real Chromium through the real Notebook 6 server", () => {
       await cellOutput(page, 0).locator('[data-tsnb-disconnected][data-tsnb-kind="IntSlider"]').waitFor({ state: "attached", timeout: 30_000 });
       await cellOutput(page, 0).locator('[data-tsnb-disconnected][data-tsnb-kind="Button"]').first().waitFor({ state: "attached", timeout: 30_000 });
       // Nothing in the page threw, and no widget code logged an error, through all of the above.
-      const log = browser!.consoleLog();
+      const log = browser.consoleLog();
       expect(log.split("\n").filter((l) => l.startsWith("[pageerror]"))).toEqual([]);
       expect(log.split("\n").filter((l) => l.includes("tsnb widgets"))).toEqual([]);
     });
@@ -220,10 +191,10 @@ describe("widgets in real Chromium through the real Notebook 6 server", () => {
   }, 300_000);
 
   it("typing, selecting, radio buttons, tabs, file uploads and interact reach the program", async () => {
-    const server = await startNotebookServer({ env: env!, notebookDir });
-    servers.push(server);
+    const { browser, diagnose, startServer } = setup();
+    const server = await startServer();
     const path = await createNotebook(server, { path: "choices.ipynb", kernelName: TSNB_KERNEL_NAME, cells: ["", "", "", "", ""] });
-    const page = await browser!.newPage();
+    const page = await browser.newPage();
     await diagnose(page, server, async () => {
       await openNotebook(page, server, path);
       await runCell(page, 0, `
@@ -301,6 +272,7 @@ ui.widget`);
   }, 300_000);
 
   it("nbconvert --to html of an executed notebook shows the widgets' values as static HTML", async () => {
+    const { env, notebookDir, onDispose } = setup();
     const dir = mkdtempSync(join(notebookDir, "nbconvert-"));
     const nb = {
       nbformat: 4,
@@ -330,8 +302,8 @@ gone.dispose();
       ].map((source, i) => ({ cell_type: "code", id: `c${i}`, metadata: {}, source, outputs: [], execution_count: null })),
     };
     writeFileSync(join(dir, "static.ipynb"), JSON.stringify(nb));
-    const run = runProcess(PYTHON, ["-m", "nbconvert", "--to", "html", "--execute", "--ExecutePreprocessor.timeout=120", "static.ipynb"], { cwd: dir, env: env!.vars, deadlineMs: 180_000 });
-    processes.push(run);
+    const run = runProcess(PYTHON, ["-m", "nbconvert", "--to", "html", "--execute", "--ExecutePreprocessor.timeout=120", "static.ipynb"], { cwd: dir, env: env.vars, deadlineMs: 180_000 });
+    onDispose(() => run.dispose());
     const result = await run.result;
     expect(result.code, result.stderr).toBe(0);
     const html = readFileSync(join(dir, "static.html"), "utf8");
@@ -351,10 +323,11 @@ gone.dispose();
   }, 240_000);
 
   it("notebooks/widgets.ipynb executes under nbconvert and every widget shows as static HTML", async () => {
+    const { env, notebookDir, onDispose } = setup();
     const dir = mkdtempSync(join(notebookDir, "tour-"));
     copyFileSync(join(repoRoot, "notebooks", "widgets.ipynb"), join(dir, "tour.ipynb"));
-    const run = runProcess(PYTHON, ["-m", "nbconvert", "--to", "html", "--execute", "--allow-errors", "--ExecutePreprocessor.timeout=120", "tour.ipynb"], { cwd: dir, env: env!.vars, deadlineMs: 180_000 });
-    processes.push(run);
+    const run = runProcess(PYTHON, ["-m", "nbconvert", "--to", "html", "--execute", "--allow-errors", "--ExecutePreprocessor.timeout=120", "tour.ipynb"], { cwd: dir, env: env.vars, deadlineMs: 180_000 });
+    onDispose(() => run.dispose());
     const result = await run.result;
     expect(result.code, result.stderr).toBe(0);
     const html = readFileSync(join(dir, "tour.html"), "utf8");
