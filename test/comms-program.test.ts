@@ -7,7 +7,7 @@ import { encodeFrame, FrameDecoder } from "../protocol/framing.js";
 import type { JsonObject } from "../protocol/jupyter.js";
 import { itemOf, joinItems, parseKernelMessage, splitItems, valueOf, type KernelToBrowser } from "../protocol/bridge.js";
 import { CommsClosedError, CommsTimeoutError, ProgramComms, SyncedVariable } from "../runtime/tsnb/comms/comms.js";
-import { browserValues, commMsg, commOpen } from "./helpers/comms-fakes.js";
+import { browserValues, commMsg, commOpen, RealTimers } from "./helpers/comms-fakes.js";
 
 interface Received {
   data: KernelToBrowser;
@@ -28,18 +28,11 @@ function rig() {
   const waiters = new Set<() => void>();
   const errors: unknown[] = [];
   const framesToKernel: string[] = [];
-  const timers = new Set<NodeJS.Timeout>();
+  const timers = new RealTimers();
   let comms: ProgramComms;
   const host: BridgeHost = {
-    now: () => performance.now(),
-    setTimer: (ms, fn) => {
-      const t = setTimeout(() => {
-        timers.delete(t);
-        fn();
-      }, ms);
-      timers.add(t);
-      return { dispose: () => (clearTimeout(t), timers.delete(t)) };
-    },
+    now: timers.now,
+    setTimer: timers.setTimer,
     publish: (m) => {
       published.push(m);
       for (const w of [...waiters]) w();
@@ -132,7 +125,7 @@ function rig() {
   const dispose = () => {
     comms.dispose();
     bridge.dispose();
-    for (const t of timers) clearTimeout(t);
+    timers.dispose();
     waiters.clear();
   };
   return { bridge, comms, errors, framesToKernel, until, browser, dispose };

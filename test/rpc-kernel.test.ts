@@ -3,9 +3,10 @@
 // client: every comm_msg for it on IOPub goes to the client, and its messages go out on shell.
 
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { rpcRejection } from "./helpers/comms-fakes.js";
 import { startKernel, type RunningKernel } from "./helpers/kernel-client.js";
 import { TsnbComm, type CommPortHandlers } from "../frontend-shim/client.js";
-import { RpcCode, RpcError } from "../protocol/rpc.js";
+import { RpcCode } from "../protocol/rpc.js";
 import type { JsonObject, JupyterMessage } from "../protocol/jupyter.js";
 
 let kernel: RunningKernel;
@@ -65,15 +66,6 @@ async function run(code: string, deadlineMs = 20_000): Promise<string> {
   return ((value?.content.data as Record<string, string> | undefined)?.["text/plain"] ?? "").replace(/^'|'$/g, "");
 }
 
-async function rejection(p: Promise<unknown>): Promise<RpcError> {
-  const outcome = await p.then(
-    (v) => ({ ok: true as const, v }),
-    (e: unknown) => ({ ok: false as const, e }),
-  );
-  if (outcome.ok) throw new Error(`expected a rejection, got ${JSON.stringify(outcome.v)}`);
-  expect(outcome.e).toBeInstanceOf(RpcError);
-  return outcome.e as RpcError;
-}
 
 describe("browser -> program RPC through the real kernel", () => {
   it("success, 100 concurrent calls, and binary arguments and results", async () => {
@@ -100,17 +92,17 @@ describe("browser -> program RPC through the real kernel", () => {
       comms.register("k.fail", () => renderTile());
       "ok"`);
     const t = tab();
-    const e = await rejection(t.call("k.fail", [], {}, { timeout: 10_000 }));
+    const e = await rpcRejection(t.call("k.fail", [], {}, { timeout: 10_000 }));
     expect(e.code).toBe(RpcCode.EXCEPTION);
     expect(e.message).toContain("zoom level too deep");
     expect(e.remoteStack).toContain("renderTile");
-    const missing = await rejection(t.call("k.missing", [], {}, { timeout: 10_000 }));
+    const missing = await rpcRejection(t.call("k.missing", [], {}, { timeout: 10_000 }));
     expect(missing.code).toBe(RpcCode.METHOD_NOT_FOUND);
   });
 
   it("times out with -32005 while the program is busy elsewhere", async () => {
     await run(`comms.register("k.never", () => new Promise(() => {})); "ok"`);
-    const e = await rejection(tab().call("k.never", [], {}, { timeout: 200 }));
+    const e = await rpcRejection(tab().call("k.never", [], {}, { timeout: 200 }));
     expect(e.code).toBe(RpcCode.TIMEOUT);
   });
 
@@ -125,7 +117,7 @@ describe("browser -> program RPC through the real kernel", () => {
     const id = t.id!;
     kernel.client.send("shell", "comm_close", { comm_id: id, data: {} });
     tabs.get(id)?.onClose("closed under the call");
-    const e = await rejection(pending);
+    const e = await rpcRejection(pending);
     expect(e.code).toBe(RpcCode.DISCONNECTED);
   });
 
@@ -135,7 +127,7 @@ describe("browser -> program RPC through the real kernel", () => {
     const pending = t.call("k.slow", [], {}, { timeout: 15_000 });
     const started = Date.now();
     await kernel.client.execute("setTimeout(() => process.exit(3), 100); 'bye'", { deadlineMs: 15_000 });
-    const e = await rejection(pending);
+    const e = await rpcRejection(pending);
     expect(e.code).toBe(RpcCode.PROGRAM_EXITED);
     expect(Date.now() - started).toBeLessThan(10_000);
     await run(`comms.register("k.slow", () => "fresh program"); "ok"`);

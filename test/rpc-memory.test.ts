@@ -9,9 +9,9 @@ import { TsnbComm, type CommPortHandlers } from "../frontend-shim/client.js";
 import { ProgramComms } from "../runtime/tsnb/comms/comms.js";
 import { parseBrowserMessage } from "../protocol/bridge.js";
 import { parseProgramCommOp } from "../protocol/comms-ops.js";
-import { RpcCode, RpcError } from "../protocol/rpc.js";
+import { RpcCode } from "../protocol/rpc.js";
 import type { JsonObject } from "../protocol/jupyter.js";
-import { commClose, commMsg, commOpen } from "./helpers/comms-fakes.js";
+import { commClose, commMsg, commOpen, RealTimers, rpcRejection } from "./helpers/comms-fakes.js";
 
 const later = (fn: () => void) => setImmediate(fn);
 const wire = <T>(v: T): T => JSON.parse(JSON.stringify(v)) as T;
@@ -20,20 +20,13 @@ function rig(options: { rpcChunkBytes?: number; clientChunkBytes?: number } = {}
   const ports = new Map<string, CommPortHandlers>();
   /** The ops of every comm message each way, to check batching. */
   const wireOps = { up: [] as string[], down: [] as string[] };
-  const timers = new Set<NodeJS.Timeout>();
+  const timers = new RealTimers();
   const programErrors: unknown[] = [];
   let programRunning = true;
   let program: ProgramComms;
   const host: BridgeHost = {
-    now: () => performance.now(),
-    setTimer: (ms, fn) => {
-      const t = setTimeout(() => {
-        timers.delete(t);
-        fn();
-      }, ms);
-      timers.add(t);
-      return { dispose: () => (clearTimeout(t), timers.delete(t)) };
-    },
+    now: timers.now,
+    setTimer: timers.setTimer,
     publish: (m) => {
       const handlers = ports.get(String(m.content.comm_id));
       if (!handlers) return;
@@ -119,7 +112,7 @@ function rig(options: { rpcChunkBytes?: number; clientChunkBytes?: number } = {}
     for (const c of clients) c.close();
     program.dispose();
     bridge.dispose();
-    for (const t of timers) clearTimeout(t);
+    timers.dispose();
   };
   return { bridge, client, program: () => program, startProgram, killProgram, programErrors, dispose, ports, wireOps };
 }
@@ -143,15 +136,6 @@ async function until(check: () => boolean, deadlineMs = 3000): Promise<void> {
   }
 }
 
-async function rejection(p: Promise<unknown>): Promise<RpcError> {
-  const outcome = await p.then(
-    (v) => ({ ok: true as const, v }),
-    (e: unknown) => ({ ok: false as const, e }),
-  );
-  if (outcome.ok) throw new Error(`expected a rejection, got ${JSON.stringify(outcome.v)}`);
-  expect(outcome.e).toBeInstanceOf(RpcError);
-  return outcome.e as RpcError;
-}
 
 describe("browser -> program calls", () => {
   it("calls a registered function with args and kwargs and returns its result", async () => {
@@ -180,7 +164,7 @@ describe("browser -> program calls", () => {
       throw new RangeError("tile out of range");
     });
     const tab = client();
-    const e = await rejection(tab.call("boom"));
+    const e = await rpcRejection(tab.call("boom"));
     expect(e.code).toBe(RpcCode.EXCEPTION);
     expect(e.message).toContain("RangeError: tile out of range");
     expect(e.remoteStack).toContain("explodeHere");
@@ -189,7 +173,7 @@ describe("browser -> program calls", () => {
   it("reports a rejected promise as -32001 too", async () => {
     const { client, program } = setup();
     program().register("later.boom", async () => Promise.reject(new Error("async failure")));
-    const e = await rejection(client().call("later.boom"));
+    const e = await rpcRejection(client().call("later.boom"));
     expect(e.code).toBe(RpcCode.EXCEPTION);
     expect(e.message).toContain("async failure");
   });
@@ -197,7 +181,7 @@ describe("browser -> program calls", () => {
   it("answers an unknown method with -32601 and names what is registered", async () => {
     const { client, program } = setup();
     program().register("known", () => 1);
-    const e = await rejection(client().call("unknown.method"));
+    const e = await rpcRejection(client().call("unknown.method"));
     expect(e.code).toBe(RpcCode.METHOD_NOT_FOUND);
     expect(e.message).toContain("unknown.method");
     expect(e.message).toContain("known");
@@ -206,7 +190,7 @@ describe("browser -> program calls", () => {
   it("answers a result that cannot travel with -32002", async () => {
     const { client, program } = setup();
     program().register("fn", () => ({ f: () => 1 }));
-    const e = await rejection(client().call("fn"));
+    const e = await rpcRejection(client().call("fn"));
     expect(e.code).toBe(RpcCode.RESULT_NOT_SERIALIZABLE);
   });
 
@@ -222,7 +206,7 @@ describe("browser -> program calls", () => {
       }),
     );
     const tab = client();
-    const e = await rejection(tab.call("stuck", [], {}, { timeout: 50 }));
+    const e = await rpcRejection(tab.call("stuck", [], {}, { timeout: 50 }));
     expect(e.code).toBe(RpcCode.TIMEOUT);
     expect(tab.pendingCalls).toBe(0);
     await reached;
@@ -280,7 +264,7 @@ describe("browser -> program calls", () => {
     const [id, handlers] = [...ports][0]!;
     bridge.commClose(commClose(id));
     handlers.onClose("closed by the test");
-    const e = await rejection(pending);
+    const e = await rpcRejection(pending);
     expect(e.code).toBe(RpcCode.DISCONNECTED);
     expect(bridge.pendingCalls.toProgram).toBe(0);
   });
@@ -292,8 +276,8 @@ describe("browser -> program calls", () => {
     await tab.ready;
     const pending = tab.call("never");
     tab.close();
-    expect((await rejection(pending)).code).toBe(RpcCode.DISCONNECTED);
-    expect((await rejection(tab.call("never"))).code).toBe(RpcCode.DISCONNECTED);
+    expect((await rpcRejection(pending)).code).toBe(RpcCode.DISCONNECTED);
+    expect((await rpcRejection(tab.call("never"))).code).toBe(RpcCode.DISCONNECTED);
   });
 
   it("rejects a pending call with -32003 when the program exits, and calls work again after restart", async () => {
@@ -308,11 +292,11 @@ describe("browser -> program calls", () => {
     const pending = tab.call("hang");
     await reached;
     killProgram();
-    const e = await rejection(pending);
+    const e = await rpcRejection(pending);
     expect(e.code).toBe(RpcCode.PROGRAM_EXITED);
     expect(e.message).toContain("exited");
     // While no program runs, a call is answered at once rather than left to time out.
-    expect((await rejection(tab.call("hang"))).code).toBe(RpcCode.PROGRAM_EXITED);
+    expect((await rpcRejection(tab.call("hang"))).code).toBe(RpcCode.PROGRAM_EXITED);
     startProgram().register("hang", () => "back");
     expect(await tab.call("hang")).toBe("back");
     expect(bridge.pendingCalls).toEqual({ toProgram: 0, toFrontends: 0 });
@@ -379,7 +363,7 @@ describe("program -> browser calls", () => {
 
   it("fails with -32004 when no front-end is connected", async () => {
     const { program } = setup();
-    const e = await rejection(program().callFrontend("anything"));
+    const e = await rpcRejection(program().callFrontend("anything"));
     expect(e.code).toBe(RpcCode.DISCONNECTED);
     expect(e.message).toContain("no front-end is connected");
   });
@@ -392,7 +376,7 @@ describe("program -> browser calls", () => {
     await Promise.all([a.ready, b.ready]);
     await until(() => program().frontends === 2);
     expect(await program().callFrontend("who")).toBe("b");
-    const e = await rejection(program().callFrontend("nobody.has.this"));
+    const e = await rpcRejection(program().callFrontend("nobody.has.this"));
     expect(e.code).toBe(RpcCode.METHOD_NOT_FOUND);
   });
 
@@ -407,11 +391,11 @@ describe("program -> browser calls", () => {
     await Promise.all([a.ready, b.ready]);
     await until(() => program().frontendIds.length === 2);
     expect(await program().callFrontend({ name: "id", target: a.id! })).toBe("a");
-    const e = await rejection(program().callFrontend({ name: "id", target: b.id! }));
+    const e = await rpcRejection(program().callFrontend({ name: "id", target: b.id! }));
     expect(e.code).toBe(RpcCode.EXCEPTION);
     expect(e.message).toContain("b refuses");
     expect(e.remoteStack).toBeTruthy();
-    expect((await rejection(program().callFrontend({ name: "id", target: "no-such-tab" }))).code).toBe(RpcCode.DISCONNECTED);
+    expect((await rpcRejection(program().callFrontend({ name: "id", target: "no-such-tab" }))).code).toBe(RpcCode.DISCONNECTED);
   });
 
   it("times out with -32005, and a closing tab fails the call with -32004", async () => {
@@ -420,11 +404,11 @@ describe("program -> browser calls", () => {
     tab.register("never", () => new Promise(() => {}));
     await tab.ready;
     await until(() => program().frontends === 1);
-    expect((await rejection(program().callFrontend({ name: "never", timeout: 50 }))).code).toBe(RpcCode.TIMEOUT);
+    expect((await rpcRejection(program().callFrontend({ name: "never", timeout: 50 }))).code).toBe(RpcCode.TIMEOUT);
     const pending = program().callFrontend("never");
     await until(() => bridge.pendingCalls.toFrontends === 1);
     tab.close();
-    const e = await rejection(pending);
+    const e = await rpcRejection(pending);
     expect(e.code).toBe(RpcCode.DISCONNECTED);
     expect(bridge.pendingCalls.toFrontends).toBe(0);
   });

@@ -6,17 +6,7 @@ import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
 import { DisposedError } from "../protocol/disposable.js";
 import { encodeReply, PendingCalls, RpcCode, RpcError, runCall, type CallOutcome } from "../protocol/rpc.js";
 import { encodeValue } from "../protocol/values.js";
-
-/** The rejection of a promise that must reject (fails the test if it resolves). */
-async function rejection(p: Promise<unknown>): Promise<RpcError> {
-  const outcome = await p.then(
-    (value) => ({ ok: true as const, value }),
-    (error: unknown) => ({ ok: false as const, error }),
-  );
-  if (outcome.ok) throw new Error(`expected a rejection, got ${JSON.stringify(outcome.value)}`);
-  expect(outcome.error).toBeInstanceOf(RpcError);
-  return outcome.error as RpcError;
-}
+import { rpcRejection } from "./helpers/comms-fakes.js";
 
 function table() {
   return new PendingCalls<{ sent: boolean }>({ owner: "tsnb_comm", closedReason: "tsnb_comm was closed" });
@@ -45,7 +35,7 @@ describe("PendingCalls", () => {
     const calls = table();
     const answer = calls.add("a", { label: 'call("boom")', timeoutMs: 1000, data: { sent: true } });
     calls.settle("a", { error: { code: RpcCode.EXCEPTION, message: "Error: boom", data: { stack: "at boom()" } } }, [], "the program");
-    const e = await rejection(answer);
+    const e = await rpcRejection(answer);
     expect(e.code).toBe(RpcCode.EXCEPTION);
     expect(e.message).toBe("Error: boom");
     expect(e.remoteStack).toBe("at boom()");
@@ -56,7 +46,7 @@ describe("PendingCalls", () => {
     const answer = calls.add("a", { label: 'call("x")', timeoutMs: 1000, data: { sent: true } });
     // A placeholder for a binary part the reply does not carry.
     calls.settle("a", { value: { $tsnb_buffer: 0, kind: "Uint8Array" } }, [], "the program");
-    const e = await rejection(answer);
+    const e = await rpcRejection(answer);
     expect(e.code).toBe(RpcCode.INVALID_PARAMS);
     expect(e.message).toMatch(/^the program's result could not be decoded/);
   });
@@ -69,7 +59,7 @@ describe("PendingCalls", () => {
     vi.advanceTimersByTime(499);
     expect(calls.size).toBe(1);
     vi.advanceTimersByTime(1);
-    const e = await rejection(answer);
+    const e = await rpcRejection(answer);
     expect(e.code).toBe(RpcCode.TIMEOUT);
     expect(e.message).toBe('call("slow") got no answer within 500 ms');
     expect(order).toEqual(["timeout", "rejected"]);
@@ -98,7 +88,7 @@ describe("PendingCalls", () => {
       (label) => new RpcError({ code: RpcCode.DISCONNECTED, message: `${label}: the comm closed` }),
     );
     expect(count).toBe(1);
-    const e = await rejection(sent);
+    const e = await rpcRejection(sent);
     expect(e.code).toBe(RpcCode.DISCONNECTED);
     expect(e.message).toBe('call("sent"): the comm closed');
     expect([...calls.entries()]).toEqual([["q", { sent: false }]]);
@@ -121,14 +111,14 @@ describe("PendingCalls", () => {
     calls.dispose();
     calls.dispose();
     for (const [p, name] of [[a, "a"], [b, "b"]] as const) {
-      const e = await rejection(p);
+      const e = await rpcRejection(p);
       expect(e.code).toBe(RpcCode.DISCONNECTED);
       expect(e.message).toBe(`tsnb_comm.call("${name}"): tsnb_comm was closed`);
       expect(e.cause).toBeInstanceOf(DisposedError);
     }
     expect(calls.size).toBe(0);
     expect(vi.getTimerCount()).toBe(0);
-    const late = await rejection(calls.add("c", { label: 'tsnb_comm.call("c")', timeoutMs: 1000, data: { sent: false } }));
+    const late = await rpcRejection(calls.add("c", { label: 'tsnb_comm.call("c")', timeoutMs: 1000, data: { sent: false } }));
     expect(late.code).toBe(RpcCode.DISCONNECTED);
     expect(late.cause).toBeInstanceOf(DisposedError);
     expect(calls.size).toBe(0);

@@ -6,26 +6,19 @@ import { CommsBridge, type BridgeHost, type PublishRequest } from "../kernel/com
 import { TsnbComm, type CommPortHandlers, type ConnectionStatus } from "../frontend-shim/client.js";
 import { joinItems, itemOf, splitItems, valueOf } from "../protocol/bridge.js";
 import type { JsonObject } from "../protocol/jupyter.js";
-import { commClose, commMsg, commOpen } from "./helpers/comms-fakes.js";
+import { commClose, commMsg, commOpen, RealTimers } from "./helpers/comms-fakes.js";
 
 function rig(options: { chunkBytes?: number; heartbeat?: { silenceMs: number; pongTimeoutMs: number } } = {}) {
   const ports = new Map<string, CommPortHandlers>();
-  const timers = new Set<NodeJS.Timeout>();
+  const timers = new RealTimers();
   const programValues: { address: string; value: unknown }[] = [];
   const waiters = new Set<() => void>();
   const notify = () => {
     for (const w of [...waiters]) w();
   };
   const host: BridgeHost = {
-    now: () => performance.now(),
-    setTimer: (ms, fn) => {
-      const t = setTimeout(() => {
-        timers.delete(t);
-        fn();
-      }, ms);
-      timers.add(t);
-      return { dispose: () => (clearTimeout(t), timers.delete(t)) };
-    },
+    now: timers.now,
+    setTimer: timers.setTimer,
     publish: (m: PublishRequest) => {
       const id = String(m.content.comm_id);
       const handlers = ports.get(id);
@@ -110,7 +103,7 @@ function rig(options: { chunkBytes?: number; heartbeat?: { silenceMs: number; po
   const dispose = () => {
     for (const c of clients) c.close();
     bridge.dispose();
-    for (const t of timers) clearTimeout(t);
+    timers.dispose();
     waiters.clear();
   };
   return { bridge, client, programValues, programSend, until, dispose, notify };

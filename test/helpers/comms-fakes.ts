@@ -2,7 +2,9 @@
 // what the bridge publishes and sends to the program, and builders for the Jupyter comm messages a
 // browser would send. Used by the fast unit tests in addition to the real-socket tests.
 
+import { expect } from "vitest";
 import type { Header, JsonObject, JupyterMessage } from "../../protocol/jupyter.js";
+import { RpcError } from "../../protocol/rpc.js";
 import { encodeFrame } from "../../protocol/framing.js";
 import { joinItems, itemOf, parseKernelMessage, splitItems, valueOf, type KernelToBrowser } from "../../protocol/bridge.js";
 import type { KernelCommOp } from "../../protocol/comms-ops.js";
@@ -39,6 +41,38 @@ export class ManualClock {
     }
     this.time = end;
   }
+}
+
+/** Real timers for a bridge wired in memory (messages on later turns, like the wire); `dispose()` cancels every one left. */
+export class RealTimers {
+  private readonly timers = new Set<NodeJS.Timeout>();
+
+  now = (): number => performance.now();
+
+  setTimer = (ms: number, fn: () => void): Disposable => {
+    const t = setTimeout(() => {
+      this.timers.delete(t);
+      fn();
+    }, ms);
+    this.timers.add(t);
+    return { dispose: () => void (clearTimeout(t), this.timers.delete(t)) };
+  };
+
+  dispose(): void {
+    for (const t of this.timers) clearTimeout(t);
+    this.timers.clear();
+  }
+}
+
+/** The RpcError a promise must reject with; fails the test when it resolves or rejects with something else. */
+export async function rpcRejection(p: Promise<unknown>): Promise<RpcError> {
+  const outcome = await p.then(
+    (v) => ({ ok: true as const, v }),
+    (e: unknown) => ({ ok: false as const, e }),
+  );
+  if (outcome.ok) throw new Error(`expected a rejection, got ${JSON.stringify(outcome.v)}`);
+  expect(outcome.e).toBeInstanceOf(RpcError);
+  return outcome.e as RpcError;
 }
 
 export interface ProgramMessage {
