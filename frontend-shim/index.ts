@@ -182,6 +182,21 @@ function pageClassicKernel(): Partial<ClassicKernel> | null {
   return k !== null && typeof k === "object" ? (k as Partial<ClassicKernel>) : null;
 }
 
+/**
+ * Notebook 6 leaves its websocket's binaryType at "blob": Chromium then parks every binary message in the
+ * browser process's blob storage and Notebook reads it back with a FileReader, an extra trip and copy of every
+ * byte the kernel sends (a raw Chromium websocket test: a 100 MB message cost ~0.9 s more renderer CPU as a
+ * Blob). Notebook's deserializer takes ArrayBuffers as they are. A reconnect makes a new websocket, so it is
+ * set again then.
+ */
+function preferArrayBuffers(kernel: ClassicKernel): void {
+  const set = (): void => {
+    if (kernel.ws && kernel.ws.binaryType !== "arraybuffer") kernel.ws.binaryType = "arraybuffer";
+  };
+  set();
+  kernel.events.on("kernel_connected.Kernel", set);
+}
+
 function makeClassicOpener(kernel: ClassicKernel): CommOpener {
   // Same reason as nudgeOnStatus: the server's Nagle-held write of the answer goes out when the page's
   // tiny stdin message carries the ACK. On the page's own websocket, because that is where the answer waits.
@@ -197,6 +212,7 @@ function makeClassicOpener(kernel: ClassicKernel): CommOpener {
     }
   };
   const callbacks = { iopub: { status: nudge } };
+  preferArrayBuffers(kernel);
   return async (openData, handlers) => {
     let closed = false;
     const onClosed = (reason: string): void => {

@@ -126,6 +126,8 @@ describe("comms in real Chromium through the real Notebook 6 server", () => {
       await runCell(page, 1, CELLS.types);
       await subscribeInPage(page, "k2b");
       expect(await received(page, "k2b", 5)).toEqual(["0", '""', "false", "null", "Float32Array:1.5,-2.25"]);
+      // Binary messages reach the page as ArrayBuffers, not Blobs read back through a FileReader.
+      expect(await page.evaluate(() => (window as unknown as { Jupyter: { notebook: { kernel: { ws: WebSocket } } } }).Jupyter.notebook.kernel.ws.binaryType)).toBe("arraybuffer");
       await page.evaluate(() => {
         const comm = (window as unknown as TestWindow).tsnb_comm!;
         for (const v of [0, "", false, null, new Float32Array([3.5, -0.5])]) comm.send("b2k", v);
