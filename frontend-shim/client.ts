@@ -20,7 +20,7 @@ import {
   type KernelToBrowser,
   type ValueItem,
 } from "../protocol/bridge.js";
-import { encodeFrame, FrameDecoder, describeFrameError } from "../protocol/framing.js";
+import { encodeFrame, FrameDecoder, describeFrameError, sliceParts } from "../protocol/framing.js";
 import type { JsonObject, JsonValue } from "../protocol/jupyter.js";
 import { encodeReply, PendingCalls, RpcCode, RpcError, runCall } from "../protocol/rpc.js";
 import { encodeValue } from "../protocol/values.js";
@@ -771,21 +771,21 @@ export class TsnbComm {
       port.send(message as unknown as JsonObject, buffers);
       return;
     }
-    // Too big for one websocket message: frame it and send the bytes in slices.
+    // Too big for one websocket message: frame it and send the bytes in slices, cut straight from the
+    // value's own memory (a slice inside one part is a view; the port makes its one exact-size copy), not
+    // from a joined copy of the whole message: 100 MB up made two extra 100 MB copies on the page's thread.
     const parts = encodeFrame(message as unknown as JsonObject & { op: string }, buffers);
     const length = parts.reduce((n, p) => n + p.byteLength, 0);
-    const whole = new Uint8Array(length);
-    let offset = 0;
-    for (const p of parts) {
-      whole.set(p, offset);
-      offset += p.byteLength;
-    }
     const id = randomId();
     const size = this.options.chunkBytes;
-    for (let index = 0, at = 0; at < length; index++, at += size) {
-      const slice = whole.subarray(at, Math.min(length, at + size));
-      port.send({ op: "chunk", id, index, last: at + size >= length }, [slice]);
-      onChunk?.(Math.min(length, at + size), length);
+    let at = { partIndex: 0, partOffset: 0 };
+    for (let index = 0, sent = 0; sent < length; index++) {
+      const n = Math.min(size, length - sent);
+      const slice = sliceParts(parts, n, at);
+      at = slice.at;
+      sent += n;
+      port.send({ op: "chunk", id, index, last: sent >= length }, [slice.bytes]);
+      onChunk?.(sent, length);
     }
   }
 }

@@ -250,3 +250,41 @@ function parseHeader(
   delete header.buffers;
   return { ok: true, value: { header: header as RawFrame["header"], lengths, total } };
 }
+
+/**
+ * The next `length` bytes of a list of parts (an encoded frame) from a position: a view when inside one part,
+ * else a copy. Cutting a frame into chunks this way copies only the chunks that span two parts.
+ */
+export function sliceParts(
+  parts: readonly Uint8Array[],
+  length: number,
+  from: { partIndex: number; partOffset: number },
+): { bytes: Uint8Array; at: { partIndex: number; partOffset: number } } {
+  let { partIndex, partOffset } = from;
+  const first = parts[partIndex]!;
+  let bytes: Uint8Array;
+  if (first.byteLength - partOffset >= length) {
+    bytes = first.subarray(partOffset, partOffset + length);
+    partOffset += length;
+  } else {
+    bytes = new Uint8Array(length);
+    let filled = 0;
+    while (filled < length) {
+      const p = parts[partIndex]!;
+      const take = Math.min(length - filled, p.byteLength - partOffset);
+      bytes.set(p.subarray(partOffset, partOffset + take), filled);
+      filled += take;
+      partOffset += take;
+      if (partOffset === p.byteLength && filled < length) {
+        partIndex++;
+        partOffset = 0;
+      }
+    }
+  }
+  // Skip exhausted parts (and empty ones) so the next slice starts on real bytes.
+  while (partIndex < parts.length && partOffset === parts[partIndex]!.byteLength) {
+    partIndex++;
+    partOffset = 0;
+  }
+  return { bytes, at: { partIndex, partOffset } };
+}

@@ -2,7 +2,7 @@
 // limits are enforced before allocating, and garbage fails the stream once and for all.
 
 import { describe, expect, it } from "vitest";
-import { encodeFrame, FrameDecoder, describeFrameError } from "../protocol/framing.js";
+import { encodeFrame, FrameDecoder, describeFrameError, sliceParts } from "../protocol/framing.js";
 
 function concat(chunks: Uint8Array[]): Uint8Array {
   const out = new Uint8Array(chunks.reduce((n, c) => n + c.byteLength, 0));
@@ -77,5 +77,28 @@ describe("pipe framing", () => {
     expect(new FrameDecoder().push(frame('{"v":1}')).error?.type).toBe("bad_header");
     expect(new FrameDecoder().push(frame('{"v":1,"op":"x","buffers":[-1]}')).error?.type).toBe("bad_header");
     expect(new FrameDecoder().push(frame("[1]")).error?.type).toBe("bad_header");
+  });
+});
+
+describe("sliceParts", () => {
+  it("cuts a frame's parts into chunks: views inside one part, copies only across parts, every byte once", () => {
+    const payload = new Uint8Array(1000).map((_, i) => i % 251);
+    const parts = encodeFrame({ op: "x" }, [payload, new Uint8Array(0), payload.subarray(0, 10)]);
+    const whole = concat(parts);
+    const pieces: Uint8Array[] = [];
+    let at = { partIndex: 0, partOffset: 0 };
+    for (let sent = 0; sent < whole.byteLength; ) {
+      const n = Math.min(300, whole.byteLength - sent);
+      const slice = sliceParts(parts, n, at);
+      expect(slice.bytes.byteLength).toBe(n);
+      pieces.push(slice.bytes);
+      at = slice.at;
+      sent += n;
+    }
+    expect(concat(pieces)).toEqual(whole);
+    // The chunks inside the 1000-byte payload share its memory; the ones spanning parts are their own.
+    const shared = pieces.filter((p) => p.buffer === payload.buffer);
+    expect(shared.length).toBeGreaterThan(0);
+    expect(pieces.filter((p) => p.buffer !== payload.buffer).every((p) => p.byteOffset === 0 && p.byteLength === p.buffer.byteLength)).toBe(true);
   });
 });

@@ -11,7 +11,7 @@
 // grows to a high-water mark, and then `comm_sync` is answered late, which slows a program that awaits
 // `comms.sync()`; `congested` tells the kernel to stop reading the program's channel.
 
-import { FrameDecoder, describeFrameError, encodeFrame } from "../../protocol/framing.js";
+import { FrameDecoder, describeFrameError, encodeFrame, sliceParts } from "../../protocol/framing.js";
 import type { Header, JsonObject, JupyterMessage } from "../../protocol/jupyter.js";
 import {
   BRIDGE_TARGET,
@@ -896,39 +896,4 @@ export class CommsBridge {
   private publishClose(commId: string, parent: Parent, reason: string): void {
     this.host.publish({ msg_type: "comm_close", content: { comm_id: commId, data: { reason } }, buffers: [], parent });
   }
-}
-
-/** The next `length` bytes of a list of parts from a position: a view when inside one part, else a copy. */
-function sliceParts(
-  parts: readonly Uint8Array[],
-  length: number,
-  from: { partIndex: number; partOffset: number },
-): { bytes: Uint8Array; at: { partIndex: number; partOffset: number } } {
-  let { partIndex, partOffset } = from;
-  const first = parts[partIndex]!;
-  let bytes: Uint8Array;
-  if (first.byteLength - partOffset >= length) {
-    bytes = first.subarray(partOffset, partOffset + length);
-    partOffset += length;
-  } else {
-    bytes = new Uint8Array(length);
-    let filled = 0;
-    while (filled < length) {
-      const p = parts[partIndex]!;
-      const take = Math.min(length - filled, p.byteLength - partOffset);
-      bytes.set(p.subarray(partOffset, partOffset + take), filled);
-      filled += take;
-      partOffset += take;
-      if (partOffset === p.byteLength && filled < length) {
-        partIndex++;
-        partOffset = 0;
-      }
-    }
-  }
-  // Skip exhausted parts (and empty ones) so the next slice starts on real bytes.
-  while (partIndex < parts.length && partOffset === parts[partIndex]!.byteLength) {
-    partIndex++;
-    partOffset = 0;
-  }
-  return { bytes, at: { partIndex, partOffset } };
 }
