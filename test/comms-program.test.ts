@@ -7,7 +7,7 @@ import { encodeFrame, FrameDecoder } from "../protocol/framing.js";
 import type { JsonObject } from "../protocol/jupyter.js";
 import { itemOf, joinItems, parseKernelMessage, splitItems, valueOf, type KernelToBrowser } from "../protocol/bridge.js";
 import { CommsClosedError, CommsTimeoutError, ProgramComms, SyncedVariable } from "../runtime/tsnb/comms/comms.js";
-import { browserValues, commMsg, commOpen, RealTimers } from "./helpers/comms-fakes.js";
+import { browserValues, commMsg, commOpen, Conditions, RealTimers } from "./helpers/comms-fakes.js";
 
 interface Received {
   data: KernelToBrowser;
@@ -25,7 +25,8 @@ function throughFraming(header: JsonObject & { op: string }, buffers: Uint8Array
 
 function rig() {
   const published: PublishRequest[] = [];
-  const waiters = new Set<() => void>();
+  const conditions = new Conditions();
+  const { notify, until } = conditions;
   const errors: unknown[] = [];
   const framesToKernel: string[] = [];
   const timers = new RealTimers();
@@ -35,7 +36,7 @@ function rig() {
     setTimer: timers.setTimer,
     publish: (m) => {
       published.push(m);
-      for (const w of [...waiters]) w();
+      notify();
     },
     toProgram: (op, buffers) => {
       const frame = throughFraming(op as unknown as JsonObject & { op: string }, buffers);
@@ -43,7 +44,7 @@ function rig() {
       setImmediate(() => {
         const problem = comms.handleKernelOp(frame.header, frame.buffers);
         if (problem) errors.push(new Error(problem));
-        for (const w of [...waiters]) w();
+        notify();
       });
     },
     parentForCell: () => ({}),
@@ -61,28 +62,9 @@ function rig() {
     currentCell: () => "cell-1",
     reportError: (err) => {
       errors.push(err);
-      for (const w of [...waiters]) w();
+      notify();
     },
   });
-
-  /** Resolves when `check` returns something, re-checked on every kernel publish; fails at the deadline. */
-  const until = <T>(what: string, check: () => T | undefined, ms = 5000): Promise<T> =>
-    new Promise<T>((resolve, reject) => {
-      const first = check();
-      if (first !== undefined) return resolve(first);
-      const timer = setTimeout(() => {
-        waiters.delete(test);
-        reject(new Error(`timed out after ${ms} ms waiting for ${what}`));
-      }, ms);
-      const test = () => {
-        const got = check();
-        if (got === undefined) return;
-        waiters.delete(test);
-        clearTimeout(timer);
-        resolve(got);
-      };
-      waiters.add(test);
-    });
 
   /** Everything the kernel sent to a comm so far (decoded), consumed. */
   const take = (commId: string): Received[] => {
@@ -113,7 +95,7 @@ function rig() {
         } else if (m.data.op === "read") reads.push(m.data.address);
       }
     };
-    waiters.add(pump);
+    conditions.onNotify(pump);
     pump();
     return {
       values,
@@ -126,7 +108,7 @@ function rig() {
     comms.dispose();
     bridge.dispose();
     timers.dispose();
-    waiters.clear();
+    conditions.dispose();
   };
   return { bridge, comms, errors, framesToKernel, until, browser, dispose };
 }

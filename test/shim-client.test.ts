@@ -6,16 +6,14 @@ import { CommsBridge, type BridgeHost, type PublishRequest } from "../kernel/com
 import { TsnbComm, type CommPortHandlers, type ConnectionStatus } from "../frontend-shim/client.js";
 import { joinItems, itemOf, splitItems, valueOf } from "../protocol/bridge.js";
 import type { JsonObject } from "../protocol/jupyter.js";
-import { commClose, commMsg, commOpen, RealTimers } from "./helpers/comms-fakes.js";
+import { commClose, commMsg, commOpen, Conditions, RealTimers } from "./helpers/comms-fakes.js";
 
 function rig(options: { chunkBytes?: number; heartbeat?: { silenceMs: number; pongTimeoutMs: number } } = {}) {
   const ports = new Map<string, CommPortHandlers>();
   const timers = new RealTimers();
   const programValues: { address: string; value: unknown }[] = [];
-  const waiters = new Set<() => void>();
-  const notify = () => {
-    for (const w of [...waiters]) w();
-  };
+  const conditions = new Conditions();
+  const { notify, until } = conditions;
   const host: BridgeHost = {
     now: timers.now,
     setTimer: timers.setTimer,
@@ -79,23 +77,6 @@ function rig(options: { chunkBytes?: number; heartbeat?: { silenceMs: number; po
     clients.push(c);
     return c;
   };
-  const until = <T>(what: string, check: () => T | undefined, ms = 5000): Promise<T> =>
-    new Promise<T>((resolve, reject) => {
-      const first = check();
-      if (first !== undefined) return resolve(first);
-      const test = () => {
-        const got = check();
-        if (got === undefined) return;
-        waiters.delete(test);
-        clearTimeout(timer);
-        resolve(got);
-      };
-      const timer = setTimeout(() => {
-        waiters.delete(test);
-        reject(new Error(`timed out after ${ms} ms waiting for ${what}`));
-      }, ms);
-      waiters.add(test);
-    });
   const programSend = (address: string, value: unknown) => {
     const batch = joinItems([itemOf(address, value)]);
     bridge.programOp({ op: "comm_send", cell: null, items: batch.items }, batch.buffers);
@@ -104,7 +85,7 @@ function rig(options: { chunkBytes?: number; heartbeat?: { silenceMs: number; po
     for (const c of clients) c.close();
     bridge.dispose();
     timers.dispose();
-    waiters.clear();
+    conditions.dispose();
   };
   return { bridge, client, programValues, programSend, until, dispose, notify };
 }

@@ -4,6 +4,7 @@
 
 import { expect } from "vitest";
 import type { Header, JsonObject, JupyterMessage } from "../../protocol/jupyter.js";
+import { DisposedError } from "../../protocol/disposable.js";
 import { RpcError } from "../../protocol/rpc.js";
 import { encodeFrame } from "../../protocol/framing.js";
 import { joinItems, itemOf, parseKernelMessage, splitItems, valueOf, type KernelToBrowser } from "../../protocol/bridge.js";
@@ -61,6 +62,60 @@ export class RealTimers {
   dispose(): void {
     for (const t of this.timers) clearTimeout(t);
     this.timers.clear();
+  }
+}
+
+/**
+ * Conditions re-checked whenever something was delivered (`notify()`), for rigs wired in memory: `until`
+ * resolves with the first non-undefined result of `check` and fails at its deadline; `dispose()` rejects
+ * what still waits with a DisposedError.
+ */
+export class Conditions {
+  private readonly checks = new Set<() => void>();
+  private readonly pending = new Set<{ timer: NodeJS.Timeout; reject(error: Error): void }>();
+
+  notify = (): void => {
+    for (const check of [...this.checks]) check();
+  };
+
+  /** Runs `fn` on every notify until dispose (a scripted peer reading its inbox). */
+  onNotify(fn: () => void): void {
+    this.checks.add(fn);
+  }
+
+  until = <T>(what: string, check: () => T | undefined, ms = 5000): Promise<T> =>
+    new Promise<T>((resolve, reject) => {
+      const first = check();
+      if (first !== undefined) return resolve(first);
+      const wait = {
+        timer: setTimeout(() => {
+          finish();
+          reject(new Error(`timed out after ${ms} ms waiting for ${what}`));
+        }, ms),
+        reject,
+      };
+      const test = () => {
+        const got = check();
+        if (got === undefined) return;
+        finish();
+        resolve(got);
+      };
+      const finish = () => {
+        this.checks.delete(test);
+        this.pending.delete(wait);
+        clearTimeout(wait.timer);
+      };
+      this.checks.add(test);
+      this.pending.add(wait);
+    });
+
+  dispose(): void {
+    this.checks.clear();
+    for (const wait of [...this.pending]) {
+      clearTimeout(wait.timer);
+      wait.reject(new DisposedError("a wait of the test rig"));
+    }
+    this.pending.clear();
   }
 }
 
