@@ -55,10 +55,12 @@ export type KernelToProgram = ExecuteOp | CompleteOp | InspectOp | InputReplyOp 
 
 // ---- program -> kernel ---------------------------------------------------------------------------
 
+/** The program's first frame; `token` is the TSNB_PIPE_TOKEN the kernel gave it (anything else ends it). */
 export interface HelloOp {
   op: "hello";
   pid: number;
   node_version: string;
+  token: string;
 }
 
 export interface StreamOp {

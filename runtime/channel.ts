@@ -1,10 +1,10 @@
-// The program's end of the main channel (fd 3): frames in with a FrameDecoder over a net.Socket, frames out
-// with blocking writes. Writes are synchronous on purpose: a cell printing 50 MB in a tight loop never
+// The program's end of the main channel (the FIFOs TSNB_PIPE_BACK in, TSNB_PIPE out; PIPES.md section 3):
+// frames in with a FrameDecoder over a net.Socket, frames out with blocking writes. Writes are synchronous on purpose: a cell printing 50 MB in a tight loop never
 // yields to the event loop, so an async socket would queue the whole burst in memory. Blocking on a full
 // pipe gives the same backpressure a terminal gives, keeps memory bounded and keeps every op in order.
 
 import net from "node:net";
-import { writeSync } from "node:fs";
+import { closeSync, constants as fsConstants, openSync, writeSync } from "node:fs";
 import { describeFrameError, encodeFrame, FrameDecoder, type RawFrame } from "../protocol/framing.js";
 import type { JsonObject } from "../protocol/jupyter.js";
 import type { ProgramToKernel } from "../protocol/program.js";
@@ -20,9 +20,53 @@ export type ChannelEvent =
   | { type: "closed"; reason: string };
 
 export interface ChannelOptions {
-  fd: number;
+  /** Frames from the kernel (TSNB_PIPE_BACK). */
+  readFd: number;
+  /** Frames to the kernel (TSNB_PIPE), non-blocking. */
+  writeFd: number;
   onEvent(event: ChannelEvent): void;
 }
+
+export interface ChannelFifos {
+  readFd: number;
+  writeFd: number;
+  /** The TSNB_PIPE_TOKEN the hello must carry. */
+  token: string;
+}
+
+const CHANNEL_VARIABLES = ["TSNB_PIPE", "TSNB_PIPE_BACK", "TSNB_PIPE_TOKEN"] as const;
+
+/**
+ * Opens the FIFOs the kernel made for this program and removes their variables from `env`, so neither cell
+ * code nor the processes it spawns (which inherit process.env) can write into the runtime's own channel by
+ * accident; `!commands` get a pair of their own (pipes.ts). Neither open blocks: the kernel already holds
+ * the other end of both. The fds are close-on-exec (libuv opens them so), so children do not inherit them.
+ * Returns what is wrong instead when the program was not started by the kernel.
+ */
+export function openChannelFifos(env: NodeJS.ProcessEnv): ChannelFifos | string {
+  const missing = CHANNEL_VARIABLES.filter((name) => !env[name]);
+  if (missing.length > 0) return `${missing.join(", ")} not set`;
+  let readFd: number;
+  try {
+    readFd = openSync(env.TSNB_PIPE_BACK!, fsConstants.O_RDONLY | fsConstants.O_NONBLOCK);
+  } catch (err) {
+    return `TSNB_PIPE_BACK: ${(err as NodeJS.ErrnoException).code ?? String(err)}`;
+  }
+  let writeFd: number;
+  try {
+    // ENXIO here means nobody reads the FIFO: not the kernel's.
+    writeFd = openSync(env.TSNB_PIPE!, fsConstants.O_WRONLY | fsConstants.O_NONBLOCK);
+  } catch (err) {
+    closeSync(readFd);
+    return `TSNB_PIPE: ${(err as NodeJS.ErrnoException).code ?? String(err)}`;
+  }
+  const token = env.TSNB_PIPE_TOKEN!;
+  for (const name of CHANNEL_VARIABLES) delete env[name];
+  return { readFd, writeFd, token };
+}
+
+const FIRST_WAIT_MS = 0.05;
+const MAX_WAIT_MS = 1;
 
 /** Sleeps the calling thread; used only while the kernel's end of the pipe is full. */
 function blockFor(ms: number, cell: Int32Array): void {
@@ -42,7 +86,7 @@ export class Channel implements Disposable {
   private readonly unwritten: { data: Uint8Array; offset: number }[] = [];
 
   constructor(private readonly options: ChannelOptions) {
-    this.socket = new net.Socket({ fd: options.fd, readable: true, writable: false });
+    this.socket = new net.Socket({ fd: options.readFd, readable: true, writable: false });
     this.socket.on("data", (chunk: Buffer) => this.onData(chunk));
     this.socket.on("error", (err) => this.close(`channel error: ${err.message}`));
     this.socket.on("end", () => this.close("the kernel closed the channel"));
@@ -73,14 +117,20 @@ export class Channel implements Disposable {
 
   private writeAll(chunk: { data: Uint8Array; offset: number }): void {
     const data = chunk.data;
+    let waitMs = FIRST_WAIT_MS;
     while (chunk.offset < data.byteLength) {
       try {
-        chunk.offset += writeSync(this.options.fd, data, chunk.offset, data.byteLength - chunk.offset);
+        chunk.offset += writeSync(this.options.writeFd, data, chunk.offset, data.byteLength - chunk.offset);
+        waitMs = FIRST_WAIT_MS;
       } catch (err) {
         const code = (err as NodeJS.ErrnoException).code;
-        // The socket made the fd non-blocking; a full pipe means the kernel is behind, so wait for it.
+        // The fd is non-blocking (a blocking write(2) could not be interrupted; Atomics.wait can); a full FIFO
+        // means the kernel is behind, so wait for it. A FIFO holds only 64 KiB, which the kernel empties in
+        // tens of microseconds: a fixed 1 ms sleep capped a burst at ~60 MB/s, so start short and back off
+        // to 1 ms only while the kernel stays behind (paused for IOPub), to not spin.
         if (code === "EAGAIN" || code === "EWOULDBLOCK") {
-          blockFor(1, this.sleeper);
+          blockFor(waitMs, this.sleeper);
+          waitMs = Math.min(waitMs * 2, MAX_WAIT_MS);
           continue;
         }
         this.close(`write failed: ${code ?? String(err)}`);
@@ -103,6 +153,7 @@ export class Channel implements Disposable {
     if (this.closed) return;
     this.closed = true;
     this.socket.destroy();
+    closeSync(this.options.writeFd);
     this.options.onEvent({ type: "closed", reason });
   }
 

@@ -1,10 +1,12 @@
-// Entry point of the user program (dist/program.js), started by the kernel with fd 3 = main channel and
-// fd 4 = interrupt channel. The URLs of the sibling bundles are computed here because only the entry
-// module's import.meta.url is guaranteed to be dist/program.js after bundling.
+// Entry point of the user program (dist/program.js), started by the kernel with its main channel in the FIFOs
+// named by TSNB_PIPE / TSNB_PIPE_BACK (+ TSNB_PIPE_TOKEN) and fd 4 = interrupt channel. The URLs of the
+// sibling bundles are computed here because only the entry module's import.meta.url is guaranteed to be
+// dist/program.js after bundling.
 
 import { fstatSync } from "node:fs";
 import { dirname } from "node:path";
 import { fileURLToPath } from "node:url";
+import { openChannelFifos, type ChannelFifos } from "./channel.js";
 import { Runtime } from "./runtime.js";
 
 const distDir = dirname(fileURLToPath(import.meta.url));
@@ -19,19 +21,20 @@ function channelProblem(fd: number): string | null {
   }
 }
 
-function hasChannels(): boolean {
-  const problem = channelProblem(3) ?? channelProblem(4);
-  if (problem === null) return true;
+function openChannels(): ChannelFifos {
+  const fifos = openChannelFifos(process.env);
+  const problem = typeof fifos === "string" ? fifos : channelProblem(4);
+  if (problem === null && typeof fifos !== "string") return fifos;
   process.stderr.write(
-    `tsnb: dist/program.js runs cells for the tsnb kernel, which starts it with its channels on fds 3 and 4 (${problem}). Start a notebook with the "TypeScript (tsnb)" kernel instead.\n`,
+    `tsnb: dist/program.js runs cells for the tsnb kernel, which starts it with its channel in TSNB_PIPE/TSNB_PIPE_BACK and interrupts on fd 4 (${problem}). Start a notebook with the "TypeScript (tsnb)" kernel instead.\n`,
   );
-  return false;
+  process.exit(2);
 }
 
-if (!hasChannels()) process.exit(2);
+const channel = openChannels();
 
 new Runtime({
-  channelFd: 3,
+  channel,
   interruptFd: 4,
   tsnbUrl: new URL("./tsnb.js", import.meta.url).href,
   interrupterUrl: new URL("./interrupter.js", import.meta.url),

@@ -6,7 +6,7 @@ import { join } from "node:path";
 import type { ErrorContent, JsonObject } from "../protocol/jupyter.js";
 import type { RawFrame } from "../protocol/framing.js";
 import type { CompleteOp, ExecuteOp, InputReplyOp, InspectOp, ProgramToKernel } from "../protocol/program.js";
-import { Channel, ChannelClosedError, type ChannelEvent } from "./channel.js";
+import { Channel, ChannelClosedError, type ChannelEvent, type ChannelFifos } from "./channel.js";
 import { ContextTracker } from "./context.js";
 import { DisposedError, type Disposable } from "../protocol/disposable.js";
 import { CellCompiler, HELPERS } from "./evaluator/compile.js";
@@ -24,7 +24,7 @@ import { registerTypeScriptLoader } from "./ts-loader.js";
 import { COMMS_KEY, ProgramComms, SyncedVariable } from "./tsnb/comms/comms.js";
 
 export interface RuntimeOptions {
-  channelFd: number;
+  channel: ChannelFifos;
   interruptFd: number;
   tsnbUrl: string;
   interrupterUrl: URL;
@@ -94,8 +94,9 @@ export class Runtime implements Disposable {
   private tsconfig: { key: string; legacyDecorators: boolean } | null = null;
 
   constructor(private readonly options: RuntimeOptions) {
-    this.channel = new Channel({ fd: options.channelFd, onEvent: (event) => this.onChannelEvent(event) });
-    this.channel.send({ op: "hello", pid: process.pid, node_version: process.version });
+    const { readFd, writeFd, token } = options.channel;
+    this.channel = new Channel({ readFd, writeFd, onEvent: (event) => this.onChannelEvent(event) });
+    this.channel.send({ op: "hello", pid: process.pid, node_version: process.version, token });
     this.evaluator = new Evaluator({ log: (text) => this.log(text) });
     this.tracker = new ContextTracker<CellContext>();
     this.output = new Output({ tracker: this.tracker, send: (op) => this.channel.send(op) });

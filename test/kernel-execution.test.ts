@@ -142,7 +142,12 @@ describe("executing cells", () => {
   });
 
   it("treats a garbage frame from the program like a crash, with a clear message", async () => {
-    const code = "import { writeSync } from 'node:fs'; writeSync(3, Buffer.from([0, 0, 0, 5, 123, 33, 33, 33, 33])); await new Promise(() => {})";
+    // The runtime took TSNB_PIPE out of process.env; the environment it started with still names it.
+    const code = [
+      "import { openSync, readFileSync, writeSync } from 'node:fs';",
+      "const up = readFileSync('/proc/self/environ', 'utf8').split('\\0').find((v) => v.startsWith('TSNB_PIPE='))!.slice('TSNB_PIPE='.length);",
+      "writeSync(openSync(up, 'w'), Buffer.from([0, 0, 0, 5, 123, 33, 33, 33, 33])); await new Promise(() => {})",
+    ].join("\n");
     const { reply, iopub } = await kernel.client.execute(code, { deadlineMs: 15_000 });
     expect(reply.content.status).toBe("error");
     expect(String(iopub.find((m) => m.header.msg_type === "error")?.content.evalue)).toMatch(

@@ -2,7 +2,9 @@
 // into a clear cell error, and the next cell must try again rather than hang.
 
 import { randomUUID } from "node:crypto";
-import { join } from "node:path";
+import { existsSync, mkdtempSync, readFileSync, rmSync, watch } from "node:fs";
+import { tmpdir } from "node:os";
+import { dirname, join } from "node:path";
 import { describe, expect, it, onTestFinished } from "vitest";
 import type { ExecuteRequestContent, JupyterMessage } from "../protocol/jupyter.js";
 import { KernelIO } from "../kernel/core/io.js";
@@ -24,11 +26,11 @@ function executeRequest(code: string): JupyterMessage<ExecuteRequestContent> {
   };
 }
 
-function executor(programPath: string, startTimeoutMs = 10_000) {
+function executor(programPath: string, startTimeoutMs = 10_000, env: Record<string, string> = {}) {
   const log = memoryLog();
   const transport = new MemoryTransport({ log, signer: new HmacSigner("") });
   const io = new KernelIO(transport);
-  const exec = new Executor({ io, log, programPath, cwd: REPO_ROOT, startTimeoutMs, shutdownGraceMs: 200 });
+  const exec = new Executor({ io, log, programPath, cwd: REPO_ROOT, startTimeoutMs, shutdownGraceMs: 200, env: () => env });
   onTestFinished(() => exec.dispose());
   const run = (code: string) => {
     const request = executeRequest(code);
@@ -62,6 +64,55 @@ describe("Executor start-up failures", () => {
     await exec.dispose();
     expect(await pending).toMatchObject({ status: "error", ename: "KernelShuttingDown" });
   });
+});
+
+/** Resolves once `path` no longer exists (watched, not polled), or rejects after `ms`. */
+function waitGone(path: string, ms: number): Promise<void> {
+  return new Promise((resolve, reject) => {
+    if (!existsSync(path)) return resolve();
+    const watcher = watch(path);
+    const done = (err?: Error) => {
+      clearTimeout(timer);
+      watcher.close();
+      if (err) reject(err);
+      else resolve();
+    };
+    const timer = setTimeout(() => done(new Error(`${path} still exists after ${ms} ms`)), ms);
+    // Removing the directory's FIFOs and then the directory itself each wake the watcher.
+    watcher.on("change", () => {
+      if (!existsSync(path)) done();
+    });
+    watcher.on("error", (err) => done(existsSync(path) ? err : undefined));
+    // It may have gone between the first check and the watch.
+    if (!existsSync(path)) done();
+  });
+}
+
+describe("Executor: a program that breaks the FIFO handshake", () => {
+  const LIAR = join(REPO_ROOT, "test", "fixtures", "kernel-fifo-liar-program.mjs");
+  const refusedToken = /was refused by the kernel: its hello did not carry the TSNB_PIPE_TOKEN it was given/;
+  const cases: [string, RegExp][] = [
+    ["wrong-token", refusedToken],
+    ["no-token", refusedToken],
+    ["not-hello", /was refused by the kernel: its first frame was "stream", not a hello carrying TSNB_PIPE_TOKEN/],
+    ["garbage", /sent an unreadable message \(.+\) and was stopped/],
+  ];
+  for (const [mode, expected] of cases) {
+    it(`ends a program whose first frame is ${mode} as a failed start, removes its FIFOs, and tries again on the next cell`, async () => {
+      const dir = mkdtempSync(join(tmpdir(), "tsnb-liar-"));
+      onTestFinished(() => rmSync(dir, { recursive: true, force: true }));
+      const report = join(dir, "pipe");
+      const { run, log } = executor(LIAR, 10_000, { TSNB_FAKE_HELLO: mode, TSNB_FAKE_REPORT: report });
+      const first = await run("1");
+      expect(first).toMatchObject({ status: "error", ename: "ProgramStartError" });
+      expect(String(first.evalue)).toMatch(expected);
+      expect(log.lines.join("\n")).toMatch(expected);
+      await waitGone(dirname(readFileSync(report, "utf8")), 5_000);
+      const second = await run("2");
+      expect(second).toMatchObject({ status: "error", ename: "ProgramStartError", execution_count: 2 });
+      expect(String(second.evalue)).toMatch(expected);
+    });
+  }
 });
 
 describe("executorTransition", () => {

@@ -181,7 +181,7 @@ describe("runtime: exit", () => {
         new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error("program did not exit within 5 s")), 5_000))),
       ]);
       expect(code).toBe(2);
-      expect(stderr).toContain("channels on fds 3 and 4");
+      expect(stderr).toContain("its channel in TSNB_PIPE/TSNB_PIPE_BACK and interrupts on fd 4 (TSNB_PIPE, TSNB_PIPE_BACK, TSNB_PIPE_TOKEN not set)");
     } finally {
       clearTimeout(timer);
       child.kill("SIGKILL");
@@ -190,7 +190,7 @@ describe("runtime: exit", () => {
 
   it("exits when the kernel closes the channel", async () => {
     program = await ProgramHarness.start({ cwd: dir });
-    program.child.stdio[3]!.destroy();
+    program.closeChannel();
     expect((await program.waitExit(5_000)).code).toBe(0);
   });
 });

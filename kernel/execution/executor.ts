@@ -17,6 +17,7 @@ import type { KernelIO, ParentHeader } from "../core/io.js";
 import { DisposedError } from "../../protocol/disposable.js";
 import type { Log } from "../log.js";
 import { DEFAULT_COALESCE_LIMITS, OutputPublisher, type CoalesceLimits } from "./output.js";
+import { sweepStaleProgramFifos } from "./program-fifos.js";
 import { describeExit, ProgramProcess, type ExitReason, type ProgramEvent } from "./program-process.js";
 import { executorTransition, programOf, type ExecutorEvent, type ExecutorState, type ReadyWaiter } from "./state.js";
 
@@ -101,9 +102,13 @@ export class Executor implements Execution {
     this.output = new OutputPublisher({ io: this.io, limits: options.coalesce ?? DEFAULT_COALESCE_LIMITS, afterPublish: () => this.throttle() });
   }
 
-  /** Spawns the program now, so the first cell does not pay for its start-up. */
+  /**
+   * Spawns the program now, so the first cell does not pay for its start-up, and removes FIFO directories
+   * that killed kernels left behind.
+   */
   start(): void {
     this.ensureProgram();
+    void sweepStaleProgramFifos({ log: (text) => this.log.warn(text) });
   }
 
   get programPid(): number | undefined {

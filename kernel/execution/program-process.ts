@@ -1,20 +1,23 @@
-// One user-program process: spawned as ARCHITECTURE.md says, spoken to in the pipe framing on fd 3, interrupted
-// through fd 4, raw fd 1/2 captured. It reports everything through one `onEvent` callback; the executor decides
-// what a crash means for the cell that was running.
+// One user-program process: spawned as ARCHITECTURE.md says, spoken to in the pipe framing over its own pair
+// of FIFOs (program-fifos.ts), interrupted through fd 4, raw fd 1/2 captured. It reports everything through
+// one `onEvent` callback; the executor decides what a crash means for the cell that was running.
 
 import { spawn, type ChildProcess } from "node:child_process";
-import type { Readable, Writable } from "node:stream";
+import type { Writable } from "node:stream";
 import { describeFrameError, encodeFrame, FrameDecoder, type RawFrame } from "../../protocol/framing.js";
 import type { JsonObject } from "../../protocol/jupyter.js";
 import type { HelloOp, KernelToProgram, ProgramToKernel } from "../../protocol/program.js";
-import type { Log } from "../log.js";
+import { errorMessage, type Log } from "../log.js";
 import { parseProgramOp } from "./ops.js";
+import { ProgramFifos } from "./program-fifos.js";
 
 export type ExitReason =
   | { type: "exited"; code: number | null; signal: NodeJS.Signals | null }
   | { type: "bad_frame"; detail: string }
   | { type: "spawn_failed"; detail: string }
   | { type: "no_hello"; ms: number }
+  /** Its first frame was not a hello with the TSNB_PIPE_TOKEN it was given: the kernel ended it. */
+  | { type: "refused"; detail: string }
   | { type: "stopped" };
 
 export type ProgramEvent =
@@ -75,18 +78,46 @@ export interface ProgramProcessOptions {
   isExtensionOp?: (op: string) => boolean;
 }
 
+/** After the process exited, how long to wait for the output it wrote (a grandchild may hold fd 1 open). */
+const DRAIN_MS = 200;
+
 export class ProgramProcess {
   private state: ProgramState = { type: "starting" };
-  private readonly child: ChildProcess;
-  private readonly channel: (Readable & Writable) | null;
-  private readonly interruptChannel: Writable | null;
+  /** Null until the FIFOs exist and the process is spawned. */
+  private child: ChildProcess | null = null;
+  private fifos: ProgramFifos | null = null;
+  private interruptChannel: Writable | null = null;
   private readonly decoder = new FrameDecoder();
   private readonly exited: Promise<void>;
+  private markExited: () => void = () => undefined;
   private paused = false;
 
   constructor(private readonly options: ProgramProcessOptions) {
-    const { programPath, cwd, env, log } = options;
-    this.child = spawn(process.execPath, [
+    this.exited = new Promise((resolve) => {
+      this.markExited = resolve;
+    });
+    void this.launch();
+  }
+
+  private async launch(): Promise<void> {
+    const { programPath, cwd, env, log } = this.options;
+    let fifos: ProgramFifos;
+    try {
+      fifos = await ProgramFifos.create();
+    } catch (err) {
+      this.apply({ type: "exit", reason: { type: "spawn_failed", detail: `its channel could not be created: ${errorMessage(err)}` } });
+      this.markExited();
+      return;
+    }
+    if (this.state.type !== "starting") {
+      // Stopped or killed while its FIFOs were being made: it never runs.
+      fifos.dispose();
+      this.apply({ type: "exit", reason: { type: "stopped" } });
+      this.markExited();
+      return;
+    }
+    this.fifos = fifos;
+    const child = spawn(process.execPath, [
       "--experimental-import-meta-resolve",
       // Interrupts stop JavaScript with terminateExecution; Node 20's async-hook stack checks would abort the
       // whole program (and lose every variable) when that lands inside a callback. See runtime/README.md.
@@ -94,41 +125,55 @@ export class ProgramProcess {
       programPath,
     ], {
       cwd,
-      env,
-      stdio: ["ignore", "pipe", "pipe", "pipe", "pipe"],
+      env: { ...env, ...fifos.env },
+      // fd 3 is unused since the main channel moved to the FIFOs; fd 4 stays the interrupt channel.
+      stdio: ["ignore", "pipe", "pipe", "ignore", "pipe"],
     });
-    this.exited = new Promise((resolve) => this.child.once("close", () => resolve()));
-    this.channel = (this.child.stdio[3] as (Readable & Writable) | null) ?? null;
-    this.interruptChannel = (this.child.stdio[4] as Writable | null) ?? null;
+    this.child = child;
+    this.interruptChannel = (child.stdio[4] as Writable | null) ?? null;
+    const readerClosed = new Promise<void>((resolve) => fifos.reader.once("close", () => resolve()));
+    let finished = false;
+    const finish = (reason: ExitReason) => {
+      if (finished) return;
+      finished = true;
+      this.apply({ type: "exit", reason });
+      fifos.dispose();
+      this.markExited();
+    };
 
-    this.child.once("error", (err) => {
+    child.once("error", (err) => {
       // spawn errors (ENOENT for node itself) arrive here instead of as an exit.
-      this.apply({ type: "exit", reason: { type: "spawn_failed", detail: err.message } });
+      if (child.pid === undefined) finish({ type: "spawn_failed", detail: err.message });
+      else log.warn(`program process: ${err.message}`);
     });
-    this.child.once("exit", (code, signal) => {
-      // Output written just before exiting may still be in the pipes: report the exit once they are read
-      // ("close"), but not later than a moment after, since a grandchild may hold fd 1 open indefinitely.
+    child.once("exit", (code, signal) => {
+      // Frames and output written just before exiting may still be in the FIFO and the pipes: report the exit
+      // once they are read, but not later than a moment after, since a grandchild may hold fd 1 open.
       this.resume();
-      const report = () => this.apply({ type: "exit", reason: { type: "exited", code, signal } });
-      const timer = setTimeout(report, 200);
-      this.child.once("close", () => {
+      fifos.endOfWrites();
+      const report = () => finish({ type: "exited", code, signal });
+      const timer = setTimeout(report, DRAIN_MS);
+      const childClosed = new Promise<void>((resolve) => child.once("close", () => resolve()));
+      void Promise.all([childClosed, readerClosed]).then(() => {
         clearTimeout(timer);
         report();
       });
     });
     for (const name of ["stdout", "stderr"] as const) {
-      const stream = this.child[name];
+      const stream = child[name];
       stream?.setEncoding("utf8");
       stream?.on("data", (text: string) => this.options.onEvent({ type: "raw", name, text }));
       stream?.on("error", (err) => log.warn(`program ${name}: ${err.message}`));
     }
-    this.channel?.on("data", (chunk: Buffer) => this.onChannelData(chunk));
-    this.channel?.on("error", (err) => log.warn(`program channel: ${err.message}`));
+    fifos.reader.on("data", (chunk: Buffer) => this.onChannelData(chunk));
+    fifos.reader.on("error", (err) => log.warn(`program channel (TSNB_PIPE): ${err.message}`));
+    fifos.writer.on("error", (err) => log.warn(`program channel (TSNB_PIPE_BACK): ${err.message}`));
     this.interruptChannel?.on("error", (err) => log.warn(`program interrupt channel: ${err.message}`));
+    if (this.paused) this.pauseStreams();
   }
 
   get pid(): number | undefined {
-    return this.child.pid;
+    return this.child?.pid;
   }
 
   get current(): ProgramState {
@@ -140,11 +185,12 @@ export class ProgramProcess {
   }
 
   sendFrame(header: JsonObject & { op: string }, buffers: readonly Uint8Array[] = []): boolean {
-    if (this.state.type !== "ready" || !this.channel || this.channel.destroyed) return false;
+    const writer = this.fifos?.writer;
+    if (this.state.type !== "ready" || !writer || writer.destroyed) return false;
     const [prefix, json, ...parts] = encodeFrame(header, buffers);
     // One write for length and header: the program then wakes once per op, not twice.
-    this.channel.write(Buffer.concat([prefix!, json!]));
-    for (const part of parts) this.channel.write(part);
+    writer.write(Buffer.concat([prefix!, json!]));
+    for (const part of parts) writer.write(part);
     return true;
   }
 
@@ -156,26 +202,30 @@ export class ProgramProcess {
   }
 
   /**
-   * Stops reading the program's output. Its writes then block on the full pipe, which is the backpressure that
+   * Stops reading the program's output. Its writes then block on the full FIFO, which is the backpressure that
    * keeps the kernel's memory bounded when a cell prints faster than IOPub drains.
    */
   pause(): void {
     if (this.paused) return;
     this.paused = true;
-    this.channel?.pause();
-    this.child.stdout?.pause();
-    this.child.stderr?.pause();
+    this.pauseStreams();
   }
 
   resume(): void {
     if (!this.paused) return;
     this.paused = false;
-    this.channel?.resume();
-    this.child.stdout?.resume();
-    this.child.stderr?.resume();
+    this.fifos?.reader.resume();
+    this.child?.stdout?.resume();
+    this.child?.stderr?.resume();
   }
 
-  /** Asks the program to exit, then kills it after `graceMs`. Resolves once the process is gone. */
+  private pauseStreams(): void {
+    this.fifos?.reader.pause();
+    this.child?.stdout?.pause();
+    this.child?.stderr?.pause();
+  }
+
+  /** Asks the program to exit, then kills it after `graceMs`. Resolves once the process is gone and its FIFOs removed. */
   async stop(graceMs: number): Promise<void> {
     if (this.state.type === "exited") return this.exited;
     const wasReady = this.state.type === "ready";
@@ -190,19 +240,25 @@ export class ProgramProcess {
       }),
     ]);
     clearTimeout(timer);
-    if (this.child.exitCode === null && this.child.signalCode === null) this.child.kill("SIGKILL");
+    this.killChild();
     await this.exited;
   }
 
   /** Kills at once: for a program that broke the framing, there is nothing left to say to it. */
   kill(reason: ExitReason): void {
     this.apply({ type: "exit", reason });
-    if (this.child.exitCode === null && this.child.signalCode === null) this.child.kill("SIGKILL");
+    this.killChild();
+  }
+
+  private killChild(): void {
+    const child = this.child;
+    if (child && child.exitCode === null && child.signalCode === null) child.kill("SIGKILL");
   }
 
   private sendRaw(op: KernelToProgram): void {
-    if (!this.channel || this.channel.destroyed) return;
-    for (const chunk of encodeFrame(op as unknown as JsonObject & { op: string })) this.channel.write(chunk);
+    const writer = this.fifos?.writer;
+    if (!writer || writer.destroyed) return;
+    for (const chunk of encodeFrame(op as unknown as JsonObject & { op: string })) writer.write(chunk);
   }
 
   private onChannelData(chunk: Buffer): void {
@@ -214,6 +270,10 @@ export class ProgramProcess {
 
   private onFrame(frame: RawFrame): void {
     if (this.state.type === "exited") return;
+    if (this.state.type === "starting") {
+      this.onFirstFrame(frame);
+      return;
+    }
     if (this.options.isExtensionOp?.(frame.header.op)) {
       this.options.onEvent({ type: "extension_op", header: frame.header, buffers: frame.buffers });
       return;
@@ -225,10 +285,29 @@ export class ProgramProcess {
     }
     const op = parsed.op;
     if (op.op === "hello") {
-      this.apply({ type: "hello", hello: op });
+      this.options.log.warn("ignored a second hello from the program");
       return;
     }
     this.options.onEvent({ type: "op", op, buffers: frame.buffers });
+  }
+
+  /** The first frame must be a well-formed hello carrying this program's TSNB_PIPE_TOKEN; anything else ends it. */
+  private onFirstFrame(frame: RawFrame): void {
+    const header = frame.header;
+    if (header.op !== "hello") {
+      this.kill({ type: "refused", detail: `its first frame was ${JSON.stringify(header.op)}, not a hello carrying TSNB_PIPE_TOKEN` });
+      return;
+    }
+    if (!this.fifos?.tokenMatches(header.token)) {
+      this.kill({ type: "refused", detail: "its hello did not carry the TSNB_PIPE_TOKEN it was given" });
+      return;
+    }
+    const parsed = parseProgramOp(header);
+    if (!parsed.ok || parsed.op.op !== "hello") {
+      this.kill({ type: "refused", detail: `its hello was malformed (${parsed.ok ? "not a hello" : parsed.error})` });
+      return;
+    }
+    this.apply({ type: "hello", hello: parsed.op });
   }
 
   private apply(event: ProgramTransition): void {
@@ -251,6 +330,8 @@ export function describeExit(reason: ExitReason): string {
       return `could not be started (${reason.detail})`;
     case "no_hello":
       return `did not start within ${reason.ms} ms`;
+    case "refused":
+      return `was refused by the kernel: ${reason.detail}`;
     case "stopped":
       return "was stopped";
     default: {

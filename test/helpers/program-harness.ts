@@ -1,5 +1,6 @@
-// Starts dist/program.js exactly as the kernel does (fd 3 = main channel, fd 4 = interrupt channel, cwd =
-// notebook directory) and speaks the pipe framing to it. Every wait has a deadline.
+// Starts dist/program.js exactly as the kernel does (main channel in the FIFOs of TSNB_PIPE / TSNB_PIPE_BACK made
+// by the kernel's own ProgramFifos, fd 4 = interrupt channel, cwd = notebook directory) and speaks the pipe
+// framing to it. Every wait has a deadline.
 
 import { spawn, type ChildProcess } from "node:child_process";
 import { dirname, join } from "node:path";
@@ -8,6 +9,7 @@ import type { Duplex, Writable } from "node:stream";
 import { encodeFrame, FrameDecoder, describeFrameError } from "../../protocol/framing.js";
 import type { JsonObject } from "../../protocol/jupyter.js";
 import type { ExecuteDoneOp, KernelToProgram, ProgramToKernel } from "../../protocol/program.js";
+import { ProgramFifos } from "../../kernel/execution/program-fifos.js";
 
 export const ROOT = join(dirname(fileURLToPath(import.meta.url)), "..", "..");
 export const PROGRAM = join(ROOT, "dist", "program.js");
@@ -44,21 +46,25 @@ export class ProgramHarness {
   private readonly exited: Promise<void>;
   private count = 0;
 
-  private constructor(readonly child: ChildProcess) {
-    const channel = child.stdio[3] as Duplex;
-    channel.on("data", (chunk: Buffer) => {
+  private constructor(
+    readonly child: ChildProcess,
+    readonly fifos: ProgramFifos,
+  ) {
+    fifos.reader.on("data", (chunk: Buffer) => {
       const { frames, error } = this.decoder.push(chunk);
       for (const frame of frames) this.onOp(frame.header as unknown as ProgramToKernel);
       if (error) throw new Error(`program sent a bad frame: ${describeFrameError(error)}`);
     });
     // EPIPE after the program exited (a test that kills it) is expected; keep it for diagnostics.
-    channel.on("error", (err) => this.pipeErrors.push(`channel: ${err.message}`));
+    fifos.reader.on("error", (err) => this.pipeErrors.push(`channel: ${err.message}`));
+    fifos.writer.on("error", (err) => this.pipeErrors.push(`channel back: ${err.message}`));
     (child.stdio[4] as Duplex).on("error", (err) => this.pipeErrors.push(`interrupt channel: ${err.message}`));
     child.stdout!.setEncoding("utf8").on("data", (t: string) => (this.rawStdout += t));
     child.stderr!.setEncoding("utf8").on("data", (t: string) => (this.rawStderr += t));
     this.exited = new Promise((resolve) => {
       child.on("exit", (code, signal) => {
         this.exitInfo = { code, signal };
+        fifos.dispose();
         resolve();
         // Nothing more can arrive: fail waiters now instead of at their deadlines.
         for (const waiter of this.waiters) {
@@ -70,14 +76,24 @@ export class ProgramHarness {
   }
 
   static async start(options: { cwd: string; env?: NodeJS.ProcessEnv; timeoutMs?: number }): Promise<ProgramHarness> {
+    const fifos = await ProgramFifos.create();
     const child = spawn(process.execPath, ["--experimental-import-meta-resolve", PROGRAM], {
       cwd: options.cwd,
-      env: options.env ?? process.env,
-      stdio: ["ignore", "pipe", "pipe", "pipe", "pipe"],
+      env: { ...(options.env ?? process.env), ...fifos.env },
+      stdio: ["ignore", "pipe", "pipe", "ignore", "pipe"],
     });
-    const harness = new ProgramHarness(child);
-    await harness.waitFor((op) => op.op === "hello", { timeoutMs: options.timeoutMs ?? 10_000, what: "hello" });
+    const harness = new ProgramHarness(child, fifos);
+    const hello = await harness.waitFor((op) => op.op === "hello", { timeoutMs: options.timeoutMs ?? 10_000, what: "hello" });
+    if (hello.op !== "hello" || !fifos.tokenMatches(hello.token)) {
+      await harness.close();
+      throw new Error(`the program's hello did not carry its TSNB_PIPE_TOKEN: ${JSON.stringify(hello)}`);
+    }
     return harness;
+  }
+
+  /** Closes the kernel's ends of the channel, as a kernel that went away would. */
+  closeChannel(): void {
+    this.fifos.dispose();
   }
 
   get exit() {
@@ -132,7 +148,7 @@ export class ProgramHarness {
   }
 
   send(op: KernelToProgram): void {
-    writeFrame(this.child.stdio[3] as Writable, op);
+    writeFrame(this.fifos.writer, op);
   }
 
   interrupt(): void {
@@ -181,6 +197,7 @@ export class ProgramHarness {
       this.child.kill("SIGKILL");
       await this.exited;
     }
+    this.fifos.dispose();
     for (const waiter of this.waiters) this.waiters.delete(waiter);
   }
 
