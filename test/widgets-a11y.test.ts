@@ -4,13 +4,10 @@
 // program, a cleared or replaced output taking its views' comm listeners down, and the views' colours
 // following JupyterLab's dark theme variables (and Notebook 6's look without them).
 
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import type { Locator, Page } from "playwright-core";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { launchBrowser, type TestBrowser } from "./helpers/browser.js";
-import { createNotebook, makeJupyterEnv, startNotebookServer, TSNB_KERNEL_NAME, type JupyterEnv, type NotebookServer } from "./helpers/jupyter.js";
+import { describe, expect, it } from "vitest";
+import { useBrowserFixture } from "./helpers/browser-fixture.js";
+import { createNotebook, TSNB_KERNEL_NAME } from "./helpers/jupyter.js";
 import { cellOutput, cellText, openNotebook, runCell } from "./helpers/notebook-page.js";
 
 /** Program-side helper for report cells: resolves when `ready()` holds, fails after 10 s. */
@@ -62,40 +59,18 @@ async function isFocused(locator: Locator): Promise<boolean> {
 }
 
 describe("widget views: roles, keyboard, disposal and theme in real Chromium through Notebook 6", () => {
-  let env: JupyterEnv | undefined;
-  let browser: TestBrowser | undefined;
-  let server: NotebookServer | undefined;
-  let notebookDir = "";
+  const setup = useBrowserFixture({ label: "widgets-a11y", server: {} });
 
-  beforeAll(async () => {
-    env = await makeJupyterEnv();
-    notebookDir = mkdtempSync(join(tmpdir(), "tsnb-widgets-a11y-"));
-    server = await startNotebookServer({ env, notebookDir });
-    browser = await launchBrowser();
-  }, 120_000);
-
-  afterAll(async () => {
-    await browser?.dispose();
-    await server?.dispose();
-    await env?.dispose();
-    if (notebookDir !== "") rmSync(notebookDir, { recursive: true, force: true });
-  });
-
-  async function diagnose<T>(page: Page, fn: () => Promise<T>): Promise<T> {
-    try {
-      return await fn();
-    } catch (err) {
-      const shot = await browser!.screenshotOnFailure(page, "widgets-a11y");
-      const message = err instanceof Error ? err.message : String(err);
-      throw new Error(`${message}\nscreenshot: ${shot}\n--- browser console ---\n${browser!.consoleLog().slice(-6000)}\n--- server output (tail) ---\n${server!.log().slice(-6000)}`, { cause: err });
-    }
+  function diagnose<T>(page: Page, fn: () => Promise<T>): Promise<T> {
+    const fixture = setup();
+    return fixture.diagnose(page, fixture.server, fn);
   }
 
   it("every control has its role and name; sliders, the range slider's thumbs and buttons work from the keyboard alone", async () => {
-    const path = await createNotebook(server!, { path: "a11y.ipynb", kernelName: TSNB_KERNEL_NAME, cells: ["", "", ""] });
-    const page = await browser!.newPage();
+    const path = await createNotebook(setup().server, { path: "a11y.ipynb", kernelName: TSNB_KERNEL_NAME, cells: ["", "", ""] });
+    const page = await setup().browser.newPage();
     await diagnose(page, async () => {
-      await openNotebook(page, server!, path);
+      await openNotebook(page, setup().server, path);
       await runCell(page, 0, CONTROLS);
       const out = cellOutput(page, 0);
       const volume = out.getByRole("slider", { name: "Volume" });
@@ -181,7 +156,7 @@ console.log("seen " + JSON.stringify(seen) + " values " + JSON.stringify([volume
       expect(report).toContain('values [5,[0,75],true,true]');
 
       // Nothing in the page threw, and no widget code logged an error.
-      const log = browser!.consoleLog();
+      const log = setup().browser.consoleLog();
       expect(log.split("\n").filter((l) => l.startsWith("[pageerror]"))).toEqual([]);
       expect(log.split("\n").filter((l) => l.includes("tsnb widgets"))).toEqual([]);
     });
@@ -189,10 +164,10 @@ console.log("seen " + JSON.stringify(seen) + " values " + JSON.stringify([volume
   }, 240_000);
 
   it("a replaced or cleared output disposes its views: the program sees the page stop listening", async () => {
-    const path = await createNotebook(server!, { path: "dispose.ipynb", kernelName: TSNB_KERNEL_NAME, cells: ["", "", ""] });
-    const page = await browser!.newPage();
+    const path = await createNotebook(setup().server, { path: "dispose.ipynb", kernelName: TSNB_KERNEL_NAME, cells: ["", "", ""] });
+    const page = await setup().browser.newPage();
     await diagnose(page, async () => {
-      await openNotebook(page, server!, path);
+      await openNotebook(page, setup().server, path);
       await runCell(page, 1, `
 import { HBox, IntSlider, Tabs, Text, comms } from "tsnb";
 ${UNTIL}
@@ -230,10 +205,10 @@ console.log("replaced " + listening(generations[0]) + " / " + listening(generati
   }, 240_000);
 
   it("colours follow JupyterLab's light and dark theme variables and fall back to Notebook 6's look", async () => {
-    const path = await createNotebook(server!, { path: "theme.ipynb", kernelName: TSNB_KERNEL_NAME, cells: [""] });
-    const page = await browser!.newPage();
+    const path = await createNotebook(setup().server, { path: "theme.ipynb", kernelName: TSNB_KERNEL_NAME, cells: [""] });
+    const page = await setup().browser.newPage();
     await diagnose(page, async () => {
-      await openNotebook(page, server!, path);
+      await openNotebook(page, setup().server, path);
       await runCell(page, 0, `
 import { Button, Text, HBox } from "tsnb";
 new HBox({ children: [new Text({ description: "Name", value: "x" }), new Button({ description: "Go" })] })`);
