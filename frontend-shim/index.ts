@@ -5,7 +5,7 @@
 
 import { KernelManager, KernelMessage, ServerConnection } from "@jupyterlab/services";
 import type { Kernel } from "@jupyterlab/services";
-import { BRIDGE_COMM_ID_PREFIX, BRIDGE_TARGET } from "../protocol/bridge.js";
+import { BRIDGE_COMM_ID_PREFIX, BRIDGE_TARGET, NUDGE_MSG_TYPE, NUDGE_PARENT } from "../protocol/bridge.js";
 import { randomId, TsnbComm, type CommOpener, type CommPort } from "./client.js";
 // Widget views (issue 4): they mount on widget outputs once this shim runs.
 import "./widgets/index.js";
@@ -71,27 +71,18 @@ const MAX_TRACKED_REQUESTS = 1000;
  * TCP_NODELAY, so after it wrote the `busy` of one of our messages, the kernel's answer waits for the
  * browser's delayed ACK (~40 ms). A tiny message back to the server carries that ACK at once. The nudge
  * goes on the stdin channel, which the tsnb kernel reads without publishing anything (no busy/idle, so
- * it cannot start the same stall again). @jupyterlab/services has no public way to send on stdin other
- * than input_reply (which could answer a real input() prompt), hence the internal `_sendMessage`; where
- * it is missing, nudging is simply skipped.
+ * it cannot start the same stall again). The only public way @jupyterlab/services offers to send on stdin
+ * is `sendInputReply`; the nudge is an input_reply whose parent is marked `tsnb_nudge`, which the kernel
+ * drops before input handling, so it can never answer a real input() prompt.
  */
 function nudgeOnStatus(kernel: Kernel.IKernelConnection, ours: Set<string>): void {
-  const send = (kernel as unknown as { _sendMessage?: (m: unknown) => void })._sendMessage;
-  if (typeof send !== "function") return;
   kernel.iopubMessage.connect((_, msg) => {
     if (msg.header.msg_type !== "status") return;
     const parentId = (msg.parent_header as { msg_id?: string }).msg_id;
     if (parentId === undefined || !ours.has(parentId)) return;
     if ((msg.content as { execution_state?: string }).execution_state === "idle") ours.delete(parentId);
-    const nudge = KernelMessage.createMessage({
-      msgType: "tsnb_nudge" as never,
-      channel: "stdin",
-      session: kernel.clientId,
-      username: kernel.username,
-      content: {} as never,
-    });
     try {
-      send.call(kernel, nudge);
+      kernel.sendInputReply({ status: "ok", value: "" }, NUDGE_PARENT as unknown as KernelMessage.IInputReplyMsg["parent_header"]);
     } catch (err) {
       console.debug("tsnb_comm: nudge failed", err);
     }
@@ -203,7 +194,7 @@ function makeClassicOpener(kernel: ClassicKernel): CommOpener {
   const nudge = (): void => {
     const ws = kernel.ws;
     if (typeof kernel._get_msg !== "function" || !ws || ws.readyState !== 1) return;
-    const msg = kernel._get_msg("tsnb_nudge", {});
+    const msg = kernel._get_msg(NUDGE_MSG_TYPE, {});
     msg.channel = "stdin";
     try {
       ws.send(JSON.stringify(msg));

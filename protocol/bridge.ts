@@ -11,6 +11,21 @@ import type { JsonObject, JsonValue } from "./jupyter.js";
 import { decodeValue, encodeValue } from "./values.js";
 import { checkCallId, checkMethod, checkPayload, parseReplyOutcome, type RpcErrorInfo } from "./rpc.js";
 
+/**
+ * The shim's latency nudge (frontend-shim/index.ts): a stdin message that only carries the browser's TCP ACK.
+ * Either a bare message of this type (classic Notebook pages) or an input_reply whose parent header is
+ * NUDGE_PARENT (@jupyterlab/services' public sendInputReply). The kernel drops both before input handling.
+ */
+export const NUDGE_MSG_TYPE = "tsnb_nudge";
+export const NUDGE_PARENT = {
+  msg_id: "tsnb-nudge",
+  msg_type: NUDGE_MSG_TYPE,
+  session: "",
+  username: "",
+  date: "",
+  version: "5.3",
+} as const;
+
 export const BRIDGE_TARGET = "tsnb_comm";
 export const BRIDGE_VERSION = 1;
 /**

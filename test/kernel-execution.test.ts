@@ -3,7 +3,8 @@
 import { readFileSync } from "node:fs";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import * as zmq from "zeromq";
-import type { JupyterMessage } from "../protocol/jupyter.js";
+import type { Header, JupyterMessage } from "../protocol/jupyter.js";
+import { NUDGE_MSG_TYPE, NUDGE_PARENT } from "../protocol/bridge.js";
 import { decodeFrames } from "../protocol/wire.js";
 import { parentId, startKernel, type RunningKernel } from "./helpers/kernel-client.js";
 
@@ -193,6 +194,20 @@ describe("executing cells", () => {
     await kernel.client.idle(request);
     expect(reply.content.status).toBe("ok");
     expect(result(kernel.client.iopubFor(request))).toMatchObject({ data: { "text/plain": "'ADA'" } });
+  });
+
+  it("never takes the comms shim's stdin nudge for the answer to a pending input()", async () => {
+    const request = kernel.client.send("shell", "execute_request", { code: "(await input('Name? ')).toUpperCase()", silent: false, store_history: true, user_expressions: {}, allow_stdin: true, stop_on_error: true });
+    const inputRequest = await kernel.client.replies.stdin.wait((m) => parentId(m) === request.msg_id, 10_000, "input_request");
+    // What @jupyterlab/services' sendInputReply sends for a nudge, and the classic page's bare nudge.
+    const nudge = kernel.client.send("stdin", "input_reply", { status: "ok", value: "nudge" }, { parent: NUDGE_PARENT as unknown as Header });
+    const bare = kernel.client.send("stdin", NUDGE_MSG_TYPE, {});
+    kernel.client.send("stdin", "input_reply", { value: "ada" }, { parent: inputRequest.header });
+    await kernel.client.idle(request);
+    expect(result(kernel.client.iopubFor(request))).toMatchObject({ data: { "text/plain": "'ADA'" } });
+    // Nudges publish nothing: no busy/idle that could start the server's Nagle stall again.
+    expect(kernel.client.iopubFor(nudge)).toEqual([]);
+    expect(kernel.client.iopubFor(bare)).toEqual([]);
   });
 
   it("marks password prompts as such on stdin", async () => {

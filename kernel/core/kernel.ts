@@ -13,6 +13,7 @@ import {
   type RequestType,
 } from "../../protocol/jupyter.js";
 import type { Disposable } from "../../protocol/disposable.js";
+import { NUDGE_MSG_TYPE } from "../../protocol/bridge.js";
 import { errorMessage, type Log } from "../log.js";
 import type { InboundChannel, Incoming, Transport } from "../transport/transport.js";
 import { TSNB_VERSION } from "../version.js";
@@ -150,9 +151,11 @@ export class KernelCore {
   private dispatch({ channel, message }: Incoming): void {
     const msgType = message.header.msg_type;
     if (channel === "stdin") {
+      // The comms shim's latency nudge (frontend-shim/index.ts) only exists to carry a TCP ACK: an input_reply
+      // whose parent is marked tsnb_nudge (sent with @jupyterlab/services' public sendInputReply), or a bare
+      // tsnb_nudge message (classic Notebook pages). Dropped before input handling, so it never answers a prompt.
+      if (msgType === NUDGE_MSG_TYPE || (msgType === "input_reply" && (message.parent_header as { msg_type?: unknown }).msg_type === NUDGE_MSG_TYPE)) return;
       if (msgType === "input_reply") this.options.execution.inputReply(message);
-      // The comms shim's latency nudge (frontend-shim/index.ts): it only exists to carry a TCP ACK.
-      else if (msgType === "tsnb_nudge") return;
       else this.log.warn(`ignored ${msgType} on stdin (only input_reply is expected there)`);
       return;
     }
