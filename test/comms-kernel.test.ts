@@ -4,8 +4,8 @@
 
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startKernel, parentId, type RunningKernel } from "./helpers/kernel-client.js";
-import { joinItems, itemOf, parseKernelMessage, splitItems, valueOf, type KernelToBrowser } from "../protocol/bridge.js";
-import type { JsonObject, JupyterMessage } from "../protocol/jupyter.js";
+import { KernelTab } from "./helpers/kernel-tab.js";
+import type { JupyterMessage } from "../protocol/jupyter.js";
 
 let kernel: RunningKernel;
 
@@ -17,78 +17,7 @@ afterAll(async () => {
   await kernel?.kill();
 });
 
-let commCounter = 0;
-
-/** A scripted browser on the test client: one comm, its received messages, acks sent as batches arrive. */
-class FakeTab {
-  readonly id = `tab-${++commCounter}-${Date.now()}`;
-  private seen = 0;
-  readonly messages: { data: KernelToBrowser; buffers: Uint8Array[] }[] = [];
-  readonly values: { address: string; value: unknown }[] = [];
-  /** A stalled tab: it stops acknowledging batches (it still answers pings, so it is not closed). */
-  acking = true;
-  private unacked: number | null = null;
-
-  async open(): Promise<void> {
-    kernel.client.send("shell", "comm_open", { comm_id: this.id, target_name: "tsnb_comm", data: { version: 1 } });
-    await this.waitFor("the open ack", (m) => m.data.op === "open_ack");
-  }
-
-  send(data: JsonObject, buffers: Uint8Array[] = []) {
-    return kernel.client.send("shell", "comm_msg", { comm_id: this.id, data }, { buffers });
-  }
-
-  listen(address: string, latestOnly = false) {
-    return this.send({ op: "listen", address, latest_only: latestOnly });
-  }
-
-  sendValue(address: string, value: unknown) {
-    const batch = joinItems([itemOf(address, value)]);
-    return this.send({ op: "values", items: batch.items } as unknown as JsonObject, batch.buffers);
-  }
-
-  /** Reads new comm messages for this tab from IOPub; acks value batches and answers pings like the shim. */
-  pump(): void {
-    const items = kernel.client.iopub.items;
-    for (; this.seen < items.length; this.seen++) {
-      const m = items[this.seen]!;
-      if (m.header.msg_type !== "comm_msg" || m.content.comm_id !== this.id) continue;
-      const parsed = parseKernelMessage(m.content.data, m.buffers.length);
-      if (!parsed.ok) throw new Error(`kernel sent an invalid message: ${parsed.error}`);
-      this.messages.push({ data: parsed.message, buffers: m.buffers });
-      if (parsed.message.op === "values") {
-        for (const item of splitItems(parsed.message.items, m.buffers)) this.values.push({ address: item.address, value: valueOf(item) });
-        if (this.acking) this.send({ op: "ack", seq: parsed.message.seq });
-        else this.unacked = parsed.message.seq;
-      } else if (parsed.message.op === "ping") this.send({ op: "pong", nonce: parsed.message.nonce });
-    }
-  }
-
-  /** Resumes acknowledging, starting with everything held back. */
-  resume(): void {
-    this.acking = true;
-    if (this.unacked !== null) this.send({ op: "ack", seq: this.unacked });
-    this.unacked = null;
-  }
-
-  async waitFor(what: string, match: (m: { data: KernelToBrowser; buffers: Uint8Array[] }) => boolean, deadlineMs = 10_000) {
-    const deadline = Date.now() + deadlineMs;
-    for (;;) {
-      this.pump();
-      const found = this.messages.find(match);
-      if (found) return found;
-      const left = deadline - Date.now();
-      if (left <= 0) throw new Error(`tab ${this.id}: no ${what} within ${deadlineMs} ms`);
-      // Wake on the next IOPub message (any), bounded by the deadline.
-      await kernel.client.iopub.wait(() => true, left, "iopub", kernel.client.iopub.items.length).catch(() => undefined);
-    }
-  }
-
-  async waitForValues(count: number, deadlineMs = 20_000) {
-    await this.waitFor(`${count} values`, () => this.values.length >= count, deadlineMs);
-    return this.values;
-  }
-}
+const newTab = () => new KernelTab(kernel);
 
 function outputsOf(iopub: JupyterMessage[]) {
   return {
@@ -103,7 +32,7 @@ describe("comms through the real kernel and program", () => {
     const other = kernel.client.send("shell", "comm_open", { comm_id: "not-ours", target_name: "jupyter.widget", data: {} });
     await kernel.client.idle(other);
     expect(kernel.client.iopubFor(other).some((m) => m.header.msg_type === "comm_close" && m.content.comm_id === "not-ours")).toBe(true);
-    const tab = new FakeTab();
+    const tab = newTab();
     await tab.open();
     const info = kernel.client.send("shell", "comm_info_request", { target_name: "tsnb_comm" });
     const reply = await kernel.client.reply("shell", info);
@@ -124,7 +53,7 @@ describe("comms through the real kernel and program", () => {
   });
 
   it("delivers the program's values to a listening tab in order, falsy values and typed arrays included", async () => {
-    const tab = new FakeTab();
+    const tab = newTab();
     await tab.open();
     tab.listen("vals");
     await kernel.client.idle(tab.listen("vals"));
@@ -143,7 +72,7 @@ describe("comms through the real kernel and program", () => {
   });
 
   it("echo: the tab answers each value plus one and the program sees the exact sequence", async () => {
-    const tab = new FakeTab();
+    const tab = newTab();
     await tab.open();
     await kernel.client.idle(tab.listen("echo-out"));
     const setup = await kernel.client.execute(`
@@ -168,7 +97,7 @@ describe("comms through the real kernel and program", () => {
   });
 
   it("a Float32Array from the tab arrives in the program as a Float32Array", async () => {
-    const tab = new FakeTab();
+    const tab = newTab();
     await tab.open();
     const setup = await kernel.client.execute(`const arrived = comms.read<Float32Array>("samples", { timeout: 10000 });`);
     expect(outputsOf(setup.iopub).errors).toEqual([]);
@@ -178,7 +107,7 @@ describe("comms through the real kernel and program", () => {
   });
 
   it("a burst of 100,000 values arrives complete, in order, in few comm messages", async () => {
-    const tab = new FakeTab();
+    const tab = newTab();
     await tab.open();
     await kernel.client.idle(tab.listen("burst"));
     // The tab reads (acks, answers pings) while the cell runs, as a browser does: a tab that stayed silent for
@@ -193,7 +122,7 @@ describe("comms through the real kernel and program", () => {
   }, 60_000);
 
   it("a stalled tab slows a program that awaits sync, and everything arrives once it catches up", async () => {
-    const tab = new FakeTab();
+    const tab = newTab();
     await tab.open();
     await kernel.client.idle(tab.listen("flood"));
     tab.acking = false;
@@ -220,7 +149,7 @@ describe("comms through the real kernel and program", () => {
   }, 90_000);
 
   it("reports an error thrown in a comms callback under its cell and keeps delivering", async () => {
-    const tab = new FakeTab();
+    const tab = newTab();
     await tab.open();
     const setup = await kernel.client.execute(`
       const seen: number[] = [];
@@ -241,7 +170,7 @@ describe("comms through the real kernel and program", () => {
   });
 
   it("refuses bad input from a tab with a clear error and keeps working", async () => {
-    const tab = new FakeTab();
+    const tab = newTab();
     await tab.open();
     tab.send({ op: "values", items: [{ address: "x" }] });
     tab.send({ op: "nonsense" });
@@ -267,7 +196,7 @@ describe("comms with no front-end", () => {
     const { errors } = outputsOf(result.iopub);
     expect(errors).toHaveLength(1);
     expect(errors[0]).toMatch(/CommsTimeoutError: comms.read\("nothing"\) got no value within 200 ms: no front-end is connected/);
-    const tab = new FakeTab();
+    const tab = newTab();
     await tab.open();
     await kernel.client.idle(tab.listen("stored"));
     expect((await tab.waitForValues(1)).map((v) => v.value)).toEqual([42]);

@@ -6,9 +6,9 @@ import { copyFileSync, mkdtempSync, rmSync, writeFileSync, existsSync } from "no
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { itemOf, joinItems, parseKernelMessage, splitItems, valueOf, type KernelToBrowser } from "../protocol/bridge.js";
-import type { JsonObject, JupyterMessage } from "../protocol/jupyter.js";
+import type { JupyterMessage } from "../protocol/jupyter.js";
 import { REPO_ROOT, startKernel, type RunningKernel } from "./helpers/kernel-client.js";
+import { KernelTab } from "./helpers/kernel-tab.js";
 
 let kernel: RunningKernel;
 let dir: string;
@@ -24,68 +24,7 @@ afterAll(async () => {
   if (dir) rmSync(dir, { recursive: true, force: true });
 });
 
-let tabCounter = 0;
-
-/** A scripted browser tab: one tsnb_comm, the values it received; acks batches and answers pings like the shim. */
-class FakeTab {
-  readonly id = `pipe-tab-${++tabCounter}-${Date.now()}`;
-  private seen = 0;
-  readonly values: { address: string; value: unknown }[] = [];
-  /** What this tab answers when the kernel asks it to read an address (a shim holding a value does). */
-  readonly answers = new Map<string, unknown>();
-
-  async open(): Promise<void> {
-    kernel.client.send("shell", "comm_open", { comm_id: this.id, target_name: "tsnb_comm", data: { version: 1 } });
-    await this.waitFor("the open ack", () => this.opened);
-  }
-
-  private opened = false;
-
-  send(data: JsonObject, buffers: Uint8Array[] = []) {
-    return kernel.client.send("shell", "comm_msg", { comm_id: this.id, data }, { buffers });
-  }
-
-  listen(address: string) {
-    return this.send({ op: "listen", address, latest_only: false });
-  }
-
-  sendValue(address: string, value: unknown) {
-    const batch = joinItems([itemOf(address, value)]);
-    return this.send({ op: "values", items: batch.items } as unknown as JsonObject, batch.buffers);
-  }
-
-  private pump(): void {
-    const items = kernel.client.iopub.items;
-    for (; this.seen < items.length; this.seen++) {
-      const m = items[this.seen]!;
-      if (m.header.msg_type !== "comm_msg" || m.content.comm_id !== this.id) continue;
-      const parsed = parseKernelMessage(m.content.data, m.buffers.length);
-      if (!parsed.ok) throw new Error(`kernel sent an invalid message: ${parsed.error}`);
-      const data: KernelToBrowser = parsed.message;
-      if (data.op === "open_ack") this.opened = true;
-      if (data.op === "values") {
-        for (const item of splitItems(data.items, m.buffers)) this.values.push({ address: item.address, value: valueOf(item) });
-        this.send({ op: "ack", seq: data.seq });
-      } else if (data.op === "ping") this.send({ op: "pong", nonce: data.nonce });
-      else if (data.op === "read" && this.answers.has(data.address)) this.sendValue(data.address, this.answers.get(data.address));
-    }
-  }
-
-  async waitFor(what: string, done: () => boolean, deadlineMs = 15_000): Promise<void> {
-    const deadline = Date.now() + deadlineMs;
-    for (;;) {
-      this.pump();
-      if (done()) return;
-      const left = deadline - Date.now();
-      if (left <= 0) throw new Error(`tab ${this.id}: no ${what} within ${deadlineMs} ms`);
-      await kernel.client.iopub.wait(() => true, left, "iopub", kernel.client.iopub.items.length).catch(() => undefined);
-    }
-  }
-
-  valuesOf(address: string): unknown[] {
-    return this.values.filter((v) => v.address === address).map((v) => v.value);
-  }
-}
+const newTab = () => new KernelTab(kernel, { idPrefix: "pipe-tab", waitMs: 15_000 });
 
 function script(name: string, source: string): string {
   const path = join(dir, name);
@@ -145,7 +84,7 @@ print("token", len(os.environ["TSNB_PIPE_TOKEN"]))`,
   });
 
   it("delivers a Python program's values to a listening tab in order, falsy values and binary parts included, and shows its display output", async () => {
-    const tab = new FakeTab();
+    const tab = newTab();
     await tab.open();
     await kernel.client.idle(tab.listen("py/vals"));
     const path = script(
@@ -181,7 +120,7 @@ with Pipe() as pipe:
   });
 
   it("delivers values a tab sends on a subscribed address to the Python program", async () => {
-    const tab = new FakeTab();
+    const tab = newTab();
     await tab.open();
     await kernel.client.idle(tab.listen("py/ready"));
     const path = script(
@@ -215,7 +154,7 @@ with Pipe() as pipe:
   });
 
   it("answers a Python program's read with the value the tab holds, and tells it clearly when no tab answers", async () => {
-    const tab = new FakeTab();
+    const tab = newTab();
     await tab.open();
     tab.answers.set("py/slider", 37);
     await kernel.client.idle(tab.listen("py/slider"));
@@ -339,7 +278,7 @@ except Exception as e:
   }
 
   it("serves a Node program the same way: a `!node script.mjs` speaking the framing by hand sends a typed array and receives a subscribed value", async () => {
-    const tab = new FakeTab();
+    const tab = newTab();
     await tab.open();
     await kernel.client.idle(tab.listen("node/out"));
     const path = join(dir, "client.mjs");
