@@ -10,6 +10,7 @@ the browser sends to a subscribed address come back here.
         pipe.send("plot", {"title": "sine", "y": memoryview(array("f", ys))})
         pipe.subscribe("clicks")
         address, value = pipe.receive(timeout=30)
+        name = pipe.input("Your name? ")  # the notebook shows an input box; getpass() hides the typing
 
 Values are JSON values (None, 0, "", False included) in which binary data may appear anywhere:
 bytes and bytearray travel as Uint8Array; a memoryview or array.array as the typed array of its format
@@ -64,6 +65,10 @@ class PipeError(Exception):
 
 class PipeTimeout(PipeError):
     """Nothing arrived before the deadline."""
+
+
+class InputNotAvailable(PipeError):
+    """``input()`` got no line: the front-end takes no input (nbclient, nbconvert), or it was interrupted."""
 
 
 def _encode(value, buffers):
@@ -126,6 +131,8 @@ class Pipe:
         self._inbox = []  # (address, value) delivered but not yet received
         self._sync_acks = set()
         self._next_sync = 0
+        self._input_replies = {}
+        self._next_input = 0
         self._closed = False
         self.frontends = 0
         self.read_failures = []
@@ -175,6 +182,23 @@ class Pipe:
         self._write({"op": "comm_sync", "id": sync_id})
         self._wait_until(lambda: sync_id in self._sync_acks, timeout, "comm_sync was not acknowledged")
         self._sync_acks.discard(sync_id)
+
+    def input(self, prompt="", password=False, timeout=None):
+        """Asks the notebook user for a line, like the built-in ``input()``: the prompt and an input box appear
+        under the running cell. Raises InputNotAvailable when the front-end takes no input (nbclient, nbconvert)
+        or the cell is interrupted, PipeTimeout after ``timeout`` s (the default waits for the user)."""
+        self._next_input += 1
+        input_id = "py-input-%d" % self._next_input
+        self._write({"op": "input_request", "id": input_id, "prompt": str(prompt), "password": bool(password)})
+        self._wait_until(lambda: input_id in self._input_replies, timeout, "no answer to input()")
+        reply = self._input_replies.pop(input_id)
+        if reply.get("status") == "ok" and isinstance(reply.get("value"), str):
+            return reply["value"]
+        raise InputNotAvailable("%s: %s" % (reply.get("ename", "InputError"), reply.get("evalue", "no input")))
+
+    def getpass(self, prompt="Password: ", timeout=None):
+        """Like ``input()``, with the typing hidden (``getpass.getpass()`` for a notebook)."""
+        return self.input(prompt, password=True, timeout=timeout)
 
     def display(self, data, metadata=None, display_id=None):
         """Shows rich output in the running cell: ``data`` maps MIME types to content."""
@@ -283,6 +307,8 @@ class Pipe:
                 self._inbox.append((item["address"], _decode(item["value"], own)))
         elif op == "comm_sync_ack":
             self._sync_acks.add(header.get("id"))
+        elif op == "input_reply":
+            self._input_replies[header.get("id")] = header
         elif op == "comm_read_failed":
             self.read_failures.append((header.get("address"), header.get("message")))
         elif op == "hello_ack":

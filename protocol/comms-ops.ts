@@ -253,3 +253,37 @@ export function parseKernelCommOp(header: { [key: string]: unknown }, bufferCoun
       return { ok: false, error: `unknown comm op ${JSON.stringify(op)}` };
   }
 }
+
+// ---- pipe clients <-> the runtime (PIPES.md section 6) ------------------------------------------------
+
+/** Longest prompt a pipe client may show; a front-end shows it on one line. */
+export const MAX_PROMPT_LENGTH = 64 * 1024;
+
+/**
+ * A `!command` asks the notebook user for a line of input (its `input()`/`getpass()`): the runtime serves it
+ * as a cell's `await input()`, so the front-end shows the prompt under the command's cell.
+ */
+export interface PipeInputRequestOp {
+  op: "input_request";
+  id: string;
+  prompt: string;
+  password: boolean;
+}
+
+/** The answer to the `input_request` with the same id: the line, or why there is none (no stdin, interrupted). */
+export type PipeInputReplyOp =
+  | { op: "input_reply"; id: string; status: "ok"; value: string }
+  | { op: "input_reply"; id: string; status: "error"; ename: string; evalue: string };
+
+/** Validates a pipe client's `input_request` (`prompt` defaults to "", `password` to false). */
+export function parsePipeInputRequest(header: { [key: string]: unknown }, bufferCount: number): ParseResult<PipeInputRequestOp> {
+  const fail = (detail: string): ParseResult<PipeInputRequestOp> => ({ ok: false, error: `"input_request" op: ${detail}` });
+  if (bufferCount > 0) return fail(`carries ${bufferCount} unexpected binary parts`);
+  const idProblem = checkCallId(header.id);
+  if (idProblem) return fail(idProblem);
+  const prompt = header.prompt ?? "";
+  if (typeof prompt !== "string" || prompt.length > MAX_PROMPT_LENGTH) return fail(`"prompt" must be a string of at most ${MAX_PROMPT_LENGTH} characters`);
+  const password = header.password ?? false;
+  if (typeof password !== "boolean") return fail('"password" must be true or false');
+  return { ok: true, message: { op: "input_request", id: header.id as string, prompt, password } };
+}

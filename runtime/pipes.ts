@@ -20,7 +20,7 @@ import { Socket } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { itemOf, joinItems, splitItems, valueOf } from "../protocol/bridge.js";
-import { parseProgramCommOp, type ProgramCommOp } from "../protocol/comms-ops.js";
+import { parsePipeInputRequest, parseProgramCommOp, type PipeInputReplyOp, type ProgramCommOp } from "../protocol/comms-ops.js";
 import { DEFAULT_FRAME_LIMITS, describeFrameError, encodeFrame, FrameDecoder, type FrameLimits, type RawFrame } from "../protocol/framing.js";
 import type { JsonObject } from "../protocol/jupyter.js";
 import type { CellId, ProgramToKernel } from "../protocol/program.js";
@@ -39,6 +39,8 @@ export interface PipeHost {
   send(op: ProgramToKernel): void;
   /** Writes text into the command's cell. */
   write(name: "stdout" | "stderr", text: string): void;
+  /** Asks the user for a line under the command's cell, as the cell's `await input()` does. */
+  requestInput(request: { prompt: string; password: boolean }): Promise<string>;
 }
 
 export interface PipeOptions {
@@ -219,10 +221,11 @@ export class CommandPipes implements Disposable {
     const op = header.op;
     if ((DISPLAY_OPS as readonly string[]).includes(op)) return this.display(header);
     if (op === "hello") return "a second hello frame";
+    if (op === "input_request") return this.input(header, buffers.length);
     const parsed = parseProgramCommOp(header, buffers.length);
     if (!parsed.ok) {
       return parsed.error.startsWith("unknown comm op")
-        ? `unknown op ${JSON.stringify(op)} (known: hello, comm_send, comm_subscribe, comm_unsubscribe, comm_read, comm_sync, display, update_display, clear_output)`
+        ? `unknown op ${JSON.stringify(op)} (known: hello, comm_send, comm_subscribe, comm_unsubscribe, comm_read, comm_sync, display, update_display, clear_output, input_request)`
         : parsed.error;
     }
     const message = parsed.message;
@@ -289,6 +292,26 @@ export class CommandPipes implements Disposable {
         return `unhandled op ${JSON.stringify(unreachable)}`;
       }
     }
+  }
+
+  /** Serves the command's `input()`; the answer, or why there is none, goes back as `input_reply`. */
+  private input(header: JsonObject & { op: string }, bufferCount: number): string | null {
+    const parsed = parsePipeInputRequest(header, bufferCount);
+    if (!parsed.ok) return parsed.error;
+    const { id, prompt, password } = parsed.message;
+    const reply = (answer: PipeInputReplyOp) => this.toProgram(answer as unknown as JsonObject & { op: string });
+    this.options.host.requestInput({ prompt, password }).then(
+      (value) => reply({ op: "input_reply", id, status: "ok", value }),
+      (err: unknown) =>
+        reply({
+          op: "input_reply",
+          id,
+          status: "error",
+          ename: err instanceof Error ? err.name : "InputError",
+          evalue: err instanceof Error ? err.message : String(err),
+        }),
+    );
+    return null;
   }
 
   private display(header: JsonObject & { op: string }): string | null {

@@ -179,10 +179,13 @@ export class Runtime implements Disposable {
       // Child output arrives on I/O callbacks, which carry no cell context: pin it to this cell.
       const cell = this.output.currentCell();
       const write = (name: "stdout" | "stderr", text: string) => this.output.write(name, text, cell);
+      // The command's input() is its cell's: asked under that cell, allowed only if the cell's request allows stdin.
+      const context = this.tracker.current();
+      const requestInput = (request: { prompt: string; password: boolean }) => this.requestInput(request, context);
       let pipes: CommandPipes | null = null;
       try {
         pipes = await this.pipes.create({
-          host: { comms: this.comms, send: (op) => this.send(op), write },
+          host: { comms: this.comms, send: (op) => this.send(op), write, requestInput },
           cell,
           label: `!${command.length > 60 ? command.slice(0, 57) + "..." : command}`,
         });
@@ -430,8 +433,7 @@ export class Runtime implements Disposable {
     }
   }
 
-  private requestInput(request: { prompt: string; password: boolean }): Promise<string> {
-    const context = this.tracker.current();
+  private requestInput(request: { prompt: string; password: boolean }, context = this.tracker.current()): Promise<string> {
     if (!context) return Promise.reject(new InputError("input() can only be called while a cell is running"));
     if (!context.allowStdin) {
       return Promise.reject(new InputError("input() is not available: this front-end does not accept input (allow_stdin is false)"));

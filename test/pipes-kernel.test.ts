@@ -7,7 +7,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { JupyterMessage } from "../protocol/jupyter.js";
-import { REPO_ROOT, startKernel, type RunningKernel } from "./helpers/kernel-client.js";
+import { parentId, REPO_ROOT, startKernel, type RunningKernel } from "./helpers/kernel-client.js";
 import { KernelTab } from "./helpers/kernel-tab.js";
 
 let kernel: RunningKernel;
@@ -259,6 +259,17 @@ except Exception as e:
     print("client saw:", e)`,
       error: /was closed: "comm_send" op: /,
     },
+    {
+      name: "a malformed input_request",
+      source: `from tsnb_pipe import Pipe
+pipe = Pipe()
+pipe._write({"op": "input_request", "id": "q1", "prompt": "x", "password": "yes"})
+try:
+    pipe.sync(timeout=5)
+except Exception as e:
+    print("client saw:", e)`,
+      error: /was closed: "input_request" op: "password" must be true or false/,
+    },
   ];
 
   for (const [index, bad] of garbage.entries()) {
@@ -333,6 +344,64 @@ for await (const chunk of back) {
     const out = outputsOf(kernel.client.iopubFor(request));
     expect(out.stderr).toBe("");
     expect(out.stdout).toBe('node got [{"address":"node/in","value":{"answer":42}}]\n');
+  });
+});
+
+describe("input() over pipes", () => {
+  const run = (code: string, allowStdin: boolean) =>
+    kernel.client.send("shell", "execute_request", { code, silent: false, store_history: true, user_expressions: {}, allow_stdin: allowStdin, stop_on_error: true });
+
+  it("asks the notebook user for a line and a hidden password on behalf of a Python program, under its cell", async () => {
+    const path = script(
+      "ask.py",
+      `from tsnb_pipe import Pipe
+with Pipe() as pipe:
+    name = pipe.input("Name? ")
+    secret = pipe.getpass("Secret: ")
+    print("hello", name.upper(), len(secret), flush=True)`,
+    );
+    const request = run(`!/usr/bin/python3 ${path}`, true);
+    const asked = (prompt: string) =>
+      kernel.client.replies.stdin.wait((m) => parentId(m) === request.msg_id && m.content.prompt === prompt, 15_000, `input_request ${prompt}`);
+    const name = await asked("Name? ");
+    expect(name.header.msg_type).toBe("input_request");
+    expect(name.content).toEqual({ prompt: "Name? ", password: false });
+    kernel.client.send("stdin", "input_reply", { value: "ada" }, { parent: name.header });
+    const secret = await asked("Secret: ");
+    expect(secret.content).toEqual({ prompt: "Secret: ", password: true });
+    kernel.client.send("stdin", "input_reply", { value: "hunter2" }, { parent: secret.header });
+    const reply = await kernel.client.reply("shell", request, 15_000);
+    await kernel.client.idle(request, 5_000);
+    expect(reply.content.status).toBe("ok");
+    const out = outputsOf(kernel.client.iopubFor(request));
+    expect(out.stdout).toBe("hello ADA 7\n");
+    expect(out.stderr).toBe("");
+  });
+
+  it("answers a clear error instead of hanging when the front-end takes no input (nbclient), and the pipe stays usable", async () => {
+    const path = script(
+      "ask_nobody.py",
+      `from tsnb_pipe import Pipe, InputNotAvailable
+with Pipe() as pipe:
+    try:
+        pipe.input("Name? ", timeout=20)
+        print("got a line?!")
+    except InputNotAvailable as err:
+        print("no input:", err, flush=True)
+    pipe.send("after-input", 1)
+    pipe.sync(timeout=5)
+    print("pipe still open", flush=True)`,
+    );
+    const request = run(`!/usr/bin/python3 ${path}`, false);
+    const reply = await kernel.client.reply("shell", request, 15_000);
+    await kernel.client.idle(request, 5_000);
+    expect(reply.content.status).toBe("ok");
+    const out = outputsOf(kernel.client.iopubFor(request));
+    expect(out.stdout).toBe(
+      "no input: InputError: input() is not available: this front-end does not accept input (allow_stdin is false)\npipe still open\n",
+    );
+    expect(out.stderr).toBe("");
+    expect(kernel.client.replies.stdin.items.filter((m) => parentId(m) === request.msg_id)).toEqual([]);
   });
 });
 
