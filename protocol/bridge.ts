@@ -9,7 +9,7 @@
 
 import type { JsonObject, JsonValue } from "./jupyter.js";
 import { decodeValue, encodeValue } from "./values.js";
-import { checkCallId, checkMethod, checkPayload, parseReplyOutcome, type RpcErrorInfo } from "./rpc.js";
+import { checkCallId, checkMethod, checkPayload, isObject, parseReplyOutcome, type RpcErrorInfo } from "./rpc.js";
 
 /**
  * The shim's latency nudge (frontend-shim/index.ts): a stdin message that only carries the browser's TCP ACK.
@@ -150,18 +150,20 @@ export type ParseResult<T> = { ok: true; message: T } | { ok: false; error: stri
 
 // ---- validation ----------------------------------------------------------------------------------
 
-function isObject(v: unknown): v is { [key: string]: unknown } {
-  return v !== null && typeof v === "object" && !Array.isArray(v);
-}
-
 function isCount(v: unknown): v is number {
   return typeof v === "number" && Number.isSafeInteger(v) && v >= 0;
 }
 
-function checkAddress(v: unknown, where: string): string | null {
-  if (typeof v !== "string" || v === "") return `${where}: "address" must be a non-empty string`;
-  if (v.length > MAX_ADDRESS_LENGTH) return `${where}: "address" is longer than ${MAX_ADDRESS_LENGTH} characters`;
+/** What is wrong with an address from the browser or a program, or null when it is one. */
+export function addressProblem(v: unknown): string | null {
+  if (typeof v !== "string" || v === "") return '"address" must be a non-empty string';
+  if (v.length > MAX_ADDRESS_LENGTH) return `"address" is longer than ${MAX_ADDRESS_LENGTH} characters`;
   return null;
+}
+
+function checkAddress(v: unknown, where: string): string | null {
+  const problem = addressProblem(v);
+  return problem === null ? null : `${where}: ${problem}`;
 }
 
 /** Validates `items` against the number of binary parts that came with the message. */
@@ -231,12 +233,9 @@ export function parseBrowserMessage(data: unknown, bufferCount: number): ParseRe
       return { ok: true, message: { op, id: data.id, index: data.index, last: data.last } };
     }
     case "call":
-    case "reply": {
-      const parsed = parseRpcMessage(data, bufferCount);
-      return typeof parsed === "string" ? fail(parsed) : { ok: true, message: parsed };
-    }
+    case "reply":
     case "rpc_batch": {
-      const parsed = parseRpcBatch(data, bufferCount);
+      const parsed = op === "rpc_batch" ? parseRpcBatch(data, bufferCount) : parseRpcMessage(data, bufferCount);
       return typeof parsed === "string" ? fail(parsed) : { ok: true, message: parsed };
     }
     default:
@@ -280,12 +279,9 @@ export function parseKernelMessage(data: unknown, bufferCount: number): ParseRes
     case "error":
       return { ok: true, message: { op, message: typeof data.message === "string" ? data.message : String(data.message) } };
     case "call":
-    case "reply": {
-      const parsed = parseRpcMessage(data, bufferCount);
-      return typeof parsed === "string" ? fail(parsed) : { ok: true, message: parsed };
-    }
+    case "reply":
     case "rpc_batch": {
-      const parsed = parseRpcBatch(data, bufferCount);
+      const parsed = op === "rpc_batch" ? parseRpcBatch(data, bufferCount) : parseRpcMessage(data, bufferCount);
       return typeof parsed === "string" ? fail(parsed) : { ok: true, message: parsed };
     }
     case "chunk": {

@@ -4,7 +4,7 @@
 // parts are the next frame buffers. Pure, browser-safe.
 
 import type { CellId } from "./program.js";
-import { checkItems, MAX_ADDRESS_LENGTH, type ParseResult, type WireItem } from "./bridge.js";
+import { addressProblem, checkItems, type ParseResult, type WireItem } from "./bridge.js";
 import type { JsonValue } from "./jupyter.js";
 import { checkCallId, checkMethod, checkPayload, parseReplyOutcome, type RpcErrorInfo } from "./rpc.js";
 
@@ -136,7 +136,7 @@ export function isProgramCommOp(op: string): op is ProgramCommOp["op"] {
 // ---- validation (the kernel must not trust a program's frames) --------------------------------------
 
 function address(v: unknown): string | null {
-  return typeof v === "string" && v !== "" && v.length <= MAX_ADDRESS_LENGTH ? v : null;
+  return addressProblem(v) === null ? (v as string) : null;
 }
 
 function cellOf(v: unknown): CellId | null | undefined {
@@ -163,12 +163,12 @@ export function parseProgramCommOp(header: { [key: string]: unknown }, bufferCou
       const cell = cellOf(header.cell);
       const a = address(header.address);
       if (cell === undefined) return fail('"cell" must be a string or null');
-      if (a === null) return fail(`"address" must be a non-empty string of at most ${MAX_ADDRESS_LENGTH} characters`);
+      if (a === null) return fail(addressProblem(header.address)!);
       return { ok: true, message: { op, cell, address: a } };
     }
     case "comm_unsubscribe": {
       const a = address(header.address);
-      if (a === null) return fail(`"address" must be a non-empty string of at most ${MAX_ADDRESS_LENGTH} characters`);
+      if (a === null) return fail(addressProblem(header.address)!);
       return { ok: true, message: { op, address: a } };
     }
     case "comm_sync":

@@ -8,6 +8,8 @@
 // it with `ack` naming the input it answers, so the sending view knows which state is the echo of its
 // own edit (ipywidgets' echo_update idea) and other views simply follow.
 
+import { isObject } from "./rpc.js";
+
 export const WIDGET_PREFIX = "tsnb.widget/";
 
 export function stateAddress(id: string): string {
@@ -96,12 +98,9 @@ export type WidgetInput =
 
 export type Parsed<T> = { ok: true; value: T } | { ok: false; error: string };
 
-function isRecord(v: unknown): v is { [key: string]: unknown } {
-  return typeof v === "object" && v !== null && !Array.isArray(v);
-}
 
 export function parseWidgetInput(raw: unknown): Parsed<WidgetInput> {
-  if (!isRecord(raw)) return { ok: false, error: "a widget input must be an object" };
+  if (!isObject(raw)) return { ok: false, error: "a widget input must be an object" };
   const { type, client, seq } = raw;
   if (typeof client !== "string" || client === "") return { ok: false, error: "a widget input needs a client id" };
   if (typeof seq !== "number" || !Number.isSafeInteger(seq)) return { ok: false, error: "a widget input needs an integer seq" };
@@ -117,13 +116,13 @@ export function parseWidgetInput(raw: unknown): Parsed<WidgetInput> {
 }
 
 export function parseWidgetState(raw: unknown): Parsed<WidgetStateMessage> {
-  if (!isRecord(raw) || raw.type !== "state") return { ok: false, error: "not a widget state message" };
+  if (!isObject(raw) || raw.type !== "state") return { ok: false, error: "not a widget state message" };
   const { id, kind, state, ack } = raw;
   if (typeof id !== "string") return { ok: false, error: "a widget state needs an id" };
   if (typeof kind !== "string" || !(WIDGET_KINDS as readonly string[]).includes(kind)) return { ok: false, error: `unknown widget kind ${String(kind)}` };
-  if (!isRecord(state)) return { ok: false, error: "a widget state needs a state object" };
+  if (!isObject(state)) return { ok: false, error: "a widget state needs a state object" };
   let parsedAck: Ack | null = null;
-  if (isRecord(ack) && typeof ack.client === "string" && typeof ack.seq === "number") parsedAck = { client: ack.client, seq: ack.seq };
+  if (isObject(ack) && typeof ack.client === "string" && typeof ack.seq === "number") parsedAck = { client: ack.client, seq: ack.seq };
   return { ok: true, value: { type: "state", id, kind: kind as WidgetKind, state: state as WidgetState, ack: parsedAck } };
 }
 

@@ -10,7 +10,7 @@
 // and keep working after it finished; an error thrown in one is reported as error output, never swallowed.
 
 import { AsyncResource } from "node:async_hooks";
-import { itemOf, joinItems, splitItems, valueOf, type ValueItem } from "../../../protocol/bridge.js";
+import { itemOf, joinItems, MAX_ADDRESS_LENGTH, splitItems, valueOf, type ValueItem } from "../../../protocol/bridge.js";
 import { parseKernelCommOp, type KernelCommOp, type ProgramCommOp } from "../../../protocol/comms-ops.js";
 import type { CellId } from "../../../protocol/program.js";
 import { ProgramRpc, type CallFrontendOptions, type RpcHandler } from "./rpc.js";
@@ -479,7 +479,7 @@ export class ProgramComms implements Comms, Disposable {
 
 function checkAddress(address: unknown): asserts address is string {
   if (typeof address !== "string" || address === "") throw new TypeError(`a comms address must be a non-empty string, got ${String(address)}`);
-  if (address.length > 1024) throw new TypeError("a comms address must be at most 1024 characters");
+  if (address.length > MAX_ADDRESS_LENGTH) throw new TypeError(`a comms address must be at most ${MAX_ADDRESS_LENGTH} characters`);
 }
 
 // ---- SyncedVariable --------------------------------------------------------------------------------
