@@ -158,7 +158,8 @@ class TabsContent extends Content {
           view.title.label = title;
           view.addClass("tsnb-w-panel");
           view.node.setAttribute("role", "tabpanel");
-          view.node.setAttribute("aria-label", title);
+          // Named by its tab: the id Lumino's renderer gives the title's tab (stable per title).
+          view.node.setAttribute("aria-labelledby", TabBar.defaultRenderer.createTabKey({ title: view.title, current: false, zIndex: 0 }));
           this.stack.addWidget(view);
           this.bar.addTab(view.title);
         });
