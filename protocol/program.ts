@@ -42,9 +42,14 @@ export type InputReplyOp =
   | { op: "input_reply"; id: string; status: "ok"; value: string }
   | { op: "input_reply"; id: string; status: "error"; ename: string; evalue: string };
 
-/** Sent on the interrupt channel (read by a helper thread, since the main thread may be busy). */
+/**
+ * Sent on the interrupt channel (fd 4), numbered from 1 per program. The program's main thread acknowledges
+ * with `interrupt_ack` once it handled it; a main thread busy running JavaScript cannot, and the kernel then
+ * stops that JavaScript through the program's inspector (`hello.inspector`).
+ */
 export interface InterruptOp {
   op: "interrupt";
+  seq: number;
 }
 
 export interface ShutdownOp {
@@ -61,6 +66,14 @@ export interface HelloOp {
   pid: number;
   node_version: string;
   token: string;
+  /** The program's inspector WebSocket URL (loopback, secret path), or null when it could not be opened. */
+  inspector?: string | null;
+}
+
+/** The main thread handled interrupt `seq` (see InterruptOp). */
+export interface InterruptAckOp {
+  op: "interrupt_ack";
+  seq: number;
 }
 
 export interface StreamOp {
@@ -136,6 +149,7 @@ export interface InspectReplyOp {
 
 export type ProgramToKernel =
   | HelloOp
+  | InterruptAckOp
   | StreamOp
   | DisplayOp
   | UpdateDisplayOp

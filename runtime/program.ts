@@ -37,7 +37,6 @@ new Runtime({
   channel,
   interruptFd: 4,
   tsnbUrl: new URL("./tsnb.js", import.meta.url).href,
-  interrupterUrl: new URL("./interrupter.js", import.meta.url),
   resolve: metaResolve ? (specifier, parent) => metaResolve.call(import.meta, specifier, parent) : undefined,
   internalPrefixes: [distDir + "/", new URL("./", import.meta.url).href],
 });

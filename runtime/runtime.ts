@@ -13,7 +13,7 @@ import { CellCompiler, HELPERS } from "./evaluator/compile.js";
 import { installFastConsoleFormat, installPlainConsole } from "./console.js";
 import { StackMapper } from "./evaluator/errors.js";
 import { Evaluator } from "./evaluator/evaluate.js";
-import { disarmAsyncHookChecks, InterruptController } from "./interrupt.js";
+import { disarmAsyncHookChecks, InterruptController, openInspectorPort } from "./interrupt.js";
 import { complete, inspectAt } from "./introspect.js";
 import { Magics } from "./magics.js";
 import { PipeRegistry, type CommandPipes } from "./pipes.js";
@@ -27,7 +27,6 @@ export interface RuntimeOptions {
   channel: ChannelFifos;
   interruptFd: number;
   tsnbUrl: string;
-  interrupterUrl: URL;
   resolve: ((specifier: string, parent?: string) => string) | undefined;
   /** Prefixes of file names whose stack frames are tsnb internals. */
   internalPrefixes: string[];
@@ -96,7 +95,10 @@ export class Runtime implements Disposable {
   constructor(private readonly options: RuntimeOptions) {
     const { readFd, writeFd, token } = options.channel;
     this.channel = new Channel({ readFd, writeFd, onEvent: (event) => this.onChannelEvent(event) });
-    this.channel.send({ op: "hello", pid: process.pid, node_version: process.version, token });
+    // Before hello, so the kernel can interrupt busy code from the first cell on; reported once output exists.
+    const startNotes: string[] = [];
+    const inspectorUrl = openInspectorPort((text) => startNotes.push(text));
+    this.channel.send({ op: "hello", pid: process.pid, node_version: process.version, token, inspector: inspectorUrl });
     this.evaluator = new Evaluator({ log: (text) => this.log(text) });
     this.tracker = new ContextTracker<CellContext>();
     this.output = new Output({ tracker: this.tracker, send: (op) => this.channel.send(op) });
@@ -137,11 +139,12 @@ export class Runtime implements Disposable {
       reportError: (err) => this.send({ op: "error_output", cell: this.output.currentCell(), ...this.mapper.format(err) }),
     });
     this.interrupts = new InterruptController({
-      workerUrl: options.interrupterUrl,
       fd: options.interruptFd,
       log: (text) => this.log(text),
       onInterrupt: () => this.onInterrupt(),
+      acknowledge: (seq) => this.send({ op: "interrupt_ack", seq }),
     });
+    for (const note of startNotes) this.log(note);
     const note = disarmAsyncHookChecks();
     if (note !== null) this.log(note);
     this.installGlobals();

@@ -25,7 +25,6 @@ const node = {
 const entries = [
   { in: "kernel/cli.ts", out: "cli" },
   { in: "runtime/program.ts", out: "program" },
-  { in: "runtime/interrupter.ts", out: "interrupter" },
   { in: "runtime/tsnb/index.ts", out: "tsnb" },
 ].filter((e) => existsSync(join(root, e.in)));
 

@@ -97,6 +97,10 @@ describe("executing cells", () => {
     await kernel.client.idle(spinning);
     const { iopub } = await kernel.client.execute("survivor");
     expect(result(iopub)).toMatchObject({ data: { "text/plain": "'still here'" } });
+    // The kernel stopped the loop through the program's inspector port; Node's notices about that port (one of
+    // them carries its secret URL) never reach the notebook.
+    const streamed = kernel.client.iopub.items.filter((m) => m.header.msg_type === "stream").map((m) => String(m.content.text));
+    expect(streamed.join("")).not.toMatch(/Debugger|ws:\/\//);
   });
 
   it("interrupts the running cell on SIGINT to the kernel process, and the kernel survives it", async () => {

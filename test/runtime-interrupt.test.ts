@@ -1,8 +1,11 @@
-// Interrupts through the interrupt channel (fd 4), exactly as the kernel sends them.
+// Interrupts through the interrupt channel (fd 4), exactly as the kernel sends them, and the kernel's forcer
+// for busy code (the program's inspector port).
 import { mkdtempSync, rmSync } from "node:fs";
+import { get } from "node:http";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { withoutInspectorNotices } from "../kernel/execution/interrupt-forcer.js";
 import type { ProgramToKernel } from "../protocol/program.js";
 import { ProgramHarness, resultText, type CellRun } from "./helpers/program-harness.js";
 
@@ -98,6 +101,38 @@ describe("runtime: interrupt", () => {
     const { run, ms } = await interruptWhileRunning("!sleep 30");
     expect(run.done).toMatchObject({ status: "error", ename: "Interrupted" });
     expect(ms).toBeLessThan(1000);
+  });
+
+  it("its inspector port is loopback-only and unlisted: the secret path is the key, /json/list answers 404", async () => {
+    // A forced interrupt first: Node prints the URL again when the kernel's connection ends.
+    await interruptWhileRunning("while (true) {}");
+    const hello = program.received.find((op): op is Op<"hello"> => op.op === "hello");
+    const url = new URL(String(hello?.inspector));
+    expect(url.protocol).toBe("ws:");
+    expect(url.hostname).toBe("127.0.0.1");
+    expect(url.pathname).toMatch(/^\/[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/);
+    const status = (path: string) =>
+      new Promise<number>((resolve, reject) => {
+        const request = get({ host: url.hostname, port: Number(url.port), path, timeout: 5_000 }, (res) => {
+          res.resume();
+          resolve(res.statusCode ?? 0);
+        });
+        request.on("timeout", () => request.destroy(new Error(`GET ${path} timed out`)));
+        request.on("error", reject);
+      });
+    expect(await status("/json/list")).toBe(404);
+    expect(await status("/json")).toBe(404);
+    // Node prints the URL on the program's stderr; the kernel (and this harness, the same way) drops it.
+    expect(program.rawStderr).not.toContain(url.pathname);
+  });
+
+  it("drops exactly Node's inspector notices from the program's stderr", () => {
+    const notices =
+      "Debugger listening on ws://127.0.0.1:40957/ffd4f9a6-7c36-4cb3-ba9a-53b9829c2a50\nFor help, see: https://nodejs.org/en/docs/inspector\n";
+    const ending = notices.replace("listening", "ending");
+    expect(withoutInspectorNotices(`${notices}user text\nDebugger attached.\nmore\n${ending}`)).toBe("user text\nmore\n");
+    expect(withoutInspectorNotices("I said: Debugger attached.\n")).toBe("I said: Debugger attached.\n");
+    expect(withoutInspectorNotices(`no newline yet${ending}`)).toBe("no newline yet");
   });
 
   it("an interrupt while idle harms nothing: pending callbacks still run and state is intact", async () => {

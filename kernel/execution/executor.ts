@@ -390,6 +390,8 @@ export class Executor implements Execution {
   private onOp(op: ProgramToKernel): void {
     switch (op.op) {
       case "hello":
+      case "interrupt_ack":
+        // Both are handled by ProgramProcess (the interrupt forcer); they never reach here.
         return;
       case "stream": {
         const { key, parent } = this.cellFor(op.cell);

@@ -15,7 +15,12 @@ export function parseProgramOp(h: JsonObject & { op: string }): ParsedOp {
   const op = h.op as ProgramToKernel["op"];
   switch (op) {
     case "hello":
-      return typeof h.pid === "number" ? { ok: true, op: h as unknown as ProgramToKernel } : bad('"pid" must be a number');
+      if (typeof h.pid !== "number") return bad('"pid" must be a number');
+      if (h.inspector !== undefined && h.inspector !== null && !isString(h.inspector)) return bad('"inspector" must be a string or null');
+      break;
+    case "interrupt_ack":
+      if (typeof h.seq !== "number") return bad('"seq" must be a number');
+      break;
     case "stream":
       if (!isCell(h.cell)) return bad('"cell" must be a string or null');
       if (h.name !== "stdout" && h.name !== "stderr") return bad('"name" must be "stdout" or "stderr"');

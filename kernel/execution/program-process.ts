@@ -8,6 +8,7 @@ import { describeFrameError, encodeFrame, FrameDecoder, type RawFrame } from "..
 import type { JsonObject } from "../../protocol/jupyter.js";
 import type { HelloOp, KernelToProgram, ProgramToKernel } from "../../protocol/program.js";
 import { errorMessage, type Log } from "../log.js";
+import { InterruptForcer, withoutInspectorNotices } from "./interrupt-forcer.js";
 import { parseProgramOp } from "./ops.js";
 import { ProgramFifos } from "./program-fifos.js";
 
@@ -91,6 +92,8 @@ export class ProgramProcess {
   private readonly exited: Promise<void>;
   private markExited: () => void = () => undefined;
   private paused = false;
+  private interruptSeq = 0;
+  private forcer: InterruptForcer | null = null;
 
   constructor(private readonly options: ProgramProcessOptions) {
     this.exited = new Promise((resolve) => {
@@ -122,6 +125,9 @@ export class ProgramProcess {
       // Interrupts stop JavaScript with terminateExecution; Node 20's async-hook stack checks would abort the
       // whole program (and lose every variable) when that lands inside a callback. See runtime/README.md.
       "--no-force-async-hooks-checks",
+      // The program opens its inspector for interrupts (runtime/interrupt.ts); this keeps Node from listing the
+      // port's secret URL over HTTP. It is printed on stderr instead, which onStderr drops.
+      "--inspect-publish-uid=stderr",
       programPath,
     ], {
       cwd,
@@ -162,7 +168,10 @@ export class ProgramProcess {
     for (const name of ["stdout", "stderr"] as const) {
       const stream = child[name];
       stream?.setEncoding("utf8");
-      stream?.on("data", (text: string) => this.options.onEvent({ type: "raw", name, text }));
+      stream?.on("data", (chunk: string) => {
+        const text = name === "stderr" ? withoutInspectorNotices(chunk) : chunk;
+        if (text !== "") this.options.onEvent({ type: "raw", name, text });
+      });
       stream?.on("error", (err) => log.warn(`program ${name}: ${err.message}`));
     }
     fifos.reader.on("data", (chunk: Buffer) => this.onChannelData(chunk));
@@ -194,10 +203,16 @@ export class ProgramProcess {
     return true;
   }
 
-  /** Written to fd 4, which a helper thread reads even while the main thread spins in `while (true) {}`. */
+  /**
+   * Written to fd 4, which the program's main thread reads when its event loop is free; when it is busy
+   * running JavaScript, the forcer stops that through the program's inspector (interrupt-forcer.ts).
+   */
   interrupt(): boolean {
     if (this.state.type !== "ready" || !this.interruptChannel || this.interruptChannel.destroyed) return false;
-    for (const chunk of encodeFrame({ op: "interrupt" })) this.interruptChannel.write(chunk);
+    const seq = ++this.interruptSeq;
+    for (const chunk of encodeFrame({ op: "interrupt", seq })) this.interruptChannel.write(chunk);
+    if (this.forcer) this.forcer.force(seq);
+    else this.options.log.warn("interrupt: the program has no inspector port, so code that keeps it busy cannot be stopped");
     return true;
   }
 
@@ -288,6 +303,10 @@ export class ProgramProcess {
       this.options.log.warn("ignored a second hello from the program");
       return;
     }
+    if (op.op === "interrupt_ack") {
+      this.forcer?.acknowledge(op.seq);
+      return;
+    }
     this.options.onEvent({ type: "op", op, buffers: frame.buffers });
   }
 
@@ -307,6 +326,7 @@ export class ProgramProcess {
       this.kill({ type: "refused", detail: `its hello was malformed (${parsed.ok ? "not a hello" : parsed.error})` });
       return;
     }
+    if (typeof parsed.op.inspector === "string") this.forcer = new InterruptForcer({ url: parsed.op.inspector, log: this.options.log });
     this.apply({ type: "hello", hello: parsed.op });
   }
 
@@ -316,7 +336,10 @@ export class ProgramProcess {
     if (after === before) return;
     this.state = after;
     if (after.type === "ready" && before.type === "starting") this.options.onEvent({ type: "ready", hello: after.hello });
-    if (after.type === "exited") this.options.onEvent({ type: "exit", reason: after.reason, wasReady: after.wasReady });
+    if (after.type === "exited") {
+      this.forcer?.dispose();
+      this.options.onEvent({ type: "exit", reason: after.reason, wasReady: after.wasReady });
+    }
   }
 }
 

@@ -1,6 +1,7 @@
 // Starts dist/program.js exactly as the kernel does (main channel in the FIFOs of TSNB_PIPE / TSNB_PIPE_BACK made
 // by the kernel's own ProgramFifos, fd 4 = interrupt channel, cwd = notebook directory) and speaks the pipe
-// framing to it. Every wait has a deadline.
+// framing to it. Interrupts go through the kernel's own forcer, which stops busy code over the program's
+// inspector port. Every wait has a deadline.
 
 import { spawn, type ChildProcess } from "node:child_process";
 import { dirname, join } from "node:path";
@@ -10,6 +11,8 @@ import { encodeFrame, FrameDecoder, describeFrameError } from "../../protocol/fr
 import type { JsonObject } from "../../protocol/jupyter.js";
 import type { ExecuteDoneOp, KernelToProgram, ProgramToKernel } from "../../protocol/program.js";
 import { ProgramFifos } from "../../kernel/execution/program-fifos.js";
+import { InterruptForcer, withoutInspectorNotices } from "../../kernel/execution/interrupt-forcer.js";
+import { memoryLog } from "../../kernel/log.js";
 
 export const ROOT = join(dirname(fileURLToPath(import.meta.url)), "..", "..");
 export const PROGRAM = join(ROOT, "dist", "program.js");
@@ -45,6 +48,10 @@ export class ProgramHarness {
   private exitInfo: { code: number | null; signal: NodeJS.Signals | null } | null = null;
   private readonly exited: Promise<void>;
   private count = 0;
+  private interruptSeq = 0;
+  private forcer: InterruptForcer | null = null;
+  /** What the interrupt forcer logged (a failure to stop busy code shows up here). */
+  readonly forcerLog = memoryLog();
 
   private constructor(
     readonly child: ChildProcess,
@@ -60,11 +67,12 @@ export class ProgramHarness {
     fifos.writer.on("error", (err) => this.pipeErrors.push(`channel back: ${err.message}`));
     (child.stdio[4] as Duplex).on("error", (err) => this.pipeErrors.push(`interrupt channel: ${err.message}`));
     child.stdout!.setEncoding("utf8").on("data", (t: string) => (this.rawStdout += t));
-    child.stderr!.setEncoding("utf8").on("data", (t: string) => (this.rawStderr += t));
+    child.stderr!.setEncoding("utf8").on("data", (t: string) => (this.rawStderr += withoutInspectorNotices(t)));
     this.exited = new Promise((resolve) => {
       child.on("exit", (code, signal) => {
         this.exitInfo = { code, signal };
         fifos.dispose();
+        this.forcer?.dispose();
         resolve();
         // Nothing more can arrive: fail waiters now instead of at their deadlines.
         for (const waiter of this.waiters) {
@@ -77,7 +85,7 @@ export class ProgramHarness {
 
   static async start(options: { cwd: string; env?: NodeJS.ProcessEnv; timeoutMs?: number }): Promise<ProgramHarness> {
     const fifos = await ProgramFifos.create();
-    const child = spawn(process.execPath, ["--experimental-import-meta-resolve", PROGRAM], {
+    const child = spawn(process.execPath, ["--experimental-import-meta-resolve", "--inspect-publish-uid=stderr", PROGRAM], {
       cwd: options.cwd,
       env: { ...(options.env ?? process.env), ...fifos.env },
       stdio: ["ignore", "pipe", "pipe", "ignore", "pipe"],
@@ -101,6 +109,8 @@ export class ProgramHarness {
   }
 
   private onOp(op: ProgramToKernel): void {
+    if (op.op === "hello" && typeof op.inspector === "string") this.forcer ??= new InterruptForcer({ url: op.inspector, log: this.forcerLog });
+    if (op.op === "interrupt_ack") this.forcer?.acknowledge(op.seq);
     const index = this.received.length;
     this.received.push(op);
     for (const waiter of this.waiters) {
@@ -139,7 +149,7 @@ export class ProgramHarness {
         this.waiters.delete(waiter);
         reject(
           new DeadlineError(
-            `no ${options.what ?? "matching op"} within ${timeoutMs} ms; received ${JSON.stringify(this.received.slice(from)).slice(0, 2000)}; stderr: ${this.rawStderr.slice(-2000)}`,
+            `no ${options.what ?? "matching op"} within ${timeoutMs} ms; received ${JSON.stringify(this.received.slice(from)).slice(0, 2000)}; stderr: ${this.rawStderr.slice(-2000)}; interrupt forcer: ${this.forcerLog.lines.join(" | ") || "-"}`,
           ),
         );
       }, timeoutMs);
@@ -152,7 +162,9 @@ export class ProgramHarness {
   }
 
   interrupt(): void {
-    writeFrame(this.child.stdio[4] as Writable, { op: "interrupt" });
+    const seq = ++this.interruptSeq;
+    writeFrame(this.child.stdio[4] as Writable, { op: "interrupt", seq });
+    this.forcer?.force(seq);
   }
 
   /** Sends an execute op; returns its id and the index of the first op that can belong to it. */
