@@ -13,14 +13,11 @@
 // It reuses the test helpers (test/helpers/jupyter.ts, browser.ts), bundled on the fly by esbuild into
 // bench/.build/ (two levels below the repository root, so their repoRoot still resolves) and removed after.
 
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { dirname, join } from "node:path";
-import { fileURLToPath } from "node:url";
+import { readFileSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
 import { parseArgs } from "node:util";
-import { loadHelpers, kernelPid, childPids, statusKb, sampleRss, cpuSeconds, cpuMeter, stats, fmt, openNotebook, runCell, waitCellText, MB } from "./lib.mjs";
+import { runBrowserBench, saveResults, kernelPid, childPids, statusKb, sampleRss, cpuSeconds, cpuMeter, stats, fmt, openNotebook, runCell, waitCellText, MB } from "./lib.mjs";
 
-const root = join(dirname(fileURLToPath(import.meta.url)), "..");
 const { values: opts } = parseArgs({
   options: {
     echo: { type: "string", default: "1000" },
@@ -360,27 +357,9 @@ function setKernelFlags(env, flags) {
 // ---- main ---------------------------------------------------------------------------------------------
 
 async function main() {
-  const { jupyter, browser: browserHelpers, dispose: disposeHelpers } = await loadHelpers();
-  const notebookDir = mkdtempSync(join(tmpdir(), "tsnb-bench-comms-"));
-  let env;
-  let server;
-  let browser;
-  const cleanup = async () => {
-    await browser?.dispose();
-    await server?.dispose();
-    await env?.dispose();
-    rmSync(notebookDir, { recursive: true, force: true });
-    disposeHelpers();
-  };
-  process.once("SIGINT", () => {
-    void cleanup().finally(() => process.exit(130));
-  });
   const results = { echoN: ECHO_N, burstN: BURST_N, bigBytes: BIG_BYTES };
-  try {
-    env = await jupyter.makeJupyterEnv();
-    if (opts["kernel-flags"] !== undefined) setKernelFlags(env, opts["kernel-flags"]);
-    server = await jupyter.startNotebookServer({ env, notebookDir });
-    browser = await browserHelpers.launchBrowser({ captureConsole: true });
+  const prepareEnv = opts["kernel-flags"] === undefined ? undefined : (env) => setKernelFlags(env, opts["kernel-flags"]);
+  await runBrowserBench({ label: "comms", buildDir: ".build", prepareEnv }, async ({ jupyter, server, browser }) => {
     if (opts.only !== "ipykernel") {
       const path = await jupyter.createNotebook(server, { path: "bench-tsnb.ipynb", kernelName: jupyter.TSNB_KERNEL_NAME, cells: [""] });
       const page = await browser.newPage();
@@ -399,21 +378,9 @@ async function main() {
       await page.close();
       console.error(`ipykernel done: ${JSON.stringify(results.ipykernel)}`);
     }
-    const text = report(results);
-    console.log(text);
-    const dir = join(root, "bench", "results");
-    mkdirSync(dir, { recursive: true });
-    const file = join(dir, `comms-${new Date().toISOString().replace(/[:.]/g, "-")}.json`);
-    writeFileSync(file, JSON.stringify(results, null, 2));
-    console.log(`\nraw figures: ${file}`);
-  } catch (err) {
-    console.error(err);
-    if (browser) console.error(`--- browser console (tail) ---\n${browser.consoleLog().slice(-4000)}`);
-    if (server) console.error(`--- server output (tail) ---\n${server.log().slice(-4000)}`);
-    process.exitCode = 1;
-  } finally {
-    await cleanup();
-  }
+    console.log(report(results));
+    saveResults("comms", results);
+  });
 }
 
 await main();

@@ -1,7 +1,8 @@
 // Shared by the browser benchmarks (comms.mjs, rpc.mjs): the test helpers bundled for plain Node, /proc
 // sampling of memory and CPU, statistics, and driving cells in a classic Notebook page.
 
-import { mkdirSync, readFileSync, readdirSync, rmSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath, pathToFileURL } from "node:url";
 import { build } from "esbuild";
@@ -24,6 +25,53 @@ export async function loadHelpers(buildDir = ".build") {
   const jupyter = await import(pathToFileURL(join(out, "jupyter.js")).href);
   const browser = await import(pathToFileURL(join(out, "browser.js")).href);
   return { jupyter, browser, dispose: () => rmSync(out, { recursive: true, force: true }) };
+}
+
+/**
+ * What every browser benchmark sets up: the test helpers (bundled into bench/<buildDir>), a private Jupyter
+ * env (`prepareEnv(env)` may adjust it), one Notebook 6 server on a temp notebook directory and Chromium.
+ * `measure({ jupyter, server, browser })` runs with them; everything is torn down afterwards, also after a
+ * failure and on Ctrl+C, and a failure prints the browser console and the server log and sets the exit code.
+ */
+export async function runBrowserBench({ label, buildDir, prepareEnv }, measure) {
+  const { jupyter, browser: browserHelpers, dispose: disposeHelpers } = await loadHelpers(buildDir);
+  const notebookDir = mkdtempSync(join(tmpdir(), `tsnb-bench-${label}-`));
+  let env;
+  let server;
+  let browser;
+  const cleanup = async () => {
+    await browser?.dispose();
+    await server?.dispose();
+    await env?.dispose();
+    rmSync(notebookDir, { recursive: true, force: true });
+    disposeHelpers();
+  };
+  process.once("SIGINT", () => {
+    void cleanup().finally(() => process.exit(130));
+  });
+  try {
+    env = await jupyter.makeJupyterEnv();
+    prepareEnv?.(env);
+    server = await jupyter.startNotebookServer({ env, notebookDir });
+    browser = await browserHelpers.launchBrowser({ captureConsole: true });
+    await measure({ jupyter, server, browser });
+  } catch (err) {
+    console.error(err);
+    if (browser) console.error(`--- browser console (tail) ---\n${browser.consoleLog().slice(-4000)}`);
+    if (server) console.error(`--- server output (tail) ---\n${server.log().slice(-4000)}`);
+    process.exitCode = 1;
+  } finally {
+    await cleanup();
+  }
+}
+
+/** Saves a benchmark's raw figures as bench/results/<name>-<time>.json (gitignored) and prints where. */
+export function saveResults(name, results) {
+  const dir = join(root, "bench", "results");
+  mkdirSync(dir, { recursive: true });
+  const file = join(dir, `${name}-${new Date().toISOString().replace(/[:.]/g, "-")}.json`);
+  writeFileSync(file, JSON.stringify(results, null, 2));
+  console.log(`\nraw figures: ${file}`);
 }
 
 /** Pid of the process whose command line names this kernel's connection file. */

@@ -8,14 +8,10 @@
 // Options: --calls N (default 1000), --mb N (default 100).
 // The helpers and page plumbing are those of bench/comms.mjs (test helpers bundled on the fly by esbuild).
 
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { dirname, join } from "node:path";
-import { fileURLToPath } from "node:url";
+import { readFileSync } from "node:fs";
 import { parseArgs } from "node:util";
-import { loadHelpers, kernelPid, childPids, sampleRss, stats, fmt, openNotebook, runCell, waitCellText, MB } from "./lib.mjs";
+import { runBrowserBench, saveResults, kernelPid, childPids, sampleRss, stats, fmt, openNotebook, runCell, waitCellText, MB } from "./lib.mjs";
 
-const root = join(dirname(fileURLToPath(import.meta.url)), "..");
 const { values: opts } = parseArgs({
   options: {
     calls: { type: "string", default: "1000" },
@@ -113,26 +109,8 @@ function report(results) {
 }
 
 async function main() {
-  const { jupyter, browser: browserHelpers, dispose: disposeHelpers } = await loadHelpers(".build-rpc");
-  const notebookDir = mkdtempSync(join(tmpdir(), "tsnb-bench-rpc-"));
-  let env;
-  let server;
-  let browser;
-  const cleanup = async () => {
-    await browser?.dispose();
-    await server?.dispose();
-    await env?.dispose();
-    rmSync(notebookDir, { recursive: true, force: true });
-    disposeHelpers();
-  };
-  process.once("SIGINT", () => {
-    void cleanup().finally(() => process.exit(130));
-  });
   const results = { calls: CALLS, bigBytes: BIG_BYTES };
-  try {
-    env = await jupyter.makeJupyterEnv();
-    server = await jupyter.startNotebookServer({ env, notebookDir });
-    browser = await browserHelpers.launchBrowser({ captureConsole: true });
+  await runBrowserBench({ label: "rpc", buildDir: ".build-rpc" }, async ({ jupyter, server, browser }) => {
     const path = await jupyter.createNotebook(server, { path: "bench-rpc.ipynb", kernelName: jupyter.TSNB_KERNEL_NAME, cells: [""] });
     const page = await browser.newPage();
     await openNotebook(page, server, path, "tsnb");
@@ -140,19 +118,8 @@ async function main() {
     await bench({ page, server, kernelId, results });
     await page.close();
     console.log(report(results));
-    const dir = join(root, "bench", "results");
-    mkdirSync(dir, { recursive: true });
-    const file = join(dir, `rpc-${new Date().toISOString().replace(/[:.]/g, "-")}.json`);
-    writeFileSync(file, JSON.stringify(results, null, 2));
-    console.log(`\nraw figures: ${file}`);
-  } catch (err) {
-    console.error(err);
-    if (browser) console.error(`--- browser console (tail) ---\n${browser.consoleLog().slice(-4000)}`);
-    if (server) console.error(`--- server output (tail) ---\n${server.log().slice(-4000)}`);
-    process.exitCode = 1;
-  } finally {
-    await cleanup();
-  }
+    saveResults("rpc", results);
+  });
 }
 
 await main();
