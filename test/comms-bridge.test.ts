@@ -383,6 +383,22 @@ describe("heartbeat", () => {
     expect(host.program.at(-1)?.op).toEqual({ op: "comm_frontends", count: 0, ids: [] });
   });
 
+  it("pings a page that went silent before the program answered its call, so a closed page is found", () => {
+    // An upload's chunk held by a slow program, while the page is closed: the answer finds the page gone.
+    const { clock, host, bridge, open } = setup();
+    open("a");
+    bridge.commMsg(commMsg("a", { op: "call", id: "c1", method: "m", value: [[], {}] }));
+    const call = host.program.find((m) => m.op.op === "comm_rpc_call");
+    if (call?.op.op !== "comm_rpc_call") throw new Error("the call did not reach the program");
+    clock.advance(1500);
+    expect(bridge.programOp({ v: 1, op: "comm_rpc_reply", id: call.op.id, value: 1 }, [])).toBeNull();
+    clock.advance(1);
+    expect(host.takeFor("a").map((m) => m.data.op)).toContain("ping");
+    clock.advance(500);
+    expect(host.closes()).toEqual(["a"]);
+    expect(host.program.at(-1)?.op).toEqual({ op: "comm_frontends", count: 0, ids: [] });
+  });
+
   it("keeps a front-end that answers the ping", () => {
     const { clock, host, bridge, open, listen, send } = setup();
     open("a");

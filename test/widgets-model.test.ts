@@ -6,6 +6,11 @@ import { describe, expect, it } from "vitest";
 import { clampToStep, inputAddress, parseWidgetInput, stateAddress, type WidgetStateMessage } from "../protocol/widgets.js";
 import type { Comms } from "../runtime/tsnb/comms/comms.js";
 import { SnapshotPublisher } from "../runtime/tsnb/widgets/snapshots.js";
+import { existsSync, readdirSync, readFileSync, statSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { basename, dirname, join } from "node:path";
+import { uploadMethod } from "../protocol/upload.js";
+import { sendFiles, type UploadSource } from "../frontend-shim/widgets/upload.js";
 import { Button, ColorPicker, Dropdown, FileUpload, Output, FloatSlider, HBox, Image, interact, IntRangeSlider, IntSlider, NumberInput, Progress, RadioButtons, Tabs, Text, WidgetDisposedError, WidgetInputError } from "../runtime/tsnb/widgets/widgets.js";
 
 /** Records what the program sends; `input()` plays a browser sending on an input address. */
@@ -27,6 +32,28 @@ class FakeComms {
   /** Delivers a browser value like the bridge does; returns what the subscriber returned (its errors). */
   async input(address: string, value: unknown): Promise<void> {
     for (const cb of this.subs.get(address) ?? []) await cb(value, address);
+  }
+
+  /** RPC functions the program registered (FileUpload's chunk receiver); `call` plays a page calling one. */
+  readonly handlers = new Map<string, (args: unknown, kwargs: { [key: string]: unknown }) => unknown>();
+  register(name: string, fn: (args: unknown, kwargs: { [key: string]: unknown }) => unknown) {
+    if (this.handlers.has(name)) throw new Error(`${name} is already registered`);
+    this.handlers.set(name, fn);
+    return { dispose: () => void (this.handlers.get(name) === fn && this.handlers.delete(name)) };
+  }
+  async call(name: string, args: unknown[]): Promise<unknown> {
+    const fn = this.handlers.get(name);
+    if (!fn) throw new Error(`no function "${name}" is registered`);
+    return await fn(args, {});
+  }
+
+  private readonly frontendWatchers = new Set<(ids: readonly string[]) => void>();
+  onFrontends(cb: (ids: readonly string[]) => void) {
+    this.frontendWatchers.add(cb);
+    return { dispose: () => void this.frontendWatchers.delete(cb) };
+  }
+  setFrontends(ids: string[]): void {
+    for (const cb of [...this.frontendWatchers]) cb(ids);
   }
 
   subscribers(address: string): number {
@@ -295,13 +322,152 @@ describe("FileUpload", () => {
     const names: unknown[] = [];
     up.on("change", (e) => void names.push(e.value));
     await fake.input(inputAddress(up.id), set([{ name: "a.bin", type: "x/y", data: new Uint8Array([1, 2]) }]));
-    expect(up.value).toEqual([{ name: "a.bin", type: "x/y", size: 2, data: new Uint8Array([1, 2]) }]);
+    expect(up.value).toEqual([{ name: "a.bin", type: "x/y", size: 2, lastModified: 0, data: new Uint8Array([1, 2]) }]);
     expect(fake.last(up.id).state.value).toEqual(["a.bin"]);
     expect(names).toEqual([["a.bin"]]);
     await expect(fake.input(inputAddress(up.id), set([{ name: "b", type: "", data: "nope" }]))).rejects.toThrow(/Uint8Array data/);
     const two = [1, 2].map((i) => ({ name: `f${i}`, type: "", data: new Uint8Array() }));
     await expect(fake.input(inputAddress(up.id), set(two))).rejects.toThrow(/single-file/);
     expect(up.value).toHaveLength(1);
+  });
+});
+
+/** A picked file for the page-side sender, backed by bytes; `failAt` makes reading at that offset fail. */
+function source(name: string, bytes: Uint8Array, failAt = -1): UploadSource {
+  return {
+    name,
+    type: "application/octet-stream",
+    size: bytes.byteLength,
+    lastModified: 1234,
+    slice: (a, b) => ({
+      arrayBuffer: () => (a >= failAt && failAt >= 0 ? Promise.reject(new DOMException("The file could not be read", "NotReadableError")) : Promise.resolve(bytes.slice(a, b).buffer)),
+    }),
+  };
+}
+
+function pattern(n: number, seed: number): Uint8Array {
+  return Uint8Array.from({ length: n }, (_, i) => (i * 31 + seed) & 255);
+}
+
+/** Resolves with the widget's next event of `name` (a deadline, not a sleep, bounds the wait). */
+function nextEvent<E>(up: FileUpload<"memory" | "file">, name: "change" | "error", ms = 5000): Promise<E> {
+  return new Promise<E>((resolve, reject) => {
+    const t = setTimeout(() => reject(new Error(`no ${name} event within ${ms} ms`)), ms);
+    const d = up.on(name as "error", (e) => {
+      clearTimeout(t);
+      d.dispose();
+      resolve(e as E);
+    });
+  });
+}
+
+describe("FileUpload in chunks", () => {
+  const send = (fake: FakeComms, up: FileUpload<"memory" | "file">, files: UploadSource[], more: Partial<Parameters<typeof sendFiles>[0]> = {}) =>
+    sendFiles({ files, method: uploadMethod(up.id), call: (m, op) => fake.call(m, [op]), upload: `u-${Math.random()}`, frontend: "page-1", chunkBytes: 1000, window: 3, ...more });
+
+  it("assembles Uint8Arrays from the announced sizes, with progress events, then one change event", async () => {
+    const { fake, comms } = setup();
+    const up = new FileUpload({ comms, multiple: true });
+    expect(fake.last(up.id).state).toMatchObject({ chunkBytes: 2 * 1024 * 1024, window: 4 });
+    const programProgress: number[] = [];
+    up.on("progress", (p) => void programProgress.push(p.uploadLoaded));
+    const changed = nextEvent<{ value: unknown }>(up, "change");
+    const pageProgress: number[] = [];
+    const a = pattern(2500, 1);
+    const b = pattern(0, 2);
+    const c = pattern(1000, 3);
+    await send(fake, up, [source("a.bin", a), source("empty", b), source("c.bin", c)], { onProgress: (p) => void pageProgress.push(p.uploadLoaded) });
+    expect((await changed).value).toEqual(["a.bin", "empty", "c.bin"]);
+    expect(up.value.map((f) => [f.name, f.size, f.lastModified])).toEqual([["a.bin", 2500, 1234], ["empty", 0, 1234], ["c.bin", 1000, 1234]]);
+    expect(up.value[0]!.data).toEqual(a);
+    expect(up.value[2]!.data).toEqual(c);
+    expect(programProgress).toEqual([1000, 2000, 2500, 3500]);
+    expect(pageProgress).toEqual([1000, 2000, 2500, 3500]);
+    expect(fake.last(up.id).state.value).toEqual(["a.bin", "empty", "c.bin"]);
+    expect(up.uploading).toBe(0);
+  });
+
+  it('writes to a private temporary file with storage: "file"; a newer upload and dispose remove the files', async () => {
+    const { fake, comms } = setup();
+    const up = new FileUpload({ comms, storage: "file" });
+    const bytes = pattern(4321, 7);
+    const first = nextEvent(up, "change");
+    await send(fake, up, [source("../../etc/evil name.bin", bytes)]);
+    await first;
+    const file = up.value[0]!;
+    expect(file).not.toHaveProperty("data");
+    expect(readFileSync(file.path)).toEqual(Buffer.from(bytes));
+    expect(file.path.startsWith(join(tmpdir(), "tsnb-upload-"))).toBe(true);
+    expect(basename(file.path)).toBe("0-evil name.bin");
+    expect(statSync(dirname(dirname(file.path))).mode & 0o777).toBe(0o700);
+    const second = nextEvent(up, "change");
+    await send(fake, up, [source("next.bin", pattern(10, 1))]);
+    await second;
+    expect(existsSync(file.path)).toBe(false);
+    const next = up.value[0]!.path;
+    expect(existsSync(next)).toBe(true);
+    up.dispose();
+    expect(existsSync(next)).toBe(false);
+    expect(existsSync(dirname(dirname(next)))).toBe(false);
+    expect(fake.handlers.size).toBe(0);
+  });
+
+  it("a file that cannot be read fails the upload in the page and the program, and leaves no temporary file", async () => {
+    const { fake, comms } = setup();
+    const up = new FileUpload({ comms, storage: "file" });
+    const failed = nextEvent<Error>(up, "error");
+    await expect(send(fake, up, [source("big.bin", pattern(5000, 1), 3000)])).rejects.toThrow(/"big\.bin" could not be read at byte 3000 .*NotReadableError/);
+    const error = await failed;
+    expect(error.name).toBe("UploadError");
+    expect(error.message).toMatch(/cancelled in the page: .*could not be read/);
+    expect(up.value).toEqual([]);
+    const dir = (up as unknown as { dir: { path: string | null } }).dir.path!;
+    expect(readdirSync(dir)).toEqual([]);
+    up.dispose();
+  });
+
+  it("the sending page disconnecting, or silence for too long, fails the upload; late chunks get the reason", async () => {
+    const { fake, comms } = setup();
+    const up = new FileUpload({ comms, storage: "file" });
+    const quiet = new FileUpload({ comms, storage: "file", stallTimeoutMs: 100 });
+    const info = { name: "x.bin", type: "", size: 10, lastModified: 0 };
+    const method = uploadMethod(up.id);
+    await fake.call(method, [{ op: "start", upload: "u1", frontend: "page-1", files: [info] }]);
+    await fake.call(method, [{ op: "chunk", upload: "u1", file: 0, offset: 0, data: new Uint8Array(4) }]);
+    const gone = nextEvent<Error>(up, "error");
+    fake.setFrontends(["page-2"]);
+    expect((await gone).message).toMatch(/page sending the upload disconnected/);
+    await expect(fake.call(method, [{ op: "chunk", upload: "u1", file: 0, offset: 4, data: new Uint8Array(4) }])).rejects.toThrow(/the upload failed: the page sending the upload disconnected/);
+    const stalled = nextEvent<Error>(quiet, "error");
+    await fake.call(uploadMethod(quiet.id), [{ op: "start", upload: "u2", frontend: "page-2", files: [info] }]);
+    expect((await stalled).message).toMatch(/nothing arrived from the page for 0.1 s/);
+    for (const w of [up, quiet]) {
+      expect(w.uploading).toBe(0);
+      expect(readdirSync((w as unknown as { dir: { path: string | null } }).dir.path!)).toEqual([]);
+      w.dispose();
+    }
+  });
+
+  it("refuses chunks out of order or beyond the announced size, and what a single-file widget cannot take", async () => {
+    const { fake, comms } = setup();
+    const up = new FileUpload({ comms });
+    const errors: string[] = [];
+    up.on("error", (e) => void errors.push(e.message));
+    const method = uploadMethod(up.id);
+    const info = { name: "x.bin", type: "", size: 10, lastModified: 0 };
+    await fake.call(method, [{ op: "start", upload: "u1", frontend: null, files: [info] }]);
+    await expect(fake.call(method, [{ op: "chunk", upload: "u1", file: 0, offset: 4, data: new Uint8Array(4) }])).rejects.toThrow(/out of order: expected file 0 at offset 0, got file 0 at offset 4/);
+    await fake.call(method, [{ op: "start", upload: "u2", frontend: null, files: [info] }]);
+    await expect(fake.call(method, [{ op: "chunk", upload: "u2", file: 0, offset: 0, data: new Uint8Array(11) }])).rejects.toThrow(/does not fit "x.bin" \(10 bytes announced\)/);
+    await expect(fake.call(method, [{ op: "start", upload: "u3", frontend: null, files: [info, info] }])).rejects.toThrow(/several files sent to a single-file upload/);
+    await expect(fake.call(method, [{ op: "start", upload: "u4", frontend: null, files: [] }])).rejects.toThrow(/files must list 1 to/);
+    await fake.call(method, [{ op: "start", upload: "u5", frontend: null, files: [info] }]);
+    await expect(fake.call(method, [{ op: "finish", upload: "u5" }])).rejects.toThrow(/finished the upload early: file 0 \("x.bin"\) has 0 of 10 bytes/);
+    expect(errors).toHaveLength(4);
+    expect(up.value).toEqual([]);
+    expect(() => new FileUpload({ comms, chunkBytes: 64 * 1024 * 1024 })).toThrow(/chunkBytes must be an integer from 1 to/);
+    expect(() => new FileUpload({ comms, storage: "cloud" as "file" })).toThrow(/storage must be "memory" or "file"/);
+    up.dispose();
   });
 });
 

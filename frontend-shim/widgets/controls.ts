@@ -8,6 +8,7 @@
 // description the control gets an aria-label naming its kind (KIND_NAMES), so every control has a name.
 
 import type { StateValue, WidgetKind, WidgetState } from "../../protocol/widgets.js";
+import type { UploadProgressEvent } from "./upload.js";
 
 export type ContainerKind = "HBox" | "VBox" | "Grid" | "Tabs" | "Accordion";
 export type LeafKind = Exclude<WidgetKind, ContainerKind>;
@@ -19,6 +20,8 @@ export function isContainer(kind: WidgetKind): kind is ContainerKind {
 export interface Actions {
   set(key: string, value: StateValue): void;
   click(): void;
+  /** Sends picked files to the program in chunks (FileUpload); resolves when the program took them all. */
+  upload(files: readonly File[], settings: { chunkBytes: number; window: number }, onProgress: (p: UploadProgressEvent) => void): Promise<void>;
 }
 
 export interface Controls {
@@ -66,6 +69,12 @@ export function num(v: StateValue | undefined, fallback: number): number {
 
 export function text(v: StateValue | undefined): string {
   return typeof v === "string" ? v : "";
+}
+
+function formatBytes(n: number): string {
+  if (n < 1024) return `${n} B`;
+  if (n < 1024 * 1024) return `${(n / 1024).toFixed(1)} KiB`;
+  return `${(n / (1024 * 1024)).toFixed(1)} MiB`;
 }
 
 export function el<K extends keyof HTMLElementTagNameMap>(tag: K, cls: string, doc: Document): HTMLElementTagNameMap[K] {
@@ -370,30 +379,66 @@ export function buildLeaf(kind: LeafKind, row: HTMLElement, ctx: LeafContext): C
       };
     }
     case "FileUpload": {
-      // A real file input (keyboard and screen readers know it), styled by its label as a button.
+      // A real file input (keyboard and screen readers know it), styled by its label as a button. Files go
+      // to the program in chunks; a progress bar shows what the program has acknowledged.
       const input = el("input", "tsnb-w-file", doc);
       input.type = "file";
       input.id = inputId;
       const button = el("label", "tsnb-w-button", doc);
       button.htmlFor = inputId;
       const names = el("span", "tsnb-w-text", doc);
+      const bar = el("progress", "tsnb-w-upload-progress", doc);
+      bar.hidden = true;
+      const status = el("span", "tsnb-w-upload-status", doc);
+      status.setAttribute("role", "status");
+      let settings = { chunkBytes: 2 * 1024 * 1024, window: 4 };
+      let busy = false;
+      let disabled = false;
+      const sync = () => (input.disabled = disabled || busy);
       listen(input, "change", () => {
         const picked = [...(input.files ?? [])];
-        void Promise.all(picked.map(async (f) => ({ name: f.name, type: f.type, data: new Uint8Array(await f.arrayBuffer()) }))).then(
-          (files) => {
-            actions.set("value", files as never);
+        if (picked.length === 0) return;
+        busy = true;
+        sync();
+        const total = picked.reduce((n, f) => n + f.size, 0);
+        bar.max = Math.max(1, total);
+        bar.value = 0;
+        bar.hidden = false;
+        bar.setAttribute("aria-label", `uploading ${picked.map((f) => f.name).join(", ")}`);
+        status.textContent = `0 / ${formatBytes(total)}`;
+        delete status.dataset.state;
+        actions
+          .upload(picked, settings, (p) => {
+            bar.value = p.uploadLoaded;
+            status.textContent = `${formatBytes(p.uploadLoaded)} / ${formatBytes(p.uploadTotal)}`;
+          })
+          .then(
+            () => {
+              status.textContent = `${formatBytes(total)} uploaded`;
+              status.dataset.state = "done";
+            },
+            (err: unknown) => {
+              status.textContent = `upload failed: ${err instanceof Error ? err.message : String(err)}`;
+              status.dataset.state = "error";
+              console.error("tsnb widgets: upload failed", err);
+            },
+          )
+          .finally(() => {
+            busy = false;
+            bar.hidden = true;
             input.value = "";
-          },
-          (err: unknown) => console.error("tsnb widgets: reading the picked files failed", err),
-        );
+            sync();
+          });
       });
-      row.append(input, button, names);
+      row.append(input, button, names, bar, status);
       return {
         apply(state) {
           button.textContent = text(state.description) || "Upload";
           input.accept = text(state.accept);
           input.multiple = state.multiple === true;
-          input.disabled = state.disabled === true;
+          disabled = state.disabled === true;
+          sync();
+          settings = { chunkBytes: num(state.chunkBytes, settings.chunkBytes), window: num(state.window, settings.window) };
           names.textContent = Array.isArray(state.value) ? state.value.join(", ") : "";
         },
       };

@@ -26,6 +26,8 @@ import {
 } from "../../protocol/widgets.js";
 import { buildLeaf, el, isContainer, num, type Actions, type ContainerKind, type Controls, type LeafKind, type Listen } from "./controls.js";
 import { WIDGET_CSS } from "./style.js";
+import { uploadMethod } from "../../protocol/upload.js";
+import { sendFiles } from "./upload.js";
 
 export interface WidgetComm {
   send(address: string, value: unknown): void;
@@ -33,6 +35,10 @@ export interface WidgetComm {
   unsubscribe(id: number): void;
   onStatus?(callback: (status: string) => void): number;
   offStatus?(id: number): void;
+  /** RPC into the program (FileUpload sends its chunks this way). */
+  call?(method: string, args: unknown[], kwargs?: { [key: string]: unknown }, options?: { timeout?: number }): Promise<unknown>;
+  /** This page's front-end id while connected. */
+  readonly id?: string | null;
 }
 
 export interface Disposable {
@@ -341,6 +347,21 @@ export class WidgetView extends Widget {
         this.send({ type: "set", key, value, client: this.client, seq });
       },
       click: () => this.send({ type: "click", client: this.client, seq: ++this.seq }),
+      upload: (files, settings, onProgress) => {
+        const { comm, id } = this.options;
+        if (!comm.call) return Promise.reject(new Error("this page's tsnb_comm cannot call the program"));
+        const call = comm.call.bind(comm);
+        return sendFiles({
+          files,
+          method: uploadMethod(id),
+          call: (method, op, options) => call(method, [op], {}, options),
+          upload: `${this.client}-${++this.seq}`,
+          frontend: comm.id ?? null,
+          chunkBytes: settings.chunkBytes,
+          window: settings.window,
+          onProgress,
+        });
+      },
     },
     newElementId: () => this.options.manager.newElementId(),
     child: (id) => new WidgetView({ id, comm: this.options.comm, manager: this.options.manager, placeholder: null }),

@@ -594,6 +594,9 @@ export class CommsBridge {
    * not a stream to coalesce; the caller's own timeout bounds what is outstanding.
    */
   private sendRpc(record: CommRecord, data: KernelToBrowser, buffers: Uint8Array[]): void {
+    // An answer to a page that went silent (closed mid-call, e.g. mid-upload) checks that it is still
+    // there, as values do: a dead comm is then closed and the program hears of it (comm_frontends).
+    if (data.op === "reply") this.heartbeatEvent(record, { type: "outgoing", now: this.host.now(), nonce: this.nonce++ });
     const size = buffers.reduce((n, b) => n + b.byteLength, 0);
     const chunk = Math.max(1024, this.options.rpcChunkBytes);
     if (data.op !== "call" && data.op !== "reply") {

@@ -77,6 +77,8 @@ export interface Comms {
   readonly frontends: number;
   /** The connected front-ends' ids (targets for `callFrontend`). */
   readonly frontendIds: readonly string[];
+  /** Calls back with the connected front-ends' ids each time they change (a page connected or went away). */
+  onFrontends(callback: (ids: readonly string[]) => void): Disposable;
   /**
    * Publish/subscribe: sends `value` on `topic` only while a browser listens there (wslink's "publish only
    * when someone listens"); returns whether it was sent. A page subscribes with `tsnb_comm.subscribe(topic)`;
@@ -118,6 +120,7 @@ export class ProgramComms implements Comms, Disposable {
   private readonly timers = new Set<NodeJS.Timeout>();
   private frontendCount = 0;
   private frontendIdList: string[] = [];
+  private readonly frontendWatchers = new Set<(ids: readonly string[]) => void>();
   private nextSync = 0;
   private disposed = false;
   private readonly rpc: ProgramRpc;
@@ -341,6 +344,19 @@ export class ProgramComms implements Comms, Disposable {
     });
   }
 
+  onFrontends(callback: (ids: readonly string[]) => void): Disposable {
+    const bound = AsyncResource.bind(callback);
+    this.frontendWatchers.add(bound);
+    let done = false;
+    return {
+      dispose: () => {
+        if (done) return;
+        done = true;
+        this.frontendWatchers.delete(bound);
+      },
+    };
+  }
+
   onListeners(address: string, callback: (count: number) => void): Disposable {
     checkAddress(address);
     const bound = AsyncResource.bind(callback);
@@ -391,6 +407,7 @@ export class ProgramComms implements Comms, Disposable {
       case "comm_frontends":
         this.frontendCount = op.count;
         if (op.ids) this.frontendIdList = op.ids;
+        for (const w of [...this.frontendWatchers]) this.guard(() => w(this.frontendIdList));
         return;
       case "comm_rpc_call":
         this.rpc.handleCall(op, buffers);
@@ -473,6 +490,7 @@ export class ProgramComms implements Comms, Disposable {
       this.timers.clear();
       this.subscribers.clear();
       this.listenerWatchers.clear();
+      this.frontendWatchers.clear();
     }
   }
 }

@@ -27,5 +27,6 @@ export {
   Widget,
   WidgetDisposedError,
   WidgetInputError,
+  UploadError,
 } from "./widgets.js";
-export type { FileUploadOptions, UploadedFile, ColorPickerOptions, ImageOptions, Interactive, PagedOptions, RangeSliderOptions, BoolOptions, BoxOptions, ButtonOptions, ChangeEvent, ClickEvent, DropdownOptions, LabelOptions, NumberInputOptions, SliderOptions, TextOptions, WidgetOptions } from "./widgets.js";
+export type { FileUploadOptions, UploadedFile, UploadedTempFile, UploadProgress, UploadStorage, ColorPickerOptions, ImageOptions, Interactive, PagedOptions, RangeSliderOptions, BoolOptions, BoxOptions, ButtonOptions, ChangeEvent, ClickEvent, DropdownOptions, LabelOptions, NumberInputOptions, SliderOptions, TextOptions, WidgetOptions } from "./widgets.js";

@@ -28,6 +28,11 @@ import {
   type WidgetStateMessage,
 } from "../../../protocol/widgets.js";
 import { COMMS_KEY, type Comms, type Disposable } from "../comms/comms.js";
+import { DEFAULT_UPLOAD_CHUNK_BYTES, DEFAULT_UPLOAD_WINDOW, MAX_UPLOAD_CHUNK_BYTES, MAX_UPLOAD_WINDOW, parseUploadOp, uploadMethod } from "../../../protocol/upload.js";
+import { MemorySink, TempFileSink, UploadDir, UploadError, UploadReceiver, type UploadedFile, type UploadedTempFile, type UploadProgress, type UploadSink } from "./upload.js";
+
+export { UploadError } from "./upload.js";
+export type { UploadedFile, UploadedTempFile, UploadProgress } from "./upload.js";
 
 export interface WidgetOptions {
   description?: string;
@@ -166,7 +171,7 @@ export abstract class Widget<S extends WidgetState = WidgetState> implements Dis
   protected current: S;
   private readonly subscription: Disposable;
   private readonly snapshots: SnapshotPublisher;
-  private readonly changeListeners = new Set<Listener<ChangeEvent<unknown>>>();
+  protected readonly changeListeners = new Set<Listener<ChangeEvent<unknown>>>();
   private readonly clickListeners = new Set<Listener<ClickEvent>>();
   private readonly endIterators = new Set<(error: Error) => void>();
   private disposed = false;
@@ -383,7 +388,7 @@ export abstract class Widget<S extends WidgetState = WidgetState> implements Dis
   }
 
   /** Calls every listener; errors (thrown or rejected) are re-thrown together so the comms report them. */
-  private async fire<E>(listeners: Set<Listener<E>>, event: E): Promise<void> {
+  protected async fire<E>(listeners: Set<Listener<E>>, event: E): Promise<void> {
     const results = [...listeners].map((l) => {
       try {
         return Promise.resolve(l.call(event));
@@ -838,49 +843,190 @@ export class HTML extends ValueWidget<string, LabelState> {
   }
 }
 
-export interface UploadedFile {
-  name: string;
-  type: string;
-  size: number;
-  data: Uint8Array;
-}
-
-export interface FileUploadOptions extends WidgetOptions {
+export interface FileUploadOptions<S extends UploadStorage = "memory"> extends WidgetOptions {
   /** File types the picker offers, as in <input accept>, e.g. ".csv,image/*". */
   accept?: string;
   multiple?: boolean;
+  /**
+   * "memory" (default): each file arrives as a Uint8Array (`data`), allocated once from its announced size.
+   * "file": each file is written to a private temporary directory as it arrives (`path`); the program holds
+   * no more than a few chunks of it. Files are removed when a newer upload replaces them, on dispose and at exit.
+   */
+  storage?: S;
+  /** Bytes per chunk the page sends (default 2 MiB, at most 6 MiB). */
+  chunkBytes?: number;
+  /** Chunks the page keeps unacknowledged at most (default 4). */
+  window?: number;
+  /** An upload with nothing arriving for this long fails (default 60,000 ms). */
+  stallTimeoutMs?: number;
 }
 
-type UploadState = { value: readonly string[]; accept: string; multiple: boolean; description: string; disabled: boolean };
+export type UploadStorage = "memory" | "file";
+export type UploadedFileOf<S extends UploadStorage> = S extends "file" ? UploadedTempFile : UploadedFile;
+
+type UploadState = { value: readonly string[]; accept: string; multiple: boolean; description: string; disabled: boolean; chunkBytes: number; window: number };
+
+function positiveInt(v: unknown, what: string, max: number): number {
+  if (typeof v !== "number" || !Number.isSafeInteger(v) || v < 1 || v > max) throw new RangeError(`FileUpload: ${what} must be an integer from 1 to ${max}, got ${String(v)}`);
+  return v;
+}
 
 /**
- * Files picked in the page, sent whole to the program (the comms chunk large values). The state every
- * page sees holds only the names; the bytes stay in this program: `value` is the files with their data.
+ * Files picked in the page. The page sends each file in chunks (protocol/upload.ts), with a window of
+ * unacknowledged chunks, and shows a progress bar; the program gets `progress` events, then a `change`
+ * event when every file is in, or an `error` event (an UploadError) when the upload fails. The state every
+ * page sees holds only the names; the bytes stay in this program: `value` is the files with their `data`
+ * (or `path` with `storage: "file"`).
  */
-export class FileUpload extends Widget<UploadState> {
-  private files: readonly UploadedFile[] = [];
-  constructor(options: FileUploadOptions = {}) {
-    super("FileUpload", { value: [], accept: options.accept ?? "", multiple: options.multiple ?? false, description: options.description ?? "Upload", disabled: options.disabled ?? false }, options);
+export class FileUpload<S extends UploadStorage = "memory"> extends Widget<UploadState> {
+  private files: readonly UploadedFileOf<S>[] = [];
+  readonly storage: S;
+  private readonly receiver: UploadReceiver<UploadedFileOf<S>>;
+  private readonly registration: Disposable;
+  private readonly frontendWatch: Disposable | null;
+  private readonly dir = new UploadDir();
+  /** The temporary subdirectory holding the current value's files ("file" storage). */
+  private currentDir: string | null = null;
+  private readonly progressListeners = new Set<Listener<UploadProgress & { widget: Widget }>>();
+  private readonly errorListeners = new Set<Listener<UploadError>>();
+
+  constructor(options: FileUploadOptions<S> = {}) {
+    const storage = (options.storage ?? "memory") as S;
+    if (storage !== "memory" && storage !== "file") throw new TypeError(`FileUpload: storage must be "memory" or "file", got ${JSON.stringify(storage)}`);
+    const chunkBytes = positiveInt(options.chunkBytes ?? DEFAULT_UPLOAD_CHUNK_BYTES, "chunkBytes", MAX_UPLOAD_CHUNK_BYTES);
+    const window = positiveInt(options.window ?? DEFAULT_UPLOAD_WINDOW, "window", MAX_UPLOAD_WINDOW);
+    const stallMs = positiveInt(options.stallTimeoutMs ?? 60_000, "stallTimeoutMs", 24 * 3600_000);
+    super(
+      "FileUpload",
+      { value: [], accept: options.accept ?? "", multiple: options.multiple ?? false, description: options.description ?? "Upload", disabled: options.disabled ?? false, chunkBytes, window },
+      options,
+    );
+    this.storage = storage;
+    // Callbacks run (and report errors) in the context of the cell that made the widget.
+    const report = AsyncResource.bind((error: unknown) => reportLater(error));
+    this.receiver = new UploadReceiver<UploadedFileOf<S>>({
+      stallMs,
+      setTimer: (ms, fn) => {
+        const t = setTimeout(fn, ms);
+        return { dispose: () => clearTimeout(t) };
+      },
+      makeSink: (infos) => {
+        if (this.current.disabled) throw new UploadError("the FileUpload is disabled");
+        if (!this.current.multiple && infos.length > 1) throw new UploadError("several files sent to a single-file upload");
+        if (this.storage === "file") {
+          const dir = this.dir.newUploadDir();
+          return { sink: new TempFileSink(dir, infos) as unknown as UploadSink<UploadedFileOf<S>>, dir };
+        }
+        return { sink: new MemorySink(infos) as unknown as UploadSink<UploadedFileOf<S>>, dir: null };
+      },
+      hooks: {
+        progress: (p) => {
+          for (const l of [...this.progressListeners]) {
+            try {
+              l.call({ ...p, widget: this as Widget });
+            } catch (err) {
+              report(err);
+            }
+          }
+        },
+        complete: (files, upload) => {
+          const old = this.current.value;
+          const previousDir = this.currentDir;
+          this.files = files;
+          this.currentDir = upload.dir;
+          if (previousDir !== null) this.dir.remove(previousDir);
+          const names = files.map((f) => f.name);
+          this.setState({ value: names });
+          this.fire(this.changeListeners, { value: names, old, widget: this as Widget }).catch(report);
+        },
+        failed: (error) => {
+          if (this.errorListeners.size === 0) {
+            // Nobody handles it: show it under the widget's cell rather than losing it.
+            report(error);
+            return;
+          }
+          this.fire(this.errorListeners, error).catch(report);
+        },
+      },
+    });
+    this.registration = this.comms.register(uploadMethod(this.id), (args: unknown) => {
+      const parsed = parseUploadOp(args);
+      if (!parsed.ok) throw new UploadError(`FileUpload: ${parsed.error}`);
+      return this.receiver.handle(parsed.value);
+    });
+    this.frontendWatch = this.comms.onFrontends((ids) => this.receiver.frontendsChanged(ids));
   }
-  get value(): readonly UploadedFile[] {
+
+  get value(): readonly UploadedFileOf<S>[] {
     return this.files;
   }
+
+  /** Uploads in progress (from any page). */
+  get uploading(): number {
+    return this.receiver.running;
+  }
+
+  override on(event: "change", callback: Callback<ChangeEvent<unknown>>): Disposable;
+  override on(event: "click", callback: Callback<ClickEvent>): Disposable;
+  override on(event: "progress", callback: Callback<UploadProgress & { widget: Widget }>): Disposable;
+  override on(event: "error", callback: Callback<UploadError>): Disposable;
+  override on(event: "change" | "click" | "progress" | "error", callback: Callback<never>): Disposable {
+    if (event === "change") return super.on(event, callback as Callback<ChangeEvent<unknown>>);
+    if (event === "click") return super.on(event, callback as Callback<ClickEvent>);
+    if (event !== "progress" && event !== "error") throw new TypeError(`unknown FileUpload event ${JSON.stringify(event)} (use "change", "progress" or "error")`);
+    if (typeof callback !== "function") throw new TypeError(`widget.on("${event}") needs a callback function`);
+    const listener = { call: AsyncResource.bind(callback as (e: unknown) => unknown) };
+    const set = (event === "progress" ? this.progressListeners : this.errorListeners) as Set<Listener<unknown>>;
+    set.add(listener);
+    let done = false;
+    return {
+      dispose: () => {
+        if (done) return;
+        done = true;
+        set.delete(listener);
+      },
+    };
+  }
+
   protected override acceptInput(key: string, value: unknown): StateValue {
     if (key !== "value") return super.acceptInput(key, value);
+    // A whole-value set: what pages sent before chunked uploads. Still taken for small files in memory.
+    if (this.storage === "file") throw new WidgetInputError('FileUpload: a storage: "file" upload takes files in chunks only');
     if (!Array.isArray(value)) throw new WidgetInputError("FileUpload: the page must send an array of files");
     const files = value.map((f: unknown, i): UploadedFile => {
       const file = f as { name?: unknown; type?: unknown; data?: unknown };
       if (typeof file?.name !== "string" || typeof file.type !== "string" || !(file.data instanceof Uint8Array)) throw new WidgetInputError(`FileUpload: file ${i} needs a name, a type and Uint8Array data`);
-      return { name: file.name, type: file.type, size: file.data.byteLength, data: file.data };
+      return { name: file.name, type: file.type, size: file.data.byteLength, lastModified: 0, data: file.data };
     });
     if (!this.current.multiple && files.length > 1) throw new WidgetInputError("FileUpload: several files sent to a single-file upload");
-    this.files = files;
+    this.files = files as unknown as UploadedFileOf<S>[];
     return files.map((f) => f.name);
   }
+
+  override dispose(): void {
+    this.registration.dispose();
+    this.frontendWatch?.dispose();
+    this.receiver.dispose();
+    this.dir.dispose();
+    this.progressListeners.clear();
+    this.errorListeners.clear();
+    super.dispose();
+  }
+
   staticHtml(): string {
     const names = this.current.value.length > 0 ? ` <span class="tsnb-w-text">${escapeHtml(this.current.value.join(", "))}</span>` : "";
     return `<button class="tsnb-w-button" disabled>${escapeHtml(this.description)}</button>${names}`;
   }
+}
+
+/**
+ * Raises an error from a callback outside the current call stack, so the runtime reports it under the
+ * cell whose context is current (the widget's), as it does for any error thrown in a callback.
+ */
+function reportLater(error: unknown): void {
+  queueMicrotask(() => {
+    throw error;
+  });
 }
 
 /**
