@@ -264,9 +264,22 @@ function makeServicesOpener(config: BootConfig): CommOpener {
     const manager = new KernelManager({ serverSettings });
     kernel = manager.connectTo({ model: { id: config.kernelId, name: "" }, handleComms: true, commsOverSubshells: "disabled" as never });
     nudgeOnStatus(kernel, ours);
+    const restarted = () => {
+      for (const l of [...restartListeners]) l();
+    };
     kernel.statusChanged.connect((_, status) => {
       // A restarted kernel forgets every comm: reopen ours.
-      if (status === "restarting" || status === "autorestarting") for (const l of restartListeners) l();
+      if (status === "restarting" || status === "autorestarting") restarted();
+    });
+    // A restart another client asked for (JupyterLab's restart button is another connection than this one)
+    // reaches this connection as no status at all: the server keeps its websocket open and the new kernel
+    // just starts publishing. Every kernel process signs its messages with a session of its own, so a new
+    // session on IOPub is the restart.
+    let kernelSession: string | null = null;
+    kernel.iopubMessage.connect((_, msg) => {
+      const session = msg.header.session;
+      if (kernelSession !== null && session !== kernelSession) restarted();
+      kernelSession = session;
     });
     return kernel;
   };

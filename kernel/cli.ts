@@ -69,6 +69,8 @@ async function runKernel(args: string[]): Promise<void> {
     programPath: fileURLToPath(new URL("./program.js", import.meta.url)),
     cwd: process.cwd(),
     extension: comms,
+    // Widget outputs name their kernel, so a page without the shim (JupyterLab, a reload) can ask it for one.
+    env: (): Record<string, string> => (kernelId !== null ? { TSNB_KERNEL_ID: kernelId } : {}),
   });
   comms.attach(executor);
   const history = new History({ file: defaultHistoryFile(process.env), log });

@@ -1,15 +1,18 @@
-// A JupyterLab-style page for the comms tests: JupyterLab's own OutputArea and RenderMimeRegistry (with the
+// A JupyterLab-style page for the comms and widgets tests: JupyterLab's own OutputArea and RenderMimeRegistry (with the
 // javascript extension's renderer, as JupyterLab ships it) executing cells against a real Jupyter server
 // through @jupyterlab/services. The shim then boots exactly as it would under JupyterLab: from an
 // application/javascript output rendered by that extension, finding the server in
-// <script id="jupyter-config-data">. Bundled by esbuild in test/comms-lab.test.ts; runs only in the browser.
+// <script id="jupyter-config-data">. `?kernel=<id>` connects to a running kernel instead of starting a session
+// (a second page, or the page reloaded); `restoreOutputs` renders saved outputs as a reopened notebook does.
+// Bundled by esbuild (test/helpers/lab-page.ts); runs only in the browser.
 
 import type { ISessionContext } from "@jupyterlab/apputils";
 import { rendererFactory as javascriptRendererFactory } from "@jupyterlab/javascript-extension";
 import { OutputArea, OutputAreaModel } from "@jupyterlab/outputarea";
 import { RenderMimeRegistry, standardRendererFactories } from "@jupyterlab/rendermime";
 import type { IRenderMime } from "@jupyterlab/rendermime-interfaces";
-import { KernelManager, ServerConnection, SessionManager } from "@jupyterlab/services";
+import type * as nbformat from "@jupyterlab/nbformat";
+import { KernelManager, ServerConnection, SessionManager, type Kernel } from "@jupyterlab/services";
 import { Widget } from "@lumino/widgets";
 
 /** What the test reads and calls on `window`. */
@@ -18,6 +21,17 @@ export interface LabPageGlobals {
   runCell(code: string): Promise<string>;
   /** Text of the output area (what the user sees). */
   outputText(): string;
+  /** The outputs as a notebook file stores them (what saving would write). */
+  outputs(): nbformat.IOutput[];
+  /** Replaces the outputs with saved ones, rendered as trusted (a reopened trusted notebook). */
+  restoreOutputs(outputs: nbformat.IOutput[]): void;
+  /**
+   * Runs code without touching the output area (OutputArea.execute clears it, as re-running a cell does);
+   * resolves with what it printed, or rejects with its error.
+   */
+  runQuiet(code: string): Promise<string>;
+  /** Restarts the kernel through this page's own connection (JupyterLab's restart button). */
+  restartKernel(): Promise<void>;
   /** How many outputs the javascript extension's renderer rendered: proof the shim came in that way. */
   jsRenders: number;
   /** Set once the session's kernel is connected; its id. */
@@ -57,16 +71,22 @@ async function boot(g: LabPageGlobals): Promise<void> {
     init: { cache: "no-store", credentials: "omit" },
   });
   const kernelManager = new KernelManager({ serverSettings });
-  const sessionManager = new SessionManager({ kernelManager, serverSettings });
-  await sessionManager.ready;
-  const session = await sessionManager.startNew({
-    path: "lab-page.ipynb",
-    name: "lab-page.ipynb",
-    type: "notebook",
-    kernel: { name: config.kernelName },
-  });
-  const kernel = session.kernel;
-  if (kernel === null) throw new Error("the session started without a kernel");
+  const existing = new URLSearchParams(location.search).get("kernel");
+  let kernel: Kernel.IKernelConnection;
+  if (existing !== null) {
+    kernel = kernelManager.connectTo({ model: { id: existing, name: config.kernelName } });
+  } else {
+    const sessionManager = new SessionManager({ kernelManager, serverSettings });
+    await sessionManager.ready;
+    const session = await sessionManager.startNew({
+      path: "lab-page.ipynb",
+      name: "lab-page.ipynb",
+      type: "notebook",
+      kernel: { name: config.kernelName },
+    });
+    if (session.kernel === null) throw new Error("the session started without a kernel");
+    kernel = session.kernel;
+  }
   await kernel.info;
 
   // The extension's renderer (rank 0) is what JupyterLab uses for application/javascript; counting its
@@ -89,13 +109,34 @@ async function boot(g: LabPageGlobals): Promise<void> {
   Widget.attach(area, document.body);
   // OutputArea.execute reads only `session.kernel` of the session context; JupyterLab's SessionContext
   // (dialogs, kernel pickers) adds nothing this page needs.
-  const sessionContext = { session } as unknown as ISessionContext;
+  const sessionContext = { session: { kernel } } as unknown as ISessionContext;
 
   g.runCell = async (code: string) => {
     const reply = await OutputArea.execute(code, area, sessionContext);
     return reply?.content.status ?? "no reply";
   };
   g.outputText = () => area.node.innerText;
+  g.outputs = () => model.toJSON();
+  g.restoreOutputs = (outputs) => {
+    model.clear();
+    model.fromJSON(outputs);
+  };
+  g.runQuiet = async (code: string) => {
+    const future = kernel.requestExecute({ code, silent: false, store_history: false });
+    const printed: string[] = [];
+    let error: string | null = null;
+    future.onIOPub = (msg) => {
+      const content = msg.content as { text?: string; ename?: string; evalue?: string };
+      if (msg.header.msg_type === "stream") printed.push(content.text ?? "");
+      if (msg.header.msg_type === "error") error = `${content.ename}: ${content.evalue}`;
+    };
+    await future.done;
+    if (error !== null) throw new Error(error);
+    return printed.join("");
+  };
+  g.restartKernel = async () => {
+    await kernel.restart();
+  };
   g.labKernelId = kernel.id;
 }
 

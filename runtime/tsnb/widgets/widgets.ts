@@ -82,6 +82,7 @@ interface WidgetsGlobal {
   shim(): void;
   /** Keeps saved widget outputs showing the current state (snapshots.ts). */
   snapshots: SnapshotPublisher;
+  kernelId: string | null;
 }
 
 /** How long a changed widget output waits at most for its refreshed snapshot while changes keep coming. */
@@ -120,6 +121,7 @@ function widgetsGlobal(): WidgetsGlobal {
       api.display.bundle({ [SHIM_MIME]: readShim(), "text/plain": "" });
     },
     snapshots,
+    kernelId: process.env.TSNB_KERNEL_ID || null,
   };
   g[WIDGETS_KEY] = created;
   return created;
@@ -130,31 +132,73 @@ export const WAKE_CODE = `(globalThis as any)[Symbol.for("tsnb.widgets")]?.shim(
 
 /**
  * The script in every widget output. With the shim present it makes it mount placeholders now; without
- * one it asks the kernel, once per page, to run WAKE_CODE and boots the shim the program sends back.
+ * one it asks the kernel, once per page, to run WAKE_CODE and boots the shim the program sends back:
+ * through the page's own kernel connection in classic Notebook; elsewhere (JupyterLab, Notebook 7, whose
+ * output scripts cannot reach the page's kernel object) over a websocket of its own to the kernel this
+ * output names, found through the page's `jupyter-config-data`. That script only runs where the output is
+ * trusted (JupyterLab runs no scripts in untrusted HTML), and does nothing when that kernel is gone.
  */
-export function bootstrapScript(): string {
+export function bootstrapScript(kernelId: string | null): string {
   const code = JSON.stringify(WAKE_CODE);
   const mime = JSON.stringify(SHIM_MIME);
+  const kernel = JSON.stringify(kernelId).replace(/</g, "\\u003c");
   return `(function () {
   var g = window;
   if (g.tsnbWidgets) { g.tsnbWidgets.scan(); return; }
   if (g.tsnb_comm || g.tsnbWidgetBoot) return;
-  var nb = g.Jupyter && g.Jupyter.notebook;
-  if (!nb || !nb.events) return;
-  g.tsnbWidgetBoot = true;
-  var ask = function () {
-    if (g.tsnb_comm) return;
-    var onOutput = function (msg) {
-      var data = msg && msg.content && msg.content.data;
-      var js = data && data[${mime}];
-      if (typeof js !== "string" || g.tsnb_comm) return;
-      (0, eval)(js);
-      g.tsnbShimBoot({ kernelId: nb.kernel.id });
-    };
-    nb.kernel.execute(${code}, { iopub: { output: onOutput } }, { silent: false, store_history: false });
+  var boot = function (data, kernelId) {
+    var js = data && data[${mime}];
+    if (typeof js !== "string" || g.tsnb_comm) return false;
+    (0, eval)(js);
+    g.tsnbShimBoot({ kernelId: kernelId });
+    return true;
   };
-  if (nb.kernel && nb.kernel.is_connected()) ask();
-  else nb.events.one("kernel_ready.Kernel", ask);
+  var nb = g.Jupyter && g.Jupyter.notebook;
+  if (nb && nb.events) {
+    g.tsnbWidgetBoot = true;
+    var ask = function () {
+      if (g.tsnb_comm) return;
+      var onOutput = function (msg) { boot(msg && msg.content && msg.content.data, nb.kernel.id); };
+      nb.kernel.execute(${code}, { iopub: { output: onOutput } }, { silent: false, store_history: false });
+    };
+    if (nb.kernel && nb.kernel.is_connected()) ask();
+    else nb.events.one("kernel_ready.Kernel", ask);
+    return;
+  }
+  var kernelId = ${kernel};
+  var el = document.getElementById("jupyter-config-data");
+  if (!kernelId || !el || typeof WebSocket !== "function") return;
+  var config;
+  try { config = JSON.parse(el.textContent || "{}"); } catch (err) { return; }
+  g.tsnbWidgetBoot = true;
+  var base = new URL(config.wsUrl || config.baseUrl || "/", location.href).href.replace(/^http/, "ws");
+  if (base.slice(-1) !== "/") base += "/";
+  var rnd = function () { return Math.random().toString(36).slice(2) + Date.now().toString(36); };
+  var session = rnd(), msgId = rnd();
+  var url = base + "api/kernels/" + encodeURIComponent(kernelId) + "/channels?session_id=" + session + (config.token ? "&token=" + encodeURIComponent(config.token) : "");
+  var ws = new WebSocket(url);
+  var done = function (ok) {
+    clearTimeout(timer);
+    if (!ok) g.tsnbWidgetBoot = false;
+    try { ws.close(); } catch (err) { console.debug("tsnb widgets: closing the wake socket failed", err); }
+  };
+  var timer = setTimeout(function () { done(false); }, 30000);
+  ws.onerror = function () { done(false); };
+  ws.onopen = function () {
+    ws.send(JSON.stringify({
+      header: { msg_id: msgId, session: session, username: "", msg_type: "execute_request", version: "5.3", date: new Date().toISOString() },
+      parent_header: {}, metadata: {}, channel: "shell", buffers: [],
+      content: { code: ${code}, silent: false, store_history: false, user_expressions: {}, allow_stdin: false, stop_on_error: false }
+    }));
+  };
+  ws.onmessage = function (event) {
+    if (typeof event.data !== "string") return;
+    var msg = JSON.parse(event.data);
+    if (!msg.parent_header || msg.parent_header.msg_id !== msgId) return;
+    if (msg.msg_type === "display_data" && boot(msg.content.data, kernelId)) done(true);
+    // The request's output is complete at its idle (the shell reply may come before the output).
+    else if (msg.msg_type === "status" && msg.content.execution_state === "idle") done(!!g.tsnb_comm);
+  };
 })();`;
 }
 
@@ -171,6 +215,8 @@ export abstract class Widget<S extends WidgetState = WidgetState> implements Dis
   protected current: S;
   private readonly subscription: Disposable;
   private readonly snapshots: SnapshotPublisher;
+  /** The id Jupyter gave this program's kernel (the kernel passes it as TSNB_KERNEL_ID); null outside one. */
+  private readonly kernelId: string | null;
   protected readonly changeListeners = new Set<Listener<ChangeEvent<unknown>>>();
   private readonly clickListeners = new Set<Listener<ClickEvent>>();
   private readonly endIterators = new Set<(error: Error) => void>();
@@ -180,7 +226,9 @@ export abstract class Widget<S extends WidgetState = WidgetState> implements Dis
     this.kind = kind;
     this.id = globalThis.crypto.randomUUID();
     this.comms = options.comms ?? globalComms();
-    this.snapshots = widgetsGlobal().snapshots;
+    const shared = widgetsGlobal();
+    this.snapshots = shared.snapshots;
+    this.kernelId = shared.kernelId;
     this.current = initial;
     this.subscription = this.comms.subscribe(inputAddress(this.id), (raw) => this.receive(raw));
     this.broadcast(null);
@@ -285,7 +333,7 @@ export abstract class Widget<S extends WidgetState = WidgetState> implements Dis
   /** The output of the current state: a mount point holding the static HTML, and the bootstrap script. */
   displayBundle(): { [mime: string]: string } {
     return {
-      "text/html": `<div class="tsnb-widget" data-tsnb-widget="${this.id}">${this.staticHtml()}</div><script>${bootstrapScript()}</script>`,
+      "text/html": `<div class="tsnb-widget" data-tsnb-widget="${this.id}">${this.staticHtml()}</div><script>${bootstrapScript(this.kernelId)}</script>`,
       "text/plain": this.toString(),
     };
   }
