@@ -88,7 +88,11 @@ describe("widgets in JupyterLab's OutputArea (the lab test page)", () => {
     const first = await browser.newPage();
     const second = await browser.newPage();
     // The failure message carries a screenshot of the first page and the second page's outputs.
-    const pageState = () => second.evaluate(() => document.getElementById("lab-output")?.outerHTML.slice(0, 4000) ?? "(no output area)");
+    const pageState = () =>
+      second.evaluate(() => {
+        const comm = (window as unknown as { tsnb_comm?: { status?: string } }).tsnb_comm;
+        return `second page: tsnb_comm ${comm?.status ?? "missing"}; ${document.getElementById("lab-output")?.outerHTML.slice(0, 3000) ?? "(no output area)"}`;
+      });
     await diagnose(first, server, async () => {
       const kernelId = await openLabPage(first, lab!.url());
       expect(await first.evaluate((code) => (window as unknown as TestWindow).runCell(code), SETUP)).toBe("ok");
