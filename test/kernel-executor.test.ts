@@ -51,6 +51,13 @@ describe("Executor start-up failures", () => {
     expect(second).toMatchObject({ status: "error", ename: "ProgramStartError", execution_count: 2 });
   });
 
+  it("fails the cell clearly when spawn itself throws (an environment value with a NUL byte), without an unhandled rejection", async () => {
+    const { run } = executor(join(REPO_ROOT, "dist", "program.js"), 10_000, { TSNB_BROKEN: "a\0b" });
+    const reply = await run("1");
+    expect(reply).toMatchObject({ status: "error", ename: "ProgramStartError" });
+    expect(String(reply.evalue)).toMatch(/^The TypeScript program could not start: the program could not be started \(.*TSNB_BROKEN.*\)/);
+  });
+
   it("gives up on a program that never says hello, with the deadline in the message", async () => {
     const { run } = executor(join(REPO_ROOT, "test", "fixtures", "kernel-mute-program.mjs"), 300);
     const reply = await run("1");

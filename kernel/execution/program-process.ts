@@ -120,21 +120,31 @@ export class ProgramProcess {
       return;
     }
     this.fifos = fifos;
-    const child = spawn(process.execPath, [
-      "--experimental-import-meta-resolve",
-      // Interrupts stop JavaScript with terminateExecution; Node 20's async-hook stack checks would abort the
-      // whole program (and lose every variable) when that lands inside a callback. See runtime/README.md.
-      "--no-force-async-hooks-checks",
-      // The program opens its inspector for interrupts (runtime/interrupt.ts); this keeps Node from listing the
-      // port's secret URL over HTTP. It is printed on stderr instead, which onStderr drops.
-      "--inspect-publish-uid=stderr",
-      programPath,
-    ], {
-      cwd,
-      env: { ...env, ...fifos.env },
-      // fd 3 is unused since the main channel moved to the FIFOs; fd 4 stays the interrupt channel.
-      stdio: ["ignore", "pipe", "pipe", "ignore", "pipe"],
-    });
+    let child: ChildProcess;
+    try {
+      child = spawn(process.execPath, [
+        "--experimental-import-meta-resolve",
+        // Interrupts stop JavaScript with terminateExecution; Node 20's async-hook stack checks would abort the
+        // whole program (and lose every variable) when that lands inside a callback. See runtime/README.md.
+        "--no-force-async-hooks-checks",
+        // The program opens its inspector for interrupts (runtime/interrupt.ts); this keeps Node from listing the
+        // port's secret URL over HTTP. It is printed on stderr instead, which onStderr drops.
+        "--inspect-publish-uid=stderr",
+        programPath,
+      ], {
+        cwd,
+        env: { ...env, ...fifos.env },
+        // fd 3 is unused since the main channel moved to the FIFOs; fd 4 stays the interrupt channel.
+        stdio: ["ignore", "pipe", "pipe", "ignore", "pipe"],
+      });
+    } catch (err) {
+      // Invalid options throw instead of emitting "error"; this runs detached from the constructor, so a throw
+      // here would be an unhandled rejection that ends the kernel.
+      fifos.dispose();
+      this.apply({ type: "exit", reason: { type: "spawn_failed", detail: errorMessage(err) } });
+      this.markExited();
+      return;
+    }
     this.child = child;
     this.interruptChannel = (child.stdio[4] as Writable | null) ?? null;
     const readerClosed = new Promise<void>((resolve) => fifos.reader.once("close", () => resolve()));
