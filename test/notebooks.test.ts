@@ -135,6 +135,10 @@ const EXPECTATIONS: { [notebook: string]: { [cellId: string]: (cell: Cell) => vo
       expect(streamText(c, "stdout")).toMatch(/no browser connected/);
     },
     "by-hand": (c) => expect(streamText(c, "stdout")).toBe("the kernel acknowledged the sync\n"),
+    input: (c) =>
+      expect(streamText(c, "stdout")).toBe(
+        "Nobody can answer here (InputError: input() is not available: this front-end does not accept input (allow_stdin is false)), so no greeting.\n",
+      ),
     garbage: (c) => {
       expect(streamText(c, "stderr")).toMatch(/was closed: frame header of \d+ bytes exceeds the \d+-byte limit/);
       expect(streamText(c, "stdout")).toBe("the cell goes on\n");
