@@ -8,7 +8,7 @@ import { KernelIO } from "./core/io.js";
 import { defaultHistoryFile, History } from "./core/history.js";
 import { KernelCore } from "./core/kernel.js";
 import { Executor } from "./execution/executor.js";
-import { dataDir, findJupyter, install, InstallError, uninstall, type Location } from "./install.js";
+import type { Location } from "./install.js";
 import { errorMessage, stderrLog } from "./log.js";
 import { ConnectionFileError, readConnectionFile } from "./transport/connection.js";
 import { ZmqTransport } from "./transport/zmq.js";
@@ -137,7 +137,9 @@ function location(values: { user?: boolean; "sys-prefix"?: boolean; prefix?: str
   return { type: "user" };
 }
 
-function runInstall(args: string[], remove: boolean): void {
+async function runInstall(args: string[], remove: boolean): Promise<void> {
+  // Loaded only for these commands: the install code and its logo (node:zlib) are never needed by a kernel.
+  const { dataDir, findJupyter, install, uninstall } = await import("./install.js");
   const { values } = parseArgs({
     args,
     strict: true,
@@ -176,10 +178,10 @@ async function main(argv: string[]): Promise<void> {
         await runKernel(rest);
         return;
       case "install":
-        runInstall(rest, false);
+        await runInstall(rest, false);
         return;
       case "uninstall":
-        runInstall(rest, true);
+        await runInstall(rest, true);
         return;
       case undefined:
       case "help":
@@ -197,7 +199,8 @@ async function main(argv: string[]): Promise<void> {
     if (err instanceof UsageError || (err as { code?: string }).code?.startsWith("ERR_PARSE_ARGS")) {
       fail(`${errorMessage(err)}\n\n${HELP}`, 2);
     }
-    if (err instanceof InstallError) fail(err.message, 1);
+    // InstallError, by name: install.js is loaded lazily (see runInstall).
+    if (err instanceof Error && err.name === "InstallError") fail(err.message, 1);
     fail(err instanceof Error ? err.stack ?? err.message : String(err), 1);
   }
 }

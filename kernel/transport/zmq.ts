@@ -1,6 +1,11 @@
 // Real zeromq sockets bound from a connection file: shell/control/stdin ROUTER, iopub PUB, heartbeat REP.
 
-import * as zmq from "zeromq";
+import { createRequire } from "node:module";
+import type * as Zmq from "zeromq";
+
+// zeromq is CommonJS: required, not imported, because Node's ESM loader would first run its cjs-module-lexer
+// over the package to find the named exports (0.5 MB RSS for the kernel's whole life).
+const zmq = createRequire(import.meta.url)("zeromq") as typeof Zmq;
 import type { Channel, OutgoingMessage } from "../../protocol/jupyter.js";
 import { encodeWireFrames, type Signer } from "../../protocol/wire.js";
 import type { Disposable } from "../../protocol/disposable.js";
@@ -25,17 +30,17 @@ export class ZmqTransport implements Transport {
 
   private constructor(
     private readonly sockets: {
-      shell: zmq.Router;
-      control: zmq.Router;
-      stdin: zmq.Router;
-      iopub: zmq.XPublisher;
-      hb: zmq.Reply;
+      shell: Zmq.Router;
+      control: Zmq.Router;
+      stdin: Zmq.Router;
+      iopub: Zmq.XPublisher;
+      hb: Zmq.Reply;
     },
     private readonly signer: Signer,
     private readonly log: Log,
   ) {
     this.inbound = new InboundQueue(log);
-    const queue = (name: Channel, socket: zmq.Router | zmq.XPublisher) =>
+    const queue = (name: Channel, socket: Zmq.Router | Zmq.XPublisher) =>
       new SendQueue({
         name,
         send: (frames) => socket.send(frames),
@@ -127,7 +132,7 @@ export class ZmqTransport implements Transport {
   }
 
   private startReceiving(): void {
-    const routers: Array<[InboundChannel, zmq.Router]> = [
+    const routers: Array<[InboundChannel, Zmq.Router]> = [
       ["shell", this.sockets.shell],
       ["control", this.sockets.control],
       ["stdin", this.sockets.stdin],
@@ -137,7 +142,7 @@ export class ZmqTransport implements Transport {
     void this.subscriptionLoop();
   }
 
-  private async receiveLoop(channel: InboundChannel, socket: zmq.Router): Promise<void> {
+  private async receiveLoop(channel: InboundChannel, socket: Zmq.Router): Promise<void> {
     try {
       for await (const frames of socket) {
         const incoming = decodeInbound({ channel, frames, signer: this.signer, log: this.log });
