@@ -179,11 +179,12 @@ const ACK_EVERY_BYTES = 1024 * 1024;
 /** ...or after this long without a values message to carry it. */
 const ACK_QUIET_MS = 250;
 
-let idCounter = 0;
-/** Ids without crypto.randomUUID, which only exists on secure origins. */
+/**
+ * Ids for comms, calls and chunks: 96 random bits. crypto.randomUUID only exists on secure origins (a plain
+ * http page on another host has none); getRandomValues exists everywhere and needs no counter to stay unique.
+ */
 export function randomId(): string {
-  const random = Math.random().toString(36).slice(2, 10);
-  return `${Date.now().toString(36)}-${(idCounter++).toString(36)}-${random}`;
+  return Array.from(crypto.getRandomValues(new Uint8Array(12)), (b) => b.toString(16).padStart(2, "0")).join("");
 }
 
 export class TsnbComm {
