@@ -308,6 +308,29 @@ describe("KernelIO holds", () => {
   });
 });
 
+describe("KernelIO: an answer overtakes held status messages, nothing else", () => {
+  it("sends an overtakeStatus message at once past a held busy, and holds it behind any held output", () => {
+    const transport = new MemoryTransport({ log: memoryLog(), signer: new HmacSigner("") });
+    const io = new KernelIO(transport, { maxHoldMs: 60_000 });
+    onTestFinished(() => io.dispose());
+    const hold = io.hold(60_000);
+    io.status("busy", {});
+    io.publish({ msgType: "comm_msg", content: { data: "answer" }, parent: {}, overtakeStatus: true });
+    expect(transport.sent.map((m) => m.header.msg_type)).toEqual(["comm_msg"]);
+    io.publish({ msgType: "stream", content: { name: "stdout", text: "printed" }, parent: {} });
+    io.publish({ msgType: "comm_msg", content: { data: "after the stream" }, parent: {}, overtakeStatus: true });
+    io.status("idle", {});
+    hold.dispose();
+    expect(transport.sent.map((m) => `${m.header.msg_type}:${String(m.content.data ?? m.content.text ?? m.content.execution_state)}`)).toEqual([
+      "comm_msg:answer",
+      "status:busy",
+      "stream:printed",
+      "comm_msg:after the stream",
+      "status:idle",
+    ]);
+  });
+});
+
 describe("is_complete scanner", () => {
   it.each([
     ["const x = 1", { status: "complete" }],

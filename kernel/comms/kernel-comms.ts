@@ -4,7 +4,8 @@
 // Latency: when a browser value goes to the program, the handler waits a few milliseconds for the
 // program's answer before returning, so `busy`, the answer and `idle` leave the kernel together and the
 // Jupyter server writes them to the browser in one go (REFERENCE.md section 5: otherwise the answer waits
-// for the browser's delayed ACK, ~40 ms).
+// for the browser's delayed ACK, ~40 ms). The answer itself goes first, ahead of the held busy/idle: the
+// server's first write leaves at once, later ones wait for an ACK (see KernelIO's overtakeStatus).
 
 import type { CommCloseContent, CommMsgContent, CommOpenContent, JsonObject } from "../../protocol/jupyter.js";
 import { isProgramCommOp } from "../../protocol/comms-ops.js";
@@ -82,7 +83,10 @@ export class KernelComms implements Comms, ProgramExtension {
           };
         },
         publish: (m) => {
-          io.publish({ msgType: m.msg_type, content: m.content, parent: m.parent, buffers: m.buffers });
+          // The answer a waiting browser message asked for (an echo, an RPC reply) leaves ahead of that
+          // message's busy/idle (KernelIO PublishOptions.overtakeStatus).
+          const answer = m.msg_type === "comm_msg" && this.answerWaiters.size > 0;
+          io.publish({ msgType: m.msg_type, content: m.content, parent: m.parent, buffers: m.buffers, overtakeStatus: answer });
           if (m.msg_type === "comm_msg") for (const w of [...this.answerWaiters]) w();
         },
         toProgram: (op, buffers) => {

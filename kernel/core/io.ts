@@ -14,6 +14,14 @@ export interface PublishOptions {
   parent: ParentHeader;
   metadata?: JsonObject;
   buffers?: Uint8Array[];
+  /**
+   * Goes out at once when everything held so far is `status`: an answer the browser waits for (a comms echo)
+   * then reaches the server before the request's busy/idle. The server writes without TCP_NODELAY, so its
+   * first write leaves at once and later ones wait for the browser's ACK; written after busy, the answer
+   * waited for the browser to receive busy and send the shim's nudge. Held like anything else when other
+   * output is held, so it never overtakes a stream, display or earlier value.
+   */
+  overtakeStatus?: boolean;
 }
 
 export class KernelIO {
@@ -54,7 +62,7 @@ export class KernelIO {
       content: options.content,
       buffers: options.buffers ?? [],
     };
-    if (this.holds.size === 0) {
+    if (this.holds.size === 0 || (options.overtakeStatus === true && this.held.every((m) => m.header.msg_type === "status"))) {
       this.transport.send(message);
     } else {
       this.held.push(message);
