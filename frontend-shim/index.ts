@@ -274,9 +274,13 @@ function makeServicesOpener(config: BootConfig): CommOpener {
     // A restart another client asked for (JupyterLab's restart button is another connection than this one)
     // reaches this connection as no status at all: the server keeps its websocket open and the new kernel
     // just starts publishing. Every kernel process signs its messages with a session of its own, so a new
-    // session on IOPub is the restart.
+    // session is the restart. Only the kernel's own busy/idle/starting count: the server signs what it
+    // publishes itself (its rate-limit warnings, "restarting", "dead") with its own session.
     let kernelSession: string | null = null;
     kernel.iopubMessage.connect((_, msg) => {
+      if (msg.header.msg_type !== "status") return;
+      const state = (msg.content as { execution_state?: string }).execution_state;
+      if (state !== "busy" && state !== "idle" && state !== "starting") return;
       const session = msg.header.session;
       if (kernelSession !== null && session !== kernelSession) restarted();
       kernelSession = session;
