@@ -6,13 +6,15 @@ import { randomUUID } from "node:crypto";
 import { describe, expect, it, onTestFinished } from "vitest";
 import type { JsonObject, JupyterMessage, OutgoingMessage } from "../protocol/jupyter.js";
 import { encodeFrames, DELIMITER } from "../protocol/wire.js";
-import { NoComms } from "../kernel/core/comms.js";
+import { NoComms, type Comms } from "../kernel/core/comms.js";
+import { KernelComms } from "../kernel/comms/kernel-comms.js";
+import { browserValues, commMsg, commOpen, programSend } from "./helpers/comms-fakes.js";
 import type { ExecuteContext, Execution } from "../kernel/core/execution.js";
 import { KernelIO } from "../kernel/core/io.js";
 import { isComplete } from "../kernel/core/is-complete.js";
 import { KernelCore } from "../kernel/core/kernel.js";
 import { OutputPublisher } from "../kernel/execution/output.js";
-import { memoryLog } from "../kernel/log.js";
+import { memoryLog, type Log } from "../kernel/log.js";
 import { MemoryTransport } from "../kernel/transport/memory.js";
 import { HmacSigner } from "../kernel/transport/signer.js";
 
@@ -56,17 +58,20 @@ function message(msgType: string, content: JsonObject): JupyterMessage {
   };
 }
 
-function setup(options: { holdMs?: number } = {}) {
+function setup(options: { holdMs?: number; comms?: (io: KernelIO, log: Log) => Comms } = {}) {
   const log = memoryLog();
   const signer = new HmacSigner("k");
   const transport = new MemoryTransport({ log, signer });
   const io = new KernelIO(transport);
   const execution = new ScriptedExecution();
   const shutdowns: boolean[] = [];
-  const core = new KernelCore({ transport, execution, comms: new NoComms(log), history: new History({ file: null, log }), log, io, onShutdown: (r) => shutdowns.push(r), ...options });
+  const { comms: makeComms, ...rest } = options;
+  const comms = makeComms ? makeComms(io, log) : new NoComms(log);
+  const core = new KernelCore({ transport, execution, comms, history: new History({ file: null, log }), log, io, onShutdown: (r) => shutdowns.push(r), ...rest });
   core.start();
   onTestFinished(() => {
     core.stop();
+    void comms.dispose();
     io.dispose();
   });
   return { log, signer, transport, io, execution, core, shutdowns };
@@ -305,6 +310,48 @@ describe("KernelIO holds", () => {
     expect(transport.sent).toEqual([]);
     hold.dispose();
     expect(transport.sent.map((m) => m.content.text)).toEqual(["1", "2", "3"]);
+  });
+});
+
+describe("comms echo through the dispatcher", () => {
+  it("publishes the program's answer to a browser value ahead of that request's busy and idle", async () => {
+    let comms: KernelComms | null = null;
+    // Long hold and answer wait: the order below depends on events, not on timing.
+    const s = setup({ holdMs: 60_000, comms: (io, log) => (comms = new KernelComms({ io, log, answerWaitMs: 60_000 })) });
+    const bridge = comms!;
+    bridge.attach({
+      sendToProgram: (op) => {
+        // The program answers each delivered value from its subscription callback, as an echo cell does.
+        if (op.op === "comm_deliver") {
+          setImmediate(() => {
+            const frame = programSend([{ address: "pong", value: 1 }]);
+            bridge.onOp(frame.header as JsonObject & { op: string }, frame.buffers);
+          });
+        }
+        return true;
+      },
+      parentForCell: () => ({}),
+      holdReading: () => {},
+    });
+    bridge.programStarted();
+    expect(bridge.onOp({ op: "comm_subscribe", cell: null, address: "ping" }, [])).toBeNull();
+    const open = commOpen("tab");
+    s.transport.deliver("shell", open);
+    await sent(s.transport, idleFor(open.header.msg_id));
+    const listen = commMsg("tab", { op: "listen", address: "pong", latest_only: false });
+    s.transport.deliver("shell", listen);
+    await sent(s.transport, idleFor(listen.header.msg_id));
+
+    const ping = browserValues("tab", [{ address: "ping", value: 1 }]);
+    const from = s.transport.sent.length;
+    s.transport.deliver("shell", ping);
+    await sent(s.transport, idleFor(ping.header.msg_id));
+    const after = s.transport.sent.slice(from).map((m) =>
+      m.header.msg_type === "status" ? `status:${String(m.content.execution_state)}` : `${m.header.msg_type}:${String((m.content.data as { op?: string }).op)}`,
+    );
+    // The Notebook server writes the first of these at once and the rest after the browser's ACK: the answer
+    // must be the first.
+    expect(after).toEqual(["comm_msg:values", "status:busy", "status:idle"]);
   });
 });
 
