@@ -49,8 +49,12 @@ import { createReadStream, existsSync, readFileSync, writeFileSync } from "node:
 import { FileUpload } from "tsnb";
 const kb = (pid: number | "self", key: string) => Number(/(\\d+) kB/.exec(readFileSync("/proc/" + pid + "/status", "utf8").split("\\n").find((l) => l.startsWith(key + ":"))!)![1]) * 1024;
 const kernelPid = process.ppid;
+/** CPU seconds (user + system) a process used so far, from /proc/<pid>/stat (100 ticks a second). */
+const cpu = (pid: number | "self") => { const f = readFileSync("/proc/" + pid + "/stat", "utf8").split(") ")[1]!.split(" "); return (Number(f[11]) + Number(f[12])) / 100; };
 const kernelIsKernel = readFileSync("/proc/" + kernelPid + "/cmdline", "utf8").split("\\0").includes("--connection-file");
-const resetPeaks = () => { for (const pid of [kernelPid, "self"]) writeFileSync("/proc/" + pid + "/clear_refs", "5"); return { kernel: kb(kernelPid, "VmRSS"), program: kb("self", "VmRSS") }; };
+/** The Jupyter server: the kernel's parent (it starts kernels as its own children). */
+const serverPid = Number(readFileSync("/proc/" + kernelPid + "/stat", "utf8").split(") ")[1]!.split(" ")[1]);
+const resetPeaks = () => { for (const pid of [kernelPid, "self"]) writeFileSync("/proc/" + pid + "/clear_refs", "5"); return { kernel: kb(kernelPid, "VmRSS"), program: kb("self", "VmRSS"), kernelCpu: cpu(kernelPid), programCpu: cpu("self"), serverCpu: cpu(serverPid) }; };
 const within = <T,>(p: Promise<T>, ms: number, what: string) => new Promise<T>((resolve, reject) => {
   const t = setTimeout(() => reject(new Error(what + " did not happen within " + ms + " ms")), ms);
   p.then((v) => { clearTimeout(t); resolve(v); }, (e) => { clearTimeout(t); reject(e); });
@@ -121,7 +125,7 @@ describe("FileUpload: 200 MiB from real Chromium through the real Notebook 6 ser
         page,
         2,
         `const diskOutcome = await within(diskWatch.outcome, 240000, "the upload's change event");
-const diskPeak = { kernel: kb(kernelPid, "VmHWM") - diskBase.kernel, program: kb("self", "VmHWM") - diskBase.program };
+const diskPeak = { kernel: kb(kernelPid, "VmHWM") - diskBase.kernel, program: kb("self", "VmHWM") - diskBase.program, kernelCpu: cpu(kernelPid) - diskBase.kernelCpu, programCpu: cpu("self") - diskBase.programCpu, serverCpu: cpu(serverPid) - diskBase.serverCpu };
 const f = toDisk.value[0];
 const check = counterCheck();
 const hash = createHash("sha256");
@@ -133,8 +137,10 @@ console.log("RESULT " + JSON.stringify({ outcome: diskOutcome, name: f.name, siz
       const disk = await result(page, 2);
       expect(disk).toMatchObject({ outcome: "change", name: "counter.bin", size: SIZE, data: false, pathPrivate: true, bad: -1, hash: bigHash, onDisk: true, afterDispose: false, monotonic: true, last: SIZE, kernelIsKernel: true });
       expect(disk.progress as number).toBeGreaterThanOrEqual(SIZE / (2 * MiB));
-      const diskPeak = disk.peak as { kernel: number; program: number };
-      console.log(`storage "file": ${SIZE / MiB} MiB in ${disk.ms} ms from the first acknowledged chunk; kernel peak +${(diskPeak.kernel / MiB).toFixed(1)} MiB, program peak +${(diskPeak.program / MiB).toFixed(1)} MiB`);
+      const diskPeak = disk.peak as { kernel: number; program: number; kernelCpu: number; programCpu: number; serverCpu: number };
+      console.log(
+        `storage "file": ${SIZE / MiB} MiB in ${disk.ms} ms from the first acknowledged chunk; kernel peak +${(diskPeak.kernel / MiB).toFixed(1)} MiB, program peak +${(diskPeak.program / MiB).toFixed(1)} MiB; CPU s: kernel ${diskPeak.kernelCpu.toFixed(2)}, program ${diskPeak.programCpu.toFixed(2)}, Jupyter server ${diskPeak.serverCpu.toFixed(2)}`,
+      );
       expect(diskPeak.kernel).toBeLessThan(RSS_BOUND);
       expect(diskPeak.program).toBeLessThan(RSS_BOUND);
 

@@ -448,6 +448,20 @@ describe("FileUpload in chunks", () => {
     }
   });
 
+  it("dispose mid-upload removes the partial file and refuses later chunks", async () => {
+    const { fake, comms } = setup();
+    const up = new FileUpload({ comms, storage: "file" });
+    const method = uploadMethod(up.id);
+    await fake.call(method, [{ op: "start", upload: "u1", frontend: null, files: [{ name: "x.bin", type: "", size: 10, lastModified: 0 }] }]);
+    await fake.call(method, [{ op: "chunk", upload: "u1", file: 0, offset: 0, data: new Uint8Array(4) }]);
+    const dir = (up as unknown as { dir: { path: string | null } }).dir.path!;
+    expect(readdirSync(join(dir, "u1"))).toEqual(["0-x.bin"]);
+    const handler = fake.handlers.get(method)!;
+    up.dispose();
+    expect(existsSync(dir)).toBe(false);
+    await expect(Promise.resolve().then(() => handler([{ op: "chunk", upload: "u1", file: 0, offset: 4, data: new Uint8Array(4) }], {}))).rejects.toThrow(/disposed/);
+  });
+
   it("refuses chunks out of order or beyond the announced size, and what a single-file widget cannot take", async () => {
     const { fake, comms } = setup();
     const up = new FileUpload({ comms });

@@ -937,6 +937,7 @@ export class FileUpload<S extends UploadStorage = "memory"> extends Widget<Uploa
   private currentDir: string | null = null;
   private readonly progressListeners = new Set<Listener<UploadProgress & { widget: Widget }>>();
   private readonly errorListeners = new Set<Listener<UploadError>>();
+  private closing = false;
 
   constructor(options: FileUploadOptions<S> = {}) {
     const storage = (options.storage ?? "memory") as S;
@@ -988,6 +989,8 @@ export class FileUpload<S extends UploadStorage = "memory"> extends Widget<Uploa
           this.fire(this.changeListeners, { value: names, old, widget: this as Widget }).catch(report);
         },
         failed: (error) => {
+          // The program disposed the widget itself: it knows, and nobody may listen any more.
+          if (this.closing) return;
           if (this.errorListeners.size === 0) {
             // Nobody handles it: show it under the widget's cell rather than losing it.
             report(error);
@@ -1052,6 +1055,7 @@ export class FileUpload<S extends UploadStorage = "memory"> extends Widget<Uploa
   }
 
   override dispose(): void {
+    this.closing = true;
     this.registration.dispose();
     this.frontendWatch?.dispose();
     this.receiver.dispose();
