@@ -58,14 +58,14 @@ function message(msgType: string, content: JsonObject): JupyterMessage {
   };
 }
 
-function setup(options: { holdMs?: number; comms?: (io: KernelIO, log: Log) => Comms } = {}) {
+function setup(options: { holdMs?: number; maxHoldMs?: number; comms?: (io: KernelIO, log: Log) => Comms } = {}) {
   const log = memoryLog();
   const signer = new HmacSigner("k");
   const transport = new MemoryTransport({ log, signer });
-  const io = new KernelIO(transport);
+  const { comms: makeComms, maxHoldMs, ...rest } = options;
+  const io = new KernelIO(transport, maxHoldMs === undefined ? {} : { maxHoldMs });
   const execution = new ScriptedExecution();
   const shutdowns: boolean[] = [];
-  const { comms: makeComms, ...rest } = options;
   const comms = makeComms ? makeComms(io, log) : new NoComms(log);
   const core = new KernelCore({ transport, execution, comms, history: new History({ file: null, log }), log, io, onShutdown: (r) => shutdowns.push(r), ...rest });
   core.start();
@@ -316,8 +316,8 @@ describe("KernelIO holds", () => {
 describe("comms echo through the dispatcher", () => {
   it("publishes the program's answer to a browser value ahead of that request's busy and idle", async () => {
     let comms: KernelComms | null = null;
-    // Long hold and answer wait: the order below depends on events, not on timing.
-    const s = setup({ holdMs: 60_000, comms: (io, log) => (comms = new KernelComms({ io, log, answerWaitMs: 60_000 })) });
+    // Long holds and answer wait: the order below depends on events, not on timing.
+    const s = setup({ holdMs: 60_000, maxHoldMs: 60_000, comms: (io, log) => (comms = new KernelComms({ io, log, answerWaitMs: 60_000 })) });
     const bridge = comms!;
     bridge.attach({
       sendToProgram: (op) => {
