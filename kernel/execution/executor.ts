@@ -56,13 +56,19 @@ export interface ProgramExtension {
   cellFinished?(cell: string): void;
 }
 
+/**
+ * What is remembered of each of the last MAX_REMEMBERED_CELLS cells, for output their timers send later: the
+ * header only. The request itself (its code, its routing identities) is kept only while the cell runs, in
+ * RunningCell: remembering every request kept up to 1000 cells' source in the kernel.
+ */
 interface CellInfo {
   parent: Header;
-  request: JupyterMessage<ExecuteRequestContent>;
 }
 
 interface RunningCell {
   id: string;
+  /** The execute_request, for the input_request a running cell may send. */
+  request: JupyterMessage<ExecuteRequestContent>;
   /** Settles the cell's execute() with how it ended. */
   finish(outcome: CellOutcome): void;
 }
@@ -136,7 +142,7 @@ export class Executor implements Execution {
     if (store_history && !silent) this.executionCount++;
     const executionCount = this.executionCount;
     const id = `cell-${this.nextId++}`;
-    this.remember(id, { parent: request.header, request });
+    this.remember(id, { parent: request.header });
     if (!silent) ctx.publish("execute_input", { code, execution_count: executionCount });
 
     const failed = (error: ErrorContent): JsonObject => {
@@ -158,7 +164,7 @@ export class Executor implements Execution {
         resolve({ type: "program_lost", message: "The TypeScript program stopped before the cell could run. Run the cell again." });
         return;
       }
-      this.apply({ type: "cell_started", cell: { id, finish: resolve } });
+      this.apply({ type: "cell_started", cell: { id, request, finish: resolve } });
       const sent = state.program.send({ op: "execute", id, code, silent, store_history, allow_stdin, execution_count: executionCount });
       if (!sent) resolve({ type: "program_lost", message: "The TypeScript program was not running; a fresh program has started. Run the cell again." });
     });
@@ -447,10 +453,10 @@ export class Executor implements Execution {
 
   private onInputRequest(op: Extract<ProgramToKernel, { op: "input_request" }>): void {
     const cellId = op.cell ?? this.running?.id ?? null;
-    const cell = cellId ? this.cells.get(cellId) : undefined;
+    const cell = this.running;
     const refuse = (evalue: string) =>
       this.program?.send({ op: "input_reply", id: op.id, status: "error", ename: "StdinNotImplementedError", evalue });
-    if (!cell || !this.running || this.running.id !== cellId) {
+    if (!cell || cell.id !== cellId) {
       refuse("input() can only be used while its cell is running");
       return;
     }
