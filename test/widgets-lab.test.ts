@@ -87,12 +87,17 @@ describe("widgets in JupyterLab's OutputArea (the lab test page)", () => {
     const { browser, server, diagnose } = setup();
     const first = await browser.newPage();
     const second = await browser.newPage();
-    // The failure message carries a screenshot of the first page and the second page's outputs.
-    const pageState = () =>
-      second.evaluate(() => {
-        const comm = (window as unknown as { tsnb_comm?: { status?: string } }).tsnb_comm;
-        return `second page: tsnb_comm ${comm?.status ?? "missing"}; ${document.getElementById("lab-output")?.outerHTML.slice(0, 3000) ?? "(no output area)"}`;
+    // The failure message carries a screenshot of the first page, both pages' comm state and the second's outputs.
+    const commState = (tab: Page) =>
+      tab.evaluate(() => {
+        const comm = (window as unknown as { tsnb_comm?: { status?: string; id?: string | null } }).tsnb_comm;
+        const views = document.querySelectorAll("#lab-output .tsnb-w-view").length;
+        const disconnected = document.querySelectorAll("#lab-output [data-tsnb-disconnected]").length;
+        return `tsnb_comm ${comm === undefined ? "missing" : `${comm.status} (comm ${comm.id ?? "none"})`}, ${views} views, ${disconnected} disconnected`;
       });
+    const pageState = async () =>
+      `first page: ${await commState(first)}; second page: ${await commState(second)}; ` +
+      (await second.evaluate(() => document.getElementById("lab-output")?.outerHTML.slice(0, 2000) ?? "(no output area)"));
     await diagnose(first, server, async () => {
       const kernelId = await openLabPage(first, lab!.url());
       expect(await first.evaluate((code) => (window as unknown as TestWindow).runCell(code), SETUP)).toBe("ok");
