@@ -172,7 +172,7 @@ console.log("RESULT " + JSON.stringify({ outcome: memOutcome, name: m.name, type
     await page.close();
   }, 600_000);
 
-  it("a file changed under the page, and a page closed mid-upload, end with an UploadError and no temporary file", async () => {
+  it("a file changed under the page, Cancel, and a page closed mid-upload end with an UploadError and no temporary file", async () => {
     const changingPath = join(dir, "changing.bin");
     const closingPath = join(dir, "closing.bin");
     writeCounterFile(changingPath, 32 * MiB);
@@ -201,7 +201,7 @@ ${name}`;
       }
     };
 
-    const path = await createNotebook(server, { path: "upload-fail.ipynb", kernelName: TSNB_KERNEL_NAME, cells: ["", "", "", "", "", ""] });
+    const path = await createNotebook(server, { path: "upload-fail.ipynb", kernelName: TSNB_KERNEL_NAME, cells: ["", "", "", "", "", "", "", ""] });
     const page = await browser.newPage();
     await diagnose(page, async () => {
       await openNotebook(page, server, path);
@@ -227,6 +227,19 @@ import { join } from "node:path";`);
       expect(cellError).toMatch(/UploadError: cancelled in the page: "changing\.bin" (could not be read|changed after it was picked)/);
       await runCell(page, 2, `console.log("RESULT " + JSON.stringify({ value: changing.value.length, uploading: changing.uploading, leftovers: ${leftovers} }))`);
       expect(await result(page, 2)).toEqual({ value: 0, uploading: 0, leftovers: [] });
+
+      // The user presses Cancel mid-upload: the program hears why, and nothing stays on disk.
+      await runCell(page, 5, slowCell("cancelling", ""));
+      const cancelPicker = cellOutput(page, 5).locator("[data-tsnb-mounted] input[type=file]");
+      await cancelPicker.waitFor({ state: "attached", timeout: 60_000 });
+      await cancelPicker.setInputFiles(closingPath);
+      await waitForFile(marker("cancelling-blocked"));
+      await cellOutput(page, 5).getByRole("button", { name: "Cancel", exact: true }).click();
+      writeFileSync(marker("cancelling-go"), "");
+      await cellOutput(page, 5).locator('.tsnb-w-upload-status[data-state="error"]', { hasText: "upload failed: cancelled by the user" }).waitFor({ timeout: 60_000 });
+      expect(await cellText(page, 5, /UploadError/)).toMatch(/UploadError: cancelled in the page: cancelled by the user/);
+      await runCell(page, 6, `console.log("RESULT " + JSON.stringify({ value: cancelling.value.length, uploading: cancelling.uploading, leftovers: ${leftovers} }))`);
+      expect(await result(page, 6)).toEqual({ value: 0, uploading: 0, leftovers: [] });
 
       // The page closes mid-upload: the kernel finds it gone when the program's answer goes out, the
       // program's upload fails, and its partial file is removed.

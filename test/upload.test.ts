@@ -153,6 +153,24 @@ describe("the page-side sender", () => {
     expect(calls.ops.map((o) => (o.op === "chunk" ? o.offset : o.op))).toEqual(["start", 0, 1000, 2000, 3000, 4000, 5000, 6000, 7000, 8000, 9000, "finish"]);
   });
 
+  it("cancelled by its signal: stops reading, waits for what is in flight, tells the program and rejects", async () => {
+    const calls = new HeldCalls();
+    const reads: number[] = [];
+    const controller = new AbortController();
+    const done = sendFiles({ files: [countingSource(10_000, reads)], method: "m", call: calls.call, upload: "u", frontend: null, chunkBytes: 1000, window: 2, signal: controller.signal });
+    const outcome = done.then(
+      () => "resolved",
+      (e: Error) => e.message,
+    );
+    await calls.until(2);
+    controller.abort();
+    while (calls.unanswered > 0) await calls.release();
+    expect(await outcome).toBe("cancelled by the user");
+    expect(calls.ops.at(-1)).toEqual({ op: "cancel", upload: "u", reason: "cancelled by the user" });
+    expect(calls.ops.filter((o) => o.op === "chunk")).toHaveLength(2);
+    expect(reads).toEqual([0, 1000, 2000]);
+  });
+
   it("stops at the first refused chunk, cancels with the program's reason and rejects", async () => {
     const calls = new HeldCalls();
     const reads: number[] = [];

@@ -21,7 +21,7 @@ export interface Actions {
   set(key: string, value: StateValue): void;
   click(): void;
   /** Sends picked files to the program in chunks (FileUpload); resolves when the program took them all. */
-  upload(files: readonly File[], settings: { chunkBytes: number; window: number }, onProgress: (p: UploadProgressEvent) => void): Promise<void>;
+  upload(files: readonly File[], settings: { chunkBytes: number; window: number; signal: AbortSignal }, onProgress: (p: UploadProgressEvent) => void): Promise<void>;
 }
 
 export interface Controls {
@@ -391,6 +391,12 @@ export function buildLeaf(kind: LeafKind, row: HTMLElement, ctx: LeafContext): C
       bar.hidden = true;
       const status = el("span", "tsnb-w-upload-status", doc);
       status.setAttribute("role", "status");
+      const cancel = el("button", "tsnb-w-button tsnb-w-upload-cancel", doc);
+      cancel.type = "button";
+      cancel.textContent = "Cancel";
+      cancel.hidden = true;
+      let controller: AbortController | null = null;
+      listen(cancel, "click", () => controller?.abort());
       let settings = { chunkBytes: 2 * 1024 * 1024, window: 4 };
       let busy = false;
       let disabled = false;
@@ -407,8 +413,10 @@ export function buildLeaf(kind: LeafKind, row: HTMLElement, ctx: LeafContext): C
         bar.setAttribute("aria-label", `uploading ${picked.map((f) => f.name).join(", ")}`);
         status.textContent = `0 / ${formatBytes(total)}`;
         delete status.dataset.state;
+        controller = new AbortController();
+        cancel.hidden = false;
         actions
-          .upload(picked, settings, (p) => {
+          .upload(picked, { ...settings, signal: controller.signal }, (p) => {
             bar.value = p.uploadLoaded;
             status.textContent = `${formatBytes(p.uploadLoaded)} / ${formatBytes(p.uploadTotal)}`;
           })
@@ -425,12 +433,14 @@ export function buildLeaf(kind: LeafKind, row: HTMLElement, ctx: LeafContext): C
           )
           .finally(() => {
             busy = false;
+            controller = null;
+            cancel.hidden = true;
             bar.hidden = true;
             input.value = "";
             sync();
           });
       });
-      row.append(input, button, names, bar, status);
+      row.append(input, button, names, bar, cancel, status);
       return {
         apply(state) {
           button.textContent = text(state.description) || "Upload";

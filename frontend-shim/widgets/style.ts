@@ -61,7 +61,7 @@ export const WIDGET_CSS = `
 .tsnb-w-kind-grid { display: grid; gap: 4px; }
 .tsnb-w-file { position: absolute; width: 1px; height: 1px; opacity: 0; }
 .tsnb-w-upload-progress { width: 160px; accent-color: ${FOCUS}; }
-.tsnb-w-upload-progress[hidden] { display: none; }
+.tsnb-w-upload-progress[hidden], .tsnb-w-upload-cancel[hidden] { display: none; }
 .tsnb-w-upload-status[data-state="error"] { color: var(--jp-error-color1, #d32f2f); }
 .tsnb-w-file:focus-visible + .tsnb-w-button { outline: 2px solid ${FOCUS}; }
 .tsnb-w-output { display: block; width: 100%; }

@@ -40,6 +40,8 @@ export interface SendFilesOptions {
   onProgress?: (progress: UploadProgressEvent) => void;
   /** Per call; a program that answers nothing for this long fails the upload. */
   callTimeoutMs?: number;
+  /** Aborting it cancels the upload (the user pressed Cancel): nothing more is read or sent. */
+  signal?: AbortSignal;
 }
 
 /** The upload failed in the page (a file could not be read) or the program refused or lost it. */
@@ -63,6 +65,11 @@ export async function sendFiles(options: SendFilesOptions): Promise<void> {
   let failure: unknown = null;
   let uploadLoaded = 0;
   const inflight = new Set<Promise<void>>();
+  const { signal } = options;
+  const abortedWait = new Promise<void>((resolve) => signal?.addEventListener("abort", () => resolve(), { once: true }));
+  const checkAborted = () => {
+    if (signal?.aborted) throw new UploadFailedError("cancelled by the user");
+  };
   const cancel = async (reason: string) => {
     // Best effort: the program may be gone, or already know (it refused a chunk).
     await call(method, { op: "cancel", upload, reason }, { timeout }).catch((err: unknown) => console.warn(`tsnb widgets: cancelling upload ${upload} failed: ${describe(err)}`));
@@ -70,6 +77,7 @@ export async function sendFiles(options: SendFilesOptions): Promise<void> {
   try {
     for (const [index, file] of files.entries()) {
       for (let offset = 0; offset < file.size && failure === null; offset += chunkBytes) {
+        checkAborted();
         const end = Math.min(file.size, offset + chunkBytes);
         let data: Uint8Array;
         try {
@@ -78,7 +86,8 @@ export async function sendFiles(options: SendFilesOptions): Promise<void> {
           throw new UploadFailedError(`"${file.name}" could not be read at byte ${offset} (${describe(err)}): was it changed or removed after it was picked?`);
         }
         if (data.byteLength !== end - offset) throw new UploadFailedError(`"${file.name}" changed after it was picked: read ${data.byteLength} bytes at ${offset}, expected ${end - offset}`);
-        while (inflight.size >= window && failure === null) await Promise.race(inflight);
+        while (inflight.size >= window && failure === null && !signal?.aborted) await Promise.race([...inflight, abortedWait]);
+        checkAborted();
         if (failure !== null) break;
         const sent = call(method, { op: "chunk", upload, file: index, offset, data }, { timeout }).then(
           () => {
@@ -95,6 +104,7 @@ export async function sendFiles(options: SendFilesOptions): Promise<void> {
       if (failure !== null) break;
     }
     await Promise.all(inflight);
+    checkAborted();
   } catch (err) {
     // Chunks already sent fail on the program's side once it sees the cancel; wait for them so nothing
     // of this upload is still travelling when the caller hears about the failure.

@@ -359,6 +359,7 @@ export class WidgetView extends Widget {
           frontend: comm.id ?? null,
           chunkBytes: settings.chunkBytes,
           window: settings.window,
+          signal: settings.signal,
           onProgress,
         });
       },
