@@ -173,11 +173,25 @@ export function installPlainConsole(): Disposable {
     if (descriptor) Object.defineProperty(plain, key, descriptor);
   }
   Object.defineProperty(globalThis, "console", { value: plain, writable: true, configurable: true, enumerable: false });
+  // The original object is still what `require("node:console")` and `import console from "node:console"` hand
+  // out (libraries do that), and its wrapped methods still fed V8's console storage: five cells logging a 40 MB
+  // array through it kept 200 MB alive. Its methods now are the plain console's (bound to it, so group
+  // indentation and counters are shared with the global one).
+  const replaced: { key: string | symbol; before: PropertyDescriptor }[] = [];
+  for (const key of Reflect.ownKeys(original)) {
+    const before = Object.getOwnPropertyDescriptor(original, key);
+    const value: unknown = Reflect.get(plain, key);
+    if (before === undefined || !before.configurable || typeof before.value !== "function" || typeof value !== "function") continue;
+    if (!Object.prototype.hasOwnProperty.call(plain, key) || plain[key as keyof Console] === before.value) continue;
+    Object.defineProperty(original, key, { ...before, value });
+    replaced.push({ key, before });
+  }
   let disposed = false;
   return {
     dispose() {
       if (disposed) return;
       disposed = true;
+      for (const { key, before } of replaced) Object.defineProperty(original, key, before);
       if (before) Object.defineProperty(globalThis, "console", before);
     },
   };

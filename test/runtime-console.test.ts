@@ -201,4 +201,26 @@ describe("console in the real program", () => {
     const heapMb = Number(resultText(run));
     expect(heapMb).toBeLessThan(40);
   });
+
+  it("does not keep objects logged through node:console's own object alive either (libraries import it)", async () => {
+    // Five arrays of 1,000,000 small objects (~40 MB each): before, V8's console storage held all 200 MB.
+    const run = await program.execute(
+      [
+        "const nodeConsole = (await import('node:console')).default",
+        "for (let i = 0; i < 5; i++) nodeConsole.log(new Array(1_000_000).fill(0).map((_, j) => ({ j })))",
+        "nodeConsole.log('plain', 7)",
+        "const v8 = await import('node:v8')",
+        "v8.setFlagsFromString('--expose-gc')",
+        "const gc = (await import('node:vm')).runInNewContext('gc')",
+        "gc()",
+        "Math.round(process.memoryUsage().heapUsed / 1048576)",
+      ].join("\n"),
+      { timeoutMs: 60_000 },
+    );
+    expect(run.done.status).toBe("ok");
+    expect(run.stdout.split("\n").filter((l) => l.startsWith("[")).length).toBe(5);
+    expect(run.stdout).toContain("plain 7\n");
+    const heapMb = Number(resultText(run));
+    expect(heapMb).toBeLessThan(60);
+  });
 });
