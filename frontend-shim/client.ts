@@ -32,7 +32,7 @@ export interface CallOptions {
   timeout?: number;
   /**
    * Progress of a large call: "upload" as the arguments leave in chunks (over 8 MiB), "download" as a
-   * large result arrives in chunks (over the kernel's 16 MiB default). Bytes are of the framed message.
+   * large result arrives in chunks (over 1 MiB, in parts of up to 16 MiB). Bytes are of the framed message.
    */
   onProgress?: (progress: CallProgress) => void;
 }
@@ -594,7 +594,8 @@ export class TsnbComm {
     this.handle(parsed.message, buffers);
   }
 
-  private handle(message: KernelToBrowser, buffers: Uint8Array[]): void {
+  /** `reassembled`: the message came in chunks, which were acknowledged as they arrived. */
+  private handle(message: KernelToBrowser, buffers: Uint8Array[], reassembled = false): void {
     switch (message.op) {
       case "open_ack":
         this.commId = message.comm_id;
@@ -617,7 +618,7 @@ export class TsnbComm {
         return;
       case "values":
         for (const item of splitItems(message.items, buffers)) {
-          this.unackedBytes += itemSize(item);
+          if (!reassembled) this.unackedBytes += itemSize(item);
           let value: unknown;
           try {
             value = valueOf(item);
@@ -633,7 +634,7 @@ export class TsnbComm {
             if (sub) this.invokeCallback(sub.callback, value, item.address);
           }
         }
-        this.ackLater(message.seq);
+        if (!reassembled) this.ackLater(message.seq);
         return;
       case "read":
         if (this.lastValues.has(message.address)) {
@@ -651,7 +652,13 @@ export class TsnbComm {
     }
   }
 
-  private handleChunk(message: { id: string; index: number; last: boolean; total: number; call: string }, bytes: Uint8Array): void {
+  private handleChunk(message: { id: string; index: number; last: boolean; total: number; call: string; seq?: number }, bytes: Uint8Array): void {
+    // Acknowledged at once on arrival, before reassembly: the kernel keeps a window of a few parts in flight,
+    // and a part is big (only messages over the kernel's chunk size come in parts), so one ack each is cheap.
+    if (message.seq !== undefined) {
+      this.ackSeq = this.ackSeq === null ? message.seq : Math.max(this.ackSeq, message.seq);
+      this.sendAck();
+    }
     let assembly = this.assemblies.get(message.id);
     if (!assembly) {
       if (message.index !== 0 || message.total > MAX_CHUNKED_MESSAGE_BYTES) {
@@ -688,7 +695,7 @@ export class TsnbComm {
       this.options.log(`chunked message ${message.id}: ${parsed.ok ? "holds another chunk" : parsed.error}`);
       return;
     }
-    this.handle(parsed.message, frame.buffers);
+    this.handle(parsed.message, frame.buffers, true);
   }
 
   private invokeProgress(callback: (p: CallProgress) => void, progress: CallProgress): void {

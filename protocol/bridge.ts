@@ -42,10 +42,13 @@ export const MAX_ADDRESS_LENGTH = 1024;
  */
 export const BROWSER_CHUNK_BYTES = 8 * 1024 * 1024;
 /**
- * RPC calls and replies from the kernel larger than this are sent in parts of this size, so the page can
- * show progress and no single websocket message is huge (configurable in the kernel's bridge options).
+ * RPC calls and replies from the kernel with more than 1 MiB of binary data are sent in parts of this size
+ * (configurable in the kernel's bridge options): the page can show progress, and each part counts against the
+ * comm's ack window, so a slow page holds the kernel back. Four fit the kernel's chunk window, so the transfer
+ * never waits for a round trip per part. Smaller parts cost more per byte: traced under load, the server
+ * delivered 4 MiB parts no faster per message than 16 MiB ones.
  */
-export const KERNEL_RPC_CHUNK_BYTES = 16 * 1024 * 1024;
+export const KERNEL_CHUNK_BYTES = 16 * 1024 * 1024;
 /** Largest chunked message the page reassembles. */
 export const MAX_CHUNKED_MESSAGE_BYTES = 1024 * 1024 * 1024;
 
@@ -139,8 +142,9 @@ export type KernelToBrowser =
   /**
    * Part of a large RPC call or reply: buffer 0 holds the next slice of the message in the pipe framing;
    * `total` is the framed size and `call` the call id, so the page can report progress before the end.
+   * `seq` is acknowledged like a `values` batch's, as soon as the part arrived.
    */
-  | { op: "chunk"; id: string; index: number; last: boolean; total: number; call: string }
+  | { op: "chunk"; id: string; index: number; last: boolean; total: number; call: string; seq?: number }
   | RpcBatchMessage;
 
 export type BrowserOp = BrowserToKernel["op"];
@@ -289,8 +293,11 @@ export function parseKernelMessage(data: unknown, bufferCount: number): ParseRes
       if (!isCount(data.index) || !isCount(data.total) || typeof data.last !== "boolean" || typeof data.call !== "string") {
         return fail("needs index, total, last and call");
       }
+      if (data.seq !== undefined && !isCount(data.seq)) return fail('"seq" must be a non-negative integer');
       if (bufferCount !== 1) return fail(`must carry exactly one binary part, got ${bufferCount}`);
-      return { ok: true, message: { op, id: data.id, index: data.index, last: data.last, total: data.total, call: data.call } };
+      const chunk: KernelToBrowser = { op, id: data.id, index: data.index, last: data.last, total: data.total, call: data.call };
+      if (data.seq !== undefined) chunk.seq = data.seq;
+      return { ok: true, message: chunk };
     }
     default:
       return { ok: false, error: `unknown op ${JSON.stringify(op).slice(0, 80)}` };

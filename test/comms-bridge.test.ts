@@ -3,7 +3,8 @@
 
 import { describe, expect, it } from "vitest";
 import { CommsBridge, type BridgeOptions } from "../kernel/comms/bridge.js";
-import { BROWSER_CHUNK_BYTES } from "../protocol/bridge.js";
+import { BROWSER_CHUNK_BYTES, parseKernelMessage, splitItems, valueOf, type KernelToBrowser } from "../protocol/bridge.js";
+import { FrameDecoder } from "../protocol/framing.js";
 import { ManualClock, RecordingHost, browserValues, commClose, commMsg, commOpen, framed, programSend } from "./helpers/comms-fakes.js";
 
 function setup(options: Partial<BridgeOptions> = {}) {
@@ -539,6 +540,99 @@ describe("chunked browser messages", () => {
     expect(errors[1]).toMatch(/not valid JSON|invalid/);
     expect(errors[2]).toMatch(/exceeds/);
     expect(host.program.filter((m) => m.op.op === "comm_deliver")).toEqual([]);
+  });
+});
+
+describe("large messages to the browser", () => {
+  /** Reads a comm's chunks as the shim does: acks each on arrival, reassembles, returns the whole messages. */
+  function receiver(bridge: CommsBridge, host: RecordingHost, id: string) {
+    const decoder = new FrameDecoder({ maxHeaderBytes: 1 << 30, maxBufferBytes: 1 << 30 });
+    const whole: { data: KernelToBrowser; buffers: Uint8Array[]; call: string }[] = [];
+    const chunkSizes: number[] = [];
+    /** Every value received, in arrival order, from whole and reassembled messages. */
+    const values: unknown[] = [];
+    let inFlightPeak = 0;
+    const pump = (ack: boolean): number => {
+      const messages = host.takeFor(id);
+      inFlightPeak = Math.max(inFlightPeak, messages.filter((m) => m.data.op === "chunk").reduce((n, m) => n + m.buffers[0]!.byteLength, 0));
+      for (const m of messages) {
+        if (m.data.op === "values") for (const item of splitItems(m.data.items, m.buffers)) values.push(valueOf(item));
+        if (m.data.op !== "chunk") continue;
+        expect(m.data.seq).toBeTypeOf("number");
+        chunkSizes.push(m.buffers[0]!.byteLength);
+        const out = decoder.push(m.buffers[0]!);
+        expect(out.error).toBeNull();
+        for (const f of out.frames) {
+          const parsed = parseKernelMessage(f.header, f.buffers.length);
+          if (!parsed.ok) throw new Error(parsed.error);
+          whole.push({ data: parsed.message, buffers: f.buffers, call: m.data.call });
+          if (parsed.message.op === "values") for (const item of splitItems(parsed.message.items, f.buffers)) values.push(valueOf(item));
+        }
+        if (ack) bridge.commMsg(commMsg(id, { op: "ack", seq: m.data.seq! }));
+      }
+      return messages.length;
+    };
+    return { pump, whole, chunkSizes, values, inFlightPeak: () => inFlightPeak };
+  }
+
+  it("sends a big RPC result in chunks a window at a time, behind the values sent before it, exact", () => {
+    const { clock, host, bridge, open, listen, send } = setup({ chunkBytes: 10_000, chunkWindowBytes: 30_000 });
+    open("a");
+    listen("a", "v");
+    bridge.commMsg(commMsg("a", { op: "call", id: "page-1", method: "bytes", value: [[], {}] }));
+    const call = host.program.find((m) => m.op.op === "comm_rpc_call")!.op as { id: string };
+    send([{ address: "v", value: "before" }]);
+    const bytes = new Uint8Array(100_000).map((_, i) => i % 253);
+    expect(bridge.programOp({ op: "comm_rpc_reply", id: call.id, value: { $tsnb_buffer: 0, kind: "Uint8Array" }, nbuf: 1 }, [bytes])).toBeNull();
+    clock.advance(10);
+    const r = receiver(bridge, host, "a");
+    // A stalled page gets the value and what fits beside it in one window (two chunks), then nothing more.
+    r.pump(false);
+    expect(r.values).toEqual(["before"]);
+    expect(r.chunkSizes.length).toBe(2);
+    clock.advance(1000);
+    expect(r.pump(false)).toBe(0);
+    // Acks let the rest through; every chunk stays within the chunk size and the window.
+    bridge.commMsg(commMsg("a", { op: "ack", seq: 1_000_000 }));
+    for (let step = 0; step < 50 && r.whole.length === 0; step++) {
+      clock.advance(5);
+      r.pump(true);
+    }
+    expect(Math.max(...r.chunkSizes)).toBeLessThanOrEqual(10_000);
+    expect(r.inFlightPeak()).toBeLessThanOrEqual(30_000);
+    expect(r.whole).toHaveLength(1);
+    expect(r.whole[0]!.call).toBe("page-1");
+    expect(r.whole[0]!.data).toMatchObject({ op: "reply", id: "page-1" });
+    expect(Buffer.compare(r.whole[0]!.buffers[0]!, bytes)).toBe(0);
+  });
+
+  it("holds a big RPC result to the ack window and the high-water mark, so a slow page slows the program", () => {
+    const { clock, host, bridge, open } = setup({ chunkBytes: 10_000, chunkWindowBytes: 20_000, highWaterBytes: 50_000 });
+    open("a");
+    bridge.commMsg(commMsg("a", { op: "call", id: "page-1", method: "bytes", value: [[], {}] }));
+    const call = host.program.find((m) => m.op.op === "comm_rpc_call")!.op as { id: string };
+    const result = new Uint8Array(100_000).map((_, i) => (i * 7) % 251);
+    expect(bridge.programOp({ op: "comm_rpc_reply", id: call.id, value: { $tsnb_buffer: 0, kind: "Uint8Array" }, nbuf: 1 }, [result])).toBeNull();
+    clock.advance(10);
+    const r = receiver(bridge, host, "a");
+    r.pump(false);
+    expect(r.chunkSizes.length).toBe(2);
+    // What waits is queued memory: the program's sync is answered only once the page caught up.
+    expect(bridge.congested).toBe(true);
+    bridge.programOp({ op: "comm_sync", id: "s1" }, []);
+    expect(host.program.some((m) => m.op.op === "comm_sync_ack")).toBe(false);
+    bridge.commMsg(commMsg("a", { op: "ack", seq: 1_000_000 }));
+    for (let step = 0; step < 50 && r.whole.length === 0; step++) {
+      clock.advance(5);
+      r.pump(true);
+    }
+    expect(r.inFlightPeak()).toBeLessThanOrEqual(20_000);
+    expect(r.whole).toHaveLength(1);
+    expect(r.whole[0]!.call).toBe("page-1");
+    expect(r.whole[0]!.data).toMatchObject({ op: "reply", id: "page-1" });
+    expect(Buffer.compare(r.whole[0]!.buffers[0]!, result)).toBe(0);
+    expect(bridge.congested).toBe(false);
+    expect(host.program.filter((m) => m.op.op === "comm_sync_ack").map((m) => m.op)).toEqual([{ op: "comm_sync_ack", id: "s1" }]);
   });
 });
 

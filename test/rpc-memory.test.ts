@@ -16,7 +16,7 @@ import { commClose, commMsg, commOpen, RealTimers, rpcRejection } from "./helper
 const later = (fn: () => void) => setImmediate(fn);
 const wire = <T>(v: T): T => JSON.parse(JSON.stringify(v)) as T;
 
-function rig(options: { rpcChunkBytes?: number; clientChunkBytes?: number } = {}) {
+function rig(options: { chunkBytes?: number; chunkWindowBytes?: number; clientChunkBytes?: number } = {}) {
   const ports = new Map<string, CommPortHandlers>();
   /** The ops of every comm message each way, to check batching. */
   const wireOps = { up: [] as string[], down: [] as string[] };
@@ -55,7 +55,8 @@ function rig(options: { rpcChunkBytes?: number; clientChunkBytes?: number } = {}
   };
   const bridge = new CommsBridge(host, {
     heartbeat: { silenceMs: 60_000, pongTimeoutMs: 500 },
-    ...(options.rpcChunkBytes === undefined ? {} : { rpcChunkBytes: options.rpcChunkBytes }),
+    ...(options.chunkBytes === undefined ? {} : { chunkBytes: options.chunkBytes }),
+    ...(options.chunkWindowBytes === undefined ? {} : { chunkWindowBytes: options.chunkWindowBytes }),
   });
   const startProgram = () => {
     program = new ProgramComms({
@@ -306,7 +307,8 @@ describe("browser -> program calls", () => {
 describe("large payloads", () => {
   it("chunks a big upload and a big result, reports progress both ways, and reassembles them exactly", async () => {
     let published = 0;
-    const { client, program } = setup({ rpcChunkBytes: 64 * 1024, clientChunkBytes: 100 * 1024 });
+    // Two chunks in flight: the result arrives only because the page acknowledges each chunk as it comes.
+    const { client, program } = setup({ chunkBytes: 64 * 1024, chunkWindowBytes: 128 * 1024, clientChunkBytes: 100 * 1024 });
     program().register("big.double", ([input]: [Float64Array]) => {
       published++;
       const out = new Float64Array(input.length * 2);
@@ -335,7 +337,7 @@ describe("large payloads", () => {
   });
 
   it("chunks a big program -> page call and its big result", async () => {
-    const { client, program } = setup({ rpcChunkBytes: 50_000, clientChunkBytes: 70_000 });
+    const { client, program } = setup({ chunkBytes: 50_000, clientChunkBytes: 70_000 });
     const tab = client();
     tab.register("page.reverse", (data: Uint8Array) => data.slice().reverse());
     await tab.ready;
