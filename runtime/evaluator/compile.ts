@@ -6,7 +6,7 @@
 
 import type { Message, TransformFailure } from "esbuild";
 import { parse, type Node, type Token } from "acorn";
-import { SourceMap, type SourceMapPayload } from "node:module";
+import type { SourceMapPayload } from "node:module";
 import type { ErrorContent } from "../../protocol/jupyter.js";
 import { formatSyntaxError } from "./errors.js";
 
@@ -23,8 +23,12 @@ export const HELPERS = {
 export interface CompiledCell {
   type: "ok";
   js: string;
-  /** null when the cell was plain JavaScript, evaluated as written (positions map to themselves). */
-  map: SourceMap | null;
+  /**
+   * esbuild's source map, undecoded (decoded only when an error needs it: see StackMapper), without the
+   * source text, which sourceLines holds. null when the cell was plain JavaScript, evaluated as written
+   * (positions map to themselves).
+   */
+  map: SourceMapPayload | null;
   fileName: string;
   /** The cell's source lines as the user wrote them (before magic translation). */
   sourceLines: string[];
@@ -77,6 +81,8 @@ async function transformTs(code: string, options: CompileOptions): Promise<Trans
       // es2022 keeps esbuild lowering decorators (Node 20 has none) but would drop import attributes.
       supported: { "import-attributes": true },
       sourcemap: "external",
+      // The source is kept once, as the cell's source lines; in the map it would be a second copy per cell.
+      sourcesContent: false,
       sourcefile: options.fileName,
       // Keep imports whose bindings look unused: a later cell may use them. Type-only imports
       // (`import type`) are still removed.
@@ -227,7 +233,7 @@ export async function compileCell(options: CompileOptions): Promise<CompileResul
       ...formatSyntaxError({ fileName: options.fileName, message: rewritten.message, line: null, column: null, sourceLines }),
     };
   }
-  const map = new SourceMap(JSON.parse(outcome.map) as SourceMapPayload);
+  const map = JSON.parse(outcome.map) as SourceMapPayload;
   return {
     type: "ok",
     js: withSourceUrl(rewritten.code, options.fileName),

@@ -4,7 +4,7 @@
 // excerpt with a caret under the column.
 
 import { inspect } from "node:util";
-import type { SourceMap } from "node:module";
+import { SourceMap, type SourceMapPayload } from "node:module";
 import type { ErrorContent } from "../../protocol/jupyter.js";
 
 const RED = "\u001b[31m";
@@ -14,7 +14,7 @@ const RESET = "\u001b[0m";
 
 export interface CellSource {
   /** null: the cell ran as written, generated positions are source positions. */
-  map: SourceMap | null;
+  map: SourceMapPayload | null;
   sourceLines: string[];
   /** Columns inserted by the compiler on one (1-based) line, to subtract after mapping. */
   columnShift: { line: number; by: number } | null;
@@ -62,8 +62,16 @@ export interface StackMapperOptions {
   capacity?: number;
 }
 
+/** How many cells' maps stay decoded: a traceback usually goes through one or two cells. */
+const DECODED_CAPACITY = 4;
+
 export class StackMapper {
   private readonly cells = new Map<string, CellSource>();
+  /**
+   * Node's SourceMap decodes every mapping into an array of its own (~50 bytes each, thousands per cell of a
+   * few hundred lines), so maps are kept as esbuild's compact VLQ string and decoded only for an error.
+   */
+  private readonly decoded = new Map<string, SourceMap>();
   private readonly capacity: number;
 
   constructor(private readonly options: StackMapperOptions) {
@@ -72,11 +80,13 @@ export class StackMapper {
 
   register(fileName: string, source: CellSource): void {
     this.cells.delete(fileName);
+    this.decoded.delete(fileName);
     this.cells.set(fileName, source);
     while (this.cells.size > this.capacity) {
       const oldest = this.cells.keys().next().value;
       if (oldest === undefined) break;
       this.cells.delete(oldest);
+      this.decoded.delete(oldest);
     }
   }
 
@@ -89,13 +99,26 @@ export class StackMapper {
     const cell = this.cells.get(fileName);
     if (!cell) return null;
     if (cell.map === null) return { fileName, line, column };
-    const entry = cell.map.findEntry(line - 1, column - 1) as Partial<{ originalLine: number; originalColumn: number }>;
+    const entry = this.decode(fileName, cell.map).findEntry(line - 1, column - 1) as Partial<{ originalLine: number; originalColumn: number }>;
     if (typeof entry.originalLine !== "number" || typeof entry.originalColumn !== "number") return null;
     const mappedLine = entry.originalLine + 1;
     let mappedColumn = entry.originalColumn + 1;
     const shift = cell.columnShift;
     if (shift && shift.line === mappedLine) mappedColumn = Math.max(1, mappedColumn - shift.by);
     return { fileName, line: mappedLine, column: mappedColumn };
+  }
+
+  private decode(fileName: string, payload: SourceMapPayload): SourceMap {
+    let map = this.decoded.get(fileName);
+    if (map === undefined) map = new SourceMap(payload);
+    this.decoded.delete(fileName);
+    this.decoded.set(fileName, map);
+    while (this.decoded.size > DECODED_CAPACITY) {
+      const oldest = this.decoded.keys().next().value;
+      if (oldest === undefined) break;
+      this.decoded.delete(oldest);
+    }
+    return map;
   }
 
   private isInternal(file: string): boolean {
