@@ -254,22 +254,28 @@ function withSourceUrl(code: string, fileName: string): string {
  * by that name elsewhere, so the map object is shared.
  */
 export class CellCompiler {
-  private readonly cache = new Map<string, { js: string; compiled: CompiledCell }>();
+  // Keyed by the source itself: a key like `${flag}:${code}` was a second copy of every remembered cell's
+  // source (V8 flattens a concatenated key), 28 KB per cell for a 28 KB cell.
+  private readonly cache = new Map<string, { js: string; experimentalDecorators: boolean; compiled: CompiledCell }>();
 
   constructor(private readonly capacity = 200) {}
 
   async compile(options: CompileOptions): Promise<CompileResult> {
-    const key = `${options.experimentalDecorators ? 1 : 0}:${options.code}`;
-    const hit = this.cache.get(key);
-    if (hit) {
-      this.cache.delete(key);
-      this.cache.set(key, hit);
+    const hit = this.cache.get(options.code);
+    if (hit && hit.experimentalDecorators === options.experimentalDecorators) {
+      this.cache.delete(options.code);
+      this.cache.set(options.code, hit);
       return { ...hit.compiled, fileName: options.fileName, js: withSourceUrl(hit.js, options.fileName) };
     }
     const result = await compileCell(options);
     if (result.type === "ok") {
       const suffix = `\n//# sourceURL=${options.fileName}`;
-      this.cache.set(key, { js: result.js.slice(0, result.js.length - suffix.length), compiled: result });
+      this.cache.delete(options.code);
+      this.cache.set(options.code, {
+        js: result.js.slice(0, result.js.length - suffix.length),
+        experimentalDecorators: options.experimentalDecorators,
+        compiled: result,
+      });
       while (this.cache.size > this.capacity) {
         const oldest = this.cache.keys().next().value;
         if (oldest === undefined) break;
