@@ -385,7 +385,7 @@ export class Runtime implements Disposable {
       const { type: _type, ...error } = compiled;
       return { op: "execute_done", id: op.id, status: "error", ...error };
     }
-    this.mapper.register(fileName, { map: compiled.map, sourceLines: compiled.sourceLines, columnShift: compiled.columnShift });
+    this.mapper.register(fileName, { map: compiled.map, source: compiled.source, columnShift: compiled.columnShift });
     const context: CellContext = { cell: op.id, allowStdin: op.allow_stdin };
     const outcome = await this.tracker.run(context, () => this.evaluator.evaluate(compiled.js, signal));
     switch (outcome.type) {

@@ -25,13 +25,13 @@ export interface CompiledCell {
   js: string;
   /**
    * esbuild's source map, undecoded (decoded only when an error needs it: see StackMapper), without the
-   * source text, which sourceLines holds. null when the cell was plain JavaScript, evaluated as written
+   * source text, which `source` holds. null when the cell was plain JavaScript, evaluated as written
    * (positions map to themselves).
    */
   map: SourceMapPayload | null;
   fileName: string;
   /** The cell's source lines as the user wrote them (before magic translation). */
-  sourceLines: string[];
+  source: string;
   /** Columns the last-expression wrapper inserted on one line; source-mapped columns there are shifted. */
   columnShift: { line: number; by: number } | null;
 }
@@ -197,12 +197,11 @@ function plainJavaScript(translated: string): AnyNode | null {
 }
 
 export async function compileCell(options: CompileOptions): Promise<CompileResult> {
-  const sourceLines = options.code.split("\n");
   const translated = translateMagics(options.code);
   const plain = plainJavaScript(translated);
   if (plain) {
     const rewritten = rewriteParsed(translated, plain);
-    return { type: "ok", js: withSourceUrl(rewritten, options.fileName), map: null, fileName: options.fileName, sourceLines, columnShift: null };
+    return { type: "ok", js: withSourceUrl(rewritten, options.fileName), map: null, fileName: options.fileName, source: options.code, columnShift: null };
   }
   let outcome: TransformOutcome;
   let columnShift: CompiledCell["columnShift"] = null;
@@ -222,7 +221,7 @@ export async function compileCell(options: CompileOptions): Promise<CompileResul
         message: outcome.error.text,
         line: outcome.error.location?.line ?? null,
         column: outcome.error.location?.column ?? null,
-        sourceLines,
+        sourceLines: options.code.split("\n"),
       }),
     };
   }
@@ -230,7 +229,7 @@ export async function compileCell(options: CompileOptions): Promise<CompileResul
   if (rewritten.type === "error") {
     return {
       type: "syntax_error",
-      ...formatSyntaxError({ fileName: options.fileName, message: rewritten.message, line: null, column: null, sourceLines }),
+      ...formatSyntaxError({ fileName: options.fileName, message: rewritten.message, line: null, column: null, sourceLines: options.code.split("\n") }),
     };
   }
   const map = JSON.parse(outcome.map) as SourceMapPayload;
@@ -239,7 +238,7 @@ export async function compileCell(options: CompileOptions): Promise<CompileResul
     js: withSourceUrl(rewritten.code, options.fileName),
     map,
     fileName: options.fileName,
-    sourceLines,
+    source: options.code,
     columnShift,
   };
 }

@@ -15,7 +15,11 @@ const RESET = "\u001b[0m";
 export interface CellSource {
   /** null: the cell ran as written, generated positions are source positions. */
   map: SourceMapPayload | null;
-  sourceLines: string[];
+  /**
+   * The cell as the user wrote it, one string: split into lines only for an error's excerpt (an array of
+   * line strings was ~40 bytes per line for each of the 500 remembered cells).
+   */
+  source: string;
   /** Columns inserted by the compiler on one (1-based) line, to subtract after mapping. */
   columnShift: { line: number; by: number } | null;
 }
@@ -152,7 +156,7 @@ export class StackMapper {
       traceback.push(name ? `    at ${name} (${CYAN}${where}${RESET})` : `    at ${CYAN}${where}${RESET}`);
       if (mapped && snippet.length === 0) {
         const cell = this.cells.get(file);
-        if (cell) snippet = ["", `${CYAN}${where}${RESET}`, ...excerpt(cell.sourceLines, mapped.line, mapped.column)];
+        if (cell) snippet = ["", `${CYAN}${where}${RESET}`, ...excerpt(cell.source.split("\n"), mapped.line, mapped.column)];
       }
     }
     traceback.push(...snippet);
