@@ -85,6 +85,12 @@ export interface TsnbCommOptions {
   retryMs?: number;
   /** Browser -> kernel messages larger than this are chunked (the server closes websockets over 10 MiB). */
   chunkBytes?: number;
+  /**
+   * While open and nothing came from the kernel for this long, check that the kernel still knows the comm
+   * (default 10,000 ms). A restart asked for by another client can reach this connection as nothing at all
+   * (see probe()); 0 turns the check off.
+   */
+  idleProbeMs?: number;
   log?: (message: string) => void;
 }
 
@@ -208,6 +214,9 @@ export class TsnbComm {
   private ackTimer: ReturnType<typeof setTimeout> | null = null;
   private openAckTimer: ReturnType<typeof setTimeout> | null = null;
   private retryTimer: ReturnType<typeof setTimeout> | null = null;
+  private idleTimer: ReturnType<typeof setTimeout> | null = null;
+  /** When the kernel last sent anything on the open comm (performance.now()). */
+  private lastHeard = 0;
   private nextId = 1;
   private readonly calls = new PendingCalls<OutgoingCall>({ owner: "tsnb_comm", closedReason: "tsnb_comm was closed" });
   private readonly handlers = new Map<string, FrontendHandler>();
@@ -222,6 +231,7 @@ export class TsnbComm {
       ackTimeoutMs: options.ackTimeoutMs ?? 3000,
       retryMs: options.retryMs ?? 1000,
       chunkBytes: options.chunkBytes ?? BROWSER_CHUNK_BYTES,
+      idleProbeMs: options.idleProbeMs ?? 10_000,
       log: options.log ?? (() => {}),
     };
     this.kernelId = options.kernelId;
@@ -495,8 +505,8 @@ export class TsnbComm {
     this.flush();
     this.calls.dispose();
     this.dispatch({ type: "close_requested" });
-    for (const t of [this.ackTimer, this.openAckTimer, this.retryTimer]) if (t !== null) clearTimeout(t);
-    this.ackTimer = this.openAckTimer = this.retryTimer = null;
+    for (const t of [this.ackTimer, this.openAckTimer, this.retryTimer, this.idleTimer]) if (t !== null) clearTimeout(t);
+    this.ackTimer = this.openAckTimer = this.retryTimer = this.idleTimer = null;
     this.rejectReady(new Error("tsnb_comm was closed"));
   }
 
@@ -567,6 +577,8 @@ export class TsnbComm {
           }
           this.flush();
           this.flushCalls();
+          this.lastHeard = performance.now();
+          this.armIdleProbe(this.options.idleProbeMs);
           this.resolveReady();
           break;
         case "status":
@@ -584,8 +596,33 @@ export class TsnbComm {
     return this.current.state === "awaiting_ack" || this.current.state === "open" ? this.current.port : null;
   }
 
+  /**
+   * The kernel says nothing to a page with nothing to receive, and a kernel restarted by another client
+   * may not say so either: its first messages (starting, the restarting client's kernel_info) go out while
+   * the Jupyter server's IOPub subscription for this page is still reconnecting to the new process, and are
+   * lost. Under load that window swallowed every sign of the restart and the page's views kept looking
+   * live. So a comm silent for `idleProbeMs` is probed; a restarted kernel answers with comm_close. One
+   * timer, re-armed for the remaining quiet time, instead of one per message.
+   */
+  private armIdleProbe(ms: number): void {
+    if (this.options.idleProbeMs <= 0 || this.idleTimer !== null) return;
+    this.idleTimer = setTimeout(() => {
+      this.idleTimer = null;
+      if (this.current.state !== "open") return;
+      const quiet = performance.now() - this.lastHeard;
+      if (quiet >= this.options.idleProbeMs) {
+        this.probe();
+        this.lastHeard = performance.now();
+        this.armIdleProbe(this.options.idleProbeMs);
+      } else {
+        this.armIdleProbe(this.options.idleProbeMs - quiet);
+      }
+    }, ms);
+  }
+
   private onMessage(port: CommPort | null, data: unknown, buffers: Uint8Array[]): void {
     if (port !== null && this.portOf() !== port) return;
+    this.lastHeard = performance.now();
     const parsed = parseKernelMessage(data, buffers.length);
     if (!parsed.ok) {
       this.options.log(`ignored a message from the kernel: ${parsed.error}`);

@@ -275,7 +275,9 @@ function makeServicesOpener(config: BootConfig): CommOpener {
     // reaches this connection as no status at all: the server keeps its websocket open and the new kernel
     // just starts publishing. Every kernel process signs its messages with a session of its own, so a new
     // session is the restart. Only the kernel's own busy/idle/starting count: the server signs what it
-    // publishes itself (its rate-limit warnings, "restarting", "dead") with its own session.
+    // publishes itself (its rate-limit warnings, "restarting", "dead") with its own session. The new kernel's
+    // first messages can be lost while the server's IOPub subscription reconnects to the new process; then
+    // TsnbComm's idle probe (client.ts) is what finds the restart.
     let kernelSession: string | null = null;
     kernel.iopubMessage.connect((_, msg) => {
       if (msg.header.msg_type !== "status") return;

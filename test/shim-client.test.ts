@@ -8,7 +8,11 @@ import { joinItems, itemOf, splitItems, valueOf } from "../protocol/bridge.js";
 import type { JsonObject } from "../protocol/jupyter.js";
 import { commClose, commMsg, commOpen, Conditions, RealTimers } from "./helpers/comms-fakes.js";
 
-function rig(options: { chunkBytes?: number; heartbeat?: { silenceMs: number; pongTimeoutMs: number } } = {}) {
+function rig(options: { chunkBytes?: number; heartbeat?: { silenceMs: number; pongTimeoutMs: number }; idleProbeMs?: number } = {}) {
+  /** The op of every message a client sent, in order. */
+  const sentOps: string[] = [];
+  /** Listener counts per address, as the kernel tells the program. */
+  const listeners = new Map<string, number>();
   const ports = new Map<string, CommPortHandlers>();
   const timers = new RealTimers();
   const programValues: { address: string; value: unknown }[] = [];
@@ -34,6 +38,7 @@ function rig(options: { chunkBytes?: number; heartbeat?: { silenceMs: number; po
       });
     },
     toProgram: (op, buffers) => {
+      if (op.op === "comm_listeners") listeners.set(op.address, op.count);
       if (op.op === "comm_deliver") {
         for (const item of splitItems(op.items, buffers)) programValues.push({ address: item.address, value: valueOf(item) });
       }
@@ -51,12 +56,14 @@ function rig(options: { chunkBytes?: number; heartbeat?: { silenceMs: number; po
       kernelId: "k1",
       retryMs: 20,
       chunkBytes: options.chunkBytes,
+      idleProbeMs: options.idleProbeMs,
       open: async (openData, handlers) => {
         const id = `comm-${++n}`;
         ports.set(id, handlers);
         setImmediate(() => bridge.commOpen(commOpen(id, "tsnb_comm", openData)));
         return {
           send: (data: JsonObject, buffers: Uint8Array[]) => {
+            sentOps.push(String(data.op));
             const json: unknown = JSON.parse(JSON.stringify(data));
             const copies = buffers.map((b) => b.slice());
             setImmediate(() => {
@@ -87,7 +94,7 @@ function rig(options: { chunkBytes?: number; heartbeat?: { silenceMs: number; po
     timers.dispose();
     conditions.dispose();
   };
-  return { bridge, client, programValues, programSend, until, dispose, notify };
+  return { bridge, client, programValues, programSend, until, dispose, notify, sentOps, listeners };
 }
 
 let current: ReturnType<typeof rig> | null = null;
@@ -189,6 +196,38 @@ describe("browser client", () => {
     const [second] = Object.keys(bridge.commInfo());
     expect(second).not.toBe(first);
     expect(statuses).toEqual(["open", "reconnecting", "open"]);
+  });
+
+  it("finds out that a restarted kernel forgot its comm although nothing told the page (it probes a silent kernel)", async () => {
+    const { client, bridge, programSend, until, listeners } = setup({ idleProbeMs: 30 });
+    const c = client();
+    const got: unknown[] = [];
+    const statuses: ConnectionStatus[] = [];
+    c.onStatus((s) => void statuses.push(s));
+    c.subscribe("x", (v) => void got.push(v));
+    await c.ready;
+    await until("the kernel to have the page's listen", () => (listeners.get("x") === 1 ? true : undefined));
+    const [first] = Object.keys(bridge.commInfo());
+    // What a restart asked for by another client looks like when the Jupyter server's IOPub subscription missed
+    // the new kernel's first messages: the kernel no longer knows the comm and the page hears nothing at all.
+    bridge.commClose(commClose(first!));
+    programSend("x", "from the new kernel");
+    await until("the page to reconnect and get the new kernel's value", () => (got.includes("from the new kernel") ? true : undefined));
+    expect(statuses).toEqual(["open", "reconnecting", "open"]);
+    expect(Object.keys(bridge.commInfo())).not.toContain(first);
+  });
+
+  it("probes a silent kernel that still knows the comm without disturbing the connection", async () => {
+    const { client, bridge, until, sentOps } = setup({ idleProbeMs: 20 });
+    const c = client();
+    const statuses: ConnectionStatus[] = [];
+    c.onStatus((s) => void statuses.push(s));
+    await c.ready;
+    const ids = Object.keys(bridge.commInfo());
+    await until("three probes", () => (sentOps.filter((op) => op === "pong").length >= 3 ? true : undefined));
+    expect(statuses).toEqual(["open"]);
+    expect(c.status).toBe("open");
+    expect(Object.keys(bridge.commInfo())).toEqual(ids);
   });
 
   it("answers a program read with its synced variable's value", async () => {
