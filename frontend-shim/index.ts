@@ -7,6 +7,7 @@ import { KernelManager, KernelMessage, ServerConnection } from "@jupyterlab/serv
 import type { Kernel } from "@jupyterlab/services";
 import { BRIDGE_COMM_ID_PREFIX, BRIDGE_TARGET, NUDGE_MSG_TYPE, NUDGE_PARENT } from "../protocol/bridge.js";
 import { randomId, TsnbComm, type CommOpener, type CommPort } from "./client.js";
+import { LegacyProtocolWebSocket } from "./websocket.js";
 // Widget views (issue 4): they mount on widget outputs once this shim runs.
 import "./widgets/index.js";
 
@@ -260,6 +261,7 @@ function makeServicesOpener(config: BootConfig): CommOpener {
       wsUrl: settings.wsUrl,
       token: settings.token,
       appendToken: settings.token !== "",
+      WebSocket: LegacyProtocolWebSocket,
     });
     const manager = new KernelManager({ serverSettings });
     kernel = manager.connectTo({ model: { id: config.kernelId, name: "" }, handleComms: true, commsOverSubshells: "disabled" as never });

@@ -14,6 +14,7 @@ import type { IRenderMime } from "@jupyterlab/rendermime-interfaces";
 import type * as nbformat from "@jupyterlab/nbformat";
 import { KernelManager, ServerConnection, SessionManager, type Kernel } from "@jupyterlab/services";
 import { Widget } from "@lumino/widgets";
+import { LegacyProtocolWebSocket } from "../../frontend-shim/websocket.js";
 
 /** What the test reads and calls on `window`. */
 export interface LabPageGlobals {
@@ -69,6 +70,10 @@ async function boot(g: LabPageGlobals): Promise<void> {
     appendToken: true,
     // The page is served from another origin than the server; the token authenticates, no cookies needed.
     init: { cache: "no-store", credentials: "omit" },
+    // JupyterLab 4 runs on jupyter_server 2, which accepts services' subprotocol; this page talks to Notebook 6,
+    // which does not, and services' retry under the same session id goes through the server's stale-connection
+    // path (see frontend-shim/websocket.ts). Offering no subprotocol gives the page the connection Lab has.
+    WebSocket: LegacyProtocolWebSocket,
   });
   const kernelManager = new KernelManager({ serverSettings });
   const existing = new URLSearchParams(location.search).get("kernel");
