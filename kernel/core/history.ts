@@ -192,14 +192,7 @@ export class History implements Disposable {
   private lastSession(): number {
     const { file } = this.options;
     if (file === null) return 0;
-    let fd: number;
-    try {
-      fd = openSync(file, "r");
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== "ENOENT") this.warnOnce(`history: cannot read ${file}: ${errorMessage(err)}`);
-      return 0;
-    }
-    try {
+    return this.readFile(file, 0, (fd) => {
       const size = fstatSync(fd).size;
       for (let length = Math.min(size, CHUNK); length > 0; length = Math.min(size, length * 4)) {
         const buffer = Buffer.alloc(length);
@@ -212,33 +205,38 @@ export class History implements Disposable {
         if (length === size) break;
       }
       return 0;
-    } catch (err) {
-      this.warnOnce(`history: cannot read ${file}: ${errorMessage(err)}`);
-      return 0;
-    } finally {
-      closeSync(fd);
-    }
+    });
   }
 
   /** Lines in the file, counted in fixed-size chunks so a long file is never held in memory at start-up. */
   private countLines(file: string): number {
-    let fd: number;
-    try {
-      fd = openSync(file, "r");
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== "ENOENT") this.warnOnce(`history: cannot read ${file}: ${errorMessage(err)}`);
-      return 0;
-    }
-    try {
+    return this.readFile(file, 0, (fd) => {
       const buffer = Buffer.alloc(CHUNK);
       let lines = 0;
       for (let read = readSync(fd, buffer); read > 0; read = readSync(fd, buffer)) {
         for (let at = buffer.indexOf(10); at !== -1 && at < read; at = buffer.indexOf(10, at + 1)) lines++;
       }
       return lines;
+    });
+  }
+
+  /**
+   * Runs `read` on the open file. A missing file is an empty history; any other failure is logged once and
+   * also gives `empty`: history is a convenience, never a reason for a request or a start-up to fail.
+   */
+  private readFile<T>(file: string, empty: T, read: (fd: number) => T): T {
+    let fd: number;
+    try {
+      fd = openSync(file, "r");
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== "ENOENT") this.warnOnce(`history: cannot read ${file}: ${errorMessage(err)}`);
+      return empty;
+    }
+    try {
+      return read(fd);
     } catch (err) {
       this.warnOnce(`history: cannot read ${file}: ${errorMessage(err)}`);
-      return 0;
+      return empty;
     } finally {
       closeSync(fd);
     }
