@@ -860,15 +860,22 @@ export interface LabelOptions extends WidgetOptions {
 
 type LabelState = { value: string; description: string; disabled: boolean };
 
-export class Label extends ValueWidget<string, LabelState> {
-  constructor(options: LabelOptions = {}) {
-    super("Label", { value: str(options.value ?? ""), description: options.description ?? "", disabled: options.disabled ?? false }, options);
+/** A text the program sets and the page only shows: Label (escaped) and HTML (as given). */
+abstract class ShownText extends ValueWidget<string, LabelState> {
+  protected constructor(kind: "Label" | "HTML", options: LabelOptions) {
+    super(kind, { value: str(options.value ?? ""), description: options.description ?? "", disabled: options.disabled ?? false }, options);
   }
   protected checkProgramValue(v: unknown): string {
     return str(v);
   }
   protected override checkBrowserValue(): string {
-    throw new Error("a Label is not editable");
+    throw new Error(`${this.kind === "HTML" ? "an HTML widget" : "a Label"} is not editable`);
+  }
+}
+
+export class Label extends ShownText {
+  constructor(options: LabelOptions = {}) {
+    super("Label", options);
   }
   staticHtml(): string {
     return `<span class="tsnb-w-text">${escapeHtml(this.value)}</span>`;
@@ -876,15 +883,9 @@ export class Label extends ValueWidget<string, LabelState> {
 }
 
 /** Shows the program's HTML as given (the output is trusted like any display.html). */
-export class HTML extends ValueWidget<string, LabelState> {
+export class HTML extends ShownText {
   constructor(options: LabelOptions = {}) {
-    super("HTML", { value: str(options.value ?? ""), description: options.description ?? "", disabled: options.disabled ?? false }, options);
-  }
-  protected checkProgramValue(v: unknown): string {
-    return str(v);
-  }
-  protected override checkBrowserValue(): string {
-    throw new Error("an HTML widget is not editable");
+    super("HTML", options);
   }
   staticHtml(): string {
     return `<div class="tsnb-w-html">${this.value}</div>`;
