@@ -149,19 +149,25 @@ export class CommandPipes implements Disposable {
     const { randomBytes } = await import("node:crypto");
     // The pid in the name lets a later program remove the directory if this one is killed (see PipeRegistry).
     const dir = await mkdtemp(join(tmpdir(), `${DIR_PREFIX}${process.pid}-`));
+    const fds: number[] = [];
     try {
       await chmod(dir, 0o700);
       const up = join(dir, "up");
       const down = join(dir, "down");
       await mkfifo([up, down]);
       const readFd = openSync(up, fsConstants.O_RDONLY | fsConstants.O_NONBLOCK);
+      fds.push(readFd);
       const keepAlive = openSync(up, fsConstants.O_WRONLY | fsConstants.O_NONBLOCK);
+      fds.push(keepAlive);
       const backFd = openSync(down, fsConstants.O_RDWR | fsConstants.O_NONBLOCK);
+      fds.push(backFd);
       const reader = new Socket({ fd: readFd, readable: true, writable: false });
       const back = new Socket({ fd: backFd, readable: false, writable: true });
       const env: PipeEnv = { TSNB_PIPE: up, TSNB_PIPE_BACK: down, TSNB_PIPE_TOKEN: randomBytes(24).toString("hex") };
       return new CommandPipes(options, dir, env, reader, keepAlive, back);
     } catch (err) {
+      // An open that failed after others succeeded (EMFILE, say) must not leak the ones that did.
+      for (const fd of fds) closeSync(fd);
       await rm(dir, { recursive: true, force: true });
       throw err;
     }
