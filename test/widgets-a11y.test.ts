@@ -54,6 +54,15 @@ function channels(colour: string): number[] {
   return [Number(m[1]), Number(m[2]), Number(m[3])];
 }
 
+/**
+ * Each widget's view mounts when its own state arrives, so a control next to one already shown may still be on
+ * its way: wait (with a deadline) for `count` of them, then check there are exactly that many.
+ */
+async function expectCount(locator: Locator, count: number): Promise<void> {
+  await locator.nth(count - 1).waitFor({ state: "attached", timeout: 10_000 });
+  expect(await locator.count()).toBe(count);
+}
+
 async function isFocused(locator: Locator): Promise<boolean> {
   return locator.evaluate((el) => el === document.activeElement);
 }
@@ -84,21 +93,21 @@ describe("widget views: roles, keyboard, disposal and theme in real Chromium thr
       expect(await low.getAttribute("aria-valuemax")).toBe("60");
       expect(await high.getAttribute("aria-valuemin")).toBe("20");
       expect(await high.getAttribute("aria-valuemax")).toBe("100");
-      expect(await out.getByRole("group", { name: "Years" }).count()).toBe(1);
+      await expectCount(out.getByRole("group", { name: "Years" }), 1);
       expect(await out.getByRole("button", { name: "Bold" }).getAttribute("aria-pressed")).toBe("false");
-      expect(await out.getByRole("button", { name: "Go" }).count()).toBe(1);
-      expect(await out.getByRole("checkbox", { name: "Agree" }).count()).toBe(1);
+      await expectCount(out.getByRole("button", { name: "Go" }), 1);
+      await expectCount(out.getByRole("checkbox", { name: "Agree" }), 1);
       // A slider without a description is still named.
-      expect(await out.getByRole("slider", { name: "Slider", exact: true }).count()).toBe(1);
-      expect(await out.getByRole("tablist").count()).toBe(1);
+      await expectCount(out.getByRole("slider", { name: "Slider", exact: true }), 1);
+      await expectCount(out.getByRole("tablist"), 1);
       expect(await out.getByRole("tab").allInnerTexts()).toEqual(["Choices", "Numbers"]);
       expect(await out.getByRole("tab", { name: "Choices" }).getAttribute("aria-selected")).toBe("true");
       const choices = out.getByRole("tabpanel", { name: "Choices" });
-      expect(await choices.getByRole("combobox", { name: "Fruit" }).count()).toBe(1);
-      expect(await choices.getByRole("radiogroup", { name: "Size" }).getByRole("radio").count()).toBe(2);
-      expect(await choices.getByRole("listbox", { name: "Pick" }).count()).toBe(1);
-      expect(await choices.getByRole("textbox", { name: "Name" }).count()).toBe(1);
-      expect(await out.getByRole("tabpanel").count()).toBe(1);
+      await expectCount(choices.getByRole("combobox", { name: "Fruit" }), 1);
+      await expectCount(choices.getByRole("radiogroup", { name: "Size" }).getByRole("radio"), 2);
+      await expectCount(choices.getByRole("listbox", { name: "Pick" }), 1);
+      await expectCount(choices.getByRole("textbox", { name: "Name" }), 1);
+      await expectCount(out.getByRole("tabpanel"), 1);
       // Tabs from the keyboard: arrow to the next tab, Enter selects it and shows its panel.
       await out.getByRole("tab", { name: "Choices" }).focus();
       await page.keyboard.press("ArrowRight");
@@ -106,13 +115,13 @@ describe("widget views: roles, keyboard, disposal and theme in real Chromium thr
       await page.keyboard.press("Enter");
       const numbers = out.getByRole("tabpanel", { name: "Numbers" });
       await numbers.waitFor({ timeout: 10_000 });
-      expect(await numbers.getByRole("spinbutton", { name: "Count" }).count()).toBe(1);
+      await expectCount(numbers.getByRole("spinbutton", { name: "Count" }), 1);
       const progress = numbers.getByRole("progressbar", { name: "Loading" });
       expect([await progress.getAttribute("aria-valuemin"), await progress.getAttribute("aria-valuemax"), await progress.getAttribute("aria-valuenow")]).toEqual(["10", "110", "30"]);
-      expect(await numbers.getByRole("log", { name: "Output" }).count()).toBe(1);
+      await expectCount(numbers.getByRole("log", { name: "Output" }), 1);
       const first = out.getByRole("button", { name: "First" });
       expect(await first.getAttribute("aria-expanded")).toBe("true");
-      expect(await out.getByRole("region", { name: "First" }).count()).toBe(1);
+      await expectCount(out.getByRole("region", { name: "First" }), 1);
       expect(await out.getByRole("region", { name: "Second" }).count()).toBe(0);
 
       // The one-thumb slider: arrows step by the widget's step, PageUp/PageDown by a tenth, Home/End to the ends.
