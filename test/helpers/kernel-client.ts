@@ -291,7 +291,24 @@ export interface RunningKernel {
  * a client and waits until it is ready. The kernel runs in its own process group so kill() also ends its
  * user program.
  */
-export async function startKernel(options: { cwd?: string; env?: NodeJS.ProcessEnv; key?: string; readyDeadlineMs?: number } = {}): Promise<RunningKernel> {
+export async function startKernel(options: StartKernelOptions = {}): Promise<RunningKernel> {
+  // The ports are picked free, then bound by the kernel: in between, another process (a parallel test file's
+  // kernel or server) may take one. The kernel says so and exits; Jupyter's launcher has the same race and
+  // tries again with new ports, and so does this.
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await startKernelOnce(options);
+    } catch (err) {
+      if (!(err instanceof PortTakenError) || attempt === 3) throw err;
+    }
+  }
+}
+
+type StartKernelOptions = { cwd?: string; env?: NodeJS.ProcessEnv; key?: string; readyDeadlineMs?: number };
+
+class PortTakenError extends Error {}
+
+async function startKernelOnce(options: StartKernelOptions): Promise<RunningKernel> {
   const dir = mkdtempSync(join(tmpdir(), "tsnb-kernel-"));
   const { path, connection } = await writeConnectionFile(dir, options.key === undefined ? {} : { key: options.key });
   const child = spawn(process.execPath, [join(REPO_ROOT, "bin", "tsnb.mjs"), "kernel", "--connection-file", path], {
@@ -359,11 +376,21 @@ export async function startKernel(options: { cwd?: string; env?: NodeJS.ProcessE
       return killed;
     },
   };
+  // A kernel that exits while starting (ports taken, a bad connection file) fails the start at once instead of
+  // after the whole ready deadline. Promise.race handles this promise's rejection even when it comes later.
+  let ready = false;
+  const exitedWhileStarting = new Promise<never>((_, reject) => {
+    child.once("exit", (code) => {
+      if (!ready) reject(new Error(`kernel exited with code ${code} before it was ready`));
+    });
+  });
   try {
-    await client.waitForReady(options.readyDeadlineMs ?? 15_000);
+    await Promise.race([client.waitForReady(options.readyDeadlineMs ?? 15_000), exitedWhileStarting]);
+    ready = true;
   } catch (err) {
     await kernel.kill();
-    throw new Error(`${err instanceof Error ? err.message : String(err)}\nkernel stderr:\n${stderr}`);
+    const message = `${err instanceof Error ? err.message : String(err)}\nkernel stderr:\n${stderr}`;
+    throw /Address already in use/.test(stderr) ? new PortTakenError(message) : new Error(message);
   }
   return kernel;
 }
