@@ -20,6 +20,8 @@ import { runBrowserBench, saveResults, kernelPid, childPids, statusKb, sampleRss
 
 const { values: opts } = parseArgs({
   options: {
+    // cdp (default): Chromium as its user has it; playwright: as the tests drive it (bench/cdp-browser.mjs).
+    driver: { type: "string", default: "cdp" },
     echo: { type: "string", default: "1000" },
     burst: { type: "string", default: "100000" },
     mb: { type: "string", default: "100" },
@@ -359,7 +361,7 @@ function setKernelFlags(env, flags) {
 async function main() {
   const results = { echoN: ECHO_N, burstN: BURST_N, bigBytes: BIG_BYTES };
   const prepareEnv = opts["kernel-flags"] === undefined ? undefined : (env) => setKernelFlags(env, opts["kernel-flags"]);
-  await runBrowserBench({ label: "comms", buildDir: ".build", prepareEnv }, async ({ jupyter, server, browser }) => {
+  await runBrowserBench({ label: "comms", buildDir: ".build", prepareEnv, driver: opts.driver }, async ({ jupyter, server, browser }) => {
     if (opts.only !== "ipykernel") {
       const path = await jupyter.createNotebook(server, { path: "bench-tsnb.ipynb", kernelName: jupyter.TSNB_KERNEL_NAME, cells: [""] });
       const page = await browser.newPage();

@@ -6,6 +6,7 @@ import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath, pathToFileURL } from "node:url";
 import { build } from "esbuild";
+import { launchCdpBrowser } from "./cdp-browser.mjs";
 
 const root = join(dirname(fileURLToPath(import.meta.url)), "..");
 export const MB = 1e6;
@@ -29,11 +30,14 @@ export async function loadHelpers(buildDir = ".build") {
 
 /**
  * What every browser benchmark sets up: the test helpers (bundled into bench/<buildDir>), a private Jupyter
- * env (`prepareEnv(env)` may adjust it), one Notebook 6 server on a temp notebook directory and Chromium.
+ * env (`prepareEnv(env)` may adjust it), one Notebook 6 server on a temp notebook directory and Chromium,
+ * driven through DevTools' Runtime domain only (bench/cdp-browser.mjs says why), or by playwright-core as
+ * the tests drive it when `driver` is "playwright".
  * `measure({ jupyter, server, browser })` runs with them; everything is torn down afterwards, also after a
  * failure and on Ctrl+C, and a failure prints the browser console and the server log and sets the exit code.
  */
-export async function runBrowserBench({ label, buildDir, prepareEnv }, measure) {
+export async function runBrowserBench({ label, buildDir, prepareEnv, driver = "cdp" }, measure) {
+  if (driver !== "cdp" && driver !== "playwright") throw new Error(`--driver must be cdp or playwright, not ${driver}`);
   const { jupyter, browser: browserHelpers, dispose: disposeHelpers } = await loadHelpers(buildDir);
   const notebookDir = mkdtempSync(join(tmpdir(), `tsnb-bench-${label}-`));
   let env;
@@ -53,7 +57,8 @@ export async function runBrowserBench({ label, buildDir, prepareEnv }, measure) 
     env = await jupyter.makeJupyterEnv();
     prepareEnv?.(env);
     server = await jupyter.startNotebookServer({ env, notebookDir });
-    browser = await browserHelpers.launchBrowser({ captureConsole: true });
+    browser = driver === "cdp" ? await launchCdpBrowser() : await browserHelpers.launchBrowser({ captureConsole: true });
+    console.error(`browser driver: ${driver}`);
     await measure({ jupyter, server, browser });
   } catch (err) {
     console.error(err);
@@ -211,6 +216,13 @@ export async function runCell(page, index, code) {
 }
 
 export async function waitCellText(page, index, pattern, timeout = 120_000) {
-  const out = page.locator("#notebook-container .cell").nth(index).locator(".output_area");
-  await out.filter({ hasText: pattern }).first().waitFor({ state: "visible", timeout });
+  await page.waitForFunction(
+    ({ index, source, flags }) => {
+      const cell = document.querySelectorAll("#notebook-container .cell")[index];
+      const pattern = new RegExp(source, flags);
+      return [...(cell?.querySelectorAll(".output_area") ?? [])].some((out) => pattern.test(out.textContent ?? ""));
+    },
+    { index, source: pattern.source, flags: pattern.flags },
+    { timeout },
+  );
 }

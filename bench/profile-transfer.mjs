@@ -12,6 +12,7 @@ import { mkdirSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { parseArgs } from "node:util";
+import { launchCdpBrowser } from "./cdp-browser.mjs";
 import { loadHelpers, kernelPid, childPids, cpuSeconds, descendants, sampleRss, fmt, openNotebook, runCell, waitCellText, MB } from "./lib.mjs";
 
 const { values: opts } = parseArgs({
@@ -117,7 +118,7 @@ const TRANSFERS = {
 };
 
 async function main() {
-  const { jupyter, browser: browserHelpers, dispose: disposeHelpers } = await loadHelpers(".build-prof");
+  const { jupyter, dispose: disposeHelpers } = await loadHelpers(".build-prof");
   const notebookDir = mkdtempSync(join(tmpdir(), "tsnb-prof-"));
   let env, server, browser;
   const cleanup = async () => {
@@ -135,7 +136,8 @@ async function main() {
     if (profDir) env.vars.NODE_OPTIONS = `--cpu-prof --cpu-prof-dir=${profDir}`;
     server = await jupyter.startNotebookServer({ env, notebookDir });
     if (profDir) delete env.vars.NODE_OPTIONS;
-    browser = await browserHelpers.launchBrowser({ captureConsole: true });
+    // Driven through DevTools' Runtime and Profiler only: bench/cdp-browser.mjs says why not playwright.
+    browser = await launchCdpBrowser();
     const path = await jupyter.createNotebook(server, { path: "prof.ipynb", kernelName: jupyter.TSNB_KERNEL_NAME, cells: [""] });
     const page = await browser.newPage();
     await openNotebook(page, server, path, "tsnb");
@@ -147,7 +149,7 @@ async function main() {
     const kpid = kernelPid(kernelId);
     const ppid = childPids(kpid).find((p) => readFileSync(`/proc/${p}/cmdline`, "utf8").includes("program.js"));
     const procs = { server: server.process.pid, kernel: kpid, program: ppid };
-    const cdp = await page.context().newCDPSession(page);
+    const { cdp } = page;
     await cdp.send("Profiler.enable");
     await cdp.send("Profiler.setSamplingInterval", { interval: 250 });
     for (const [name, run] of Object.entries(TRANSFERS)) {

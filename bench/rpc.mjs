@@ -14,6 +14,8 @@ import { runBrowserBench, saveResults, kernelPid, childPids, sampleRss, stats, f
 
 const { values: opts } = parseArgs({
   options: {
+    // cdp (default): Chromium as its user has it; playwright: as the tests drive it (bench/cdp-browser.mjs).
+    driver: { type: "string", default: "cdp" },
     calls: { type: "string", default: "1000" },
     mb: { type: "string", default: "100" },
   },
@@ -110,7 +112,7 @@ function report(results) {
 
 async function main() {
   const results = { calls: CALLS, bigBytes: BIG_BYTES };
-  await runBrowserBench({ label: "rpc", buildDir: ".build-rpc" }, async ({ jupyter, server, browser }) => {
+  await runBrowserBench({ label: "rpc", buildDir: ".build-rpc", driver: opts.driver }, async ({ jupyter, server, browser }) => {
     const path = await jupyter.createNotebook(server, { path: "bench-rpc.ipynb", kernelName: jupyter.TSNB_KERNEL_NAME, cells: [""] });
     const page = await browser.newPage();
     await openNotebook(page, server, path, "tsnb");

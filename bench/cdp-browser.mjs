@@ -1,0 +1,228 @@
+// A minimal Chromium driver for the browser benchmarks: Debian's Chromium started with a DevTools port, and
+// pages driven through the DevTools protocol's Runtime domain only.
+//
+// Why not playwright-core, which the tests use: playwright enables the Network domain on every page, and with
+// it Chromium copies every websocket message it receives or sends into a DevTools event (binary ones as
+// base64) for the driver to read. That is what a user's browser never does, and it is not small: receiving
+// 100 MB over a plain websocket from a local server takes Chromium about 2.2 CPU seconds and 1.2-1.4 s under
+// playwright, and 0.22 CPU seconds and 0.19 s without it (`node bench/cdp-browser.mjs --ceiling` measures both).
+// Driving the page through Runtime alone measures the browser as its user has it. `--driver playwright` on the
+// benchmarks keeps the old way for comparison.
+//
+// The page object has the few methods the benchmarks use, with playwright's shapes: goto, evaluate(fn, arg),
+// waitForFunction(fn, arg, {timeout}), close; and `cdp` for the page's DevTools session.
+
+import { spawn } from "node:child_process";
+import { createServer } from "node:http";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { setTimeout as delay } from "node:timers/promises";
+import { fileURLToPath } from "node:url";
+import { WebSocket, WebSocketServer } from "ws";
+
+const CHROMIUM = "/usr/bin/chromium";
+/** The test helpers' flags (test/helpers/browser.ts CHROMIUM_ARGS), plus headless. */
+const CHROMIUM_ARGS = [
+  "--headless=new",
+  "--no-sandbox",
+  "--disable-gpu",
+  "--disable-quic",
+  "--no-first-run",
+  "--disable-background-networking",
+  "--disable-component-update",
+  "--disable-sync",
+  "--window-size=1280,900",
+];
+const POLL_MS = 20;
+
+class CdpError extends Error {}
+
+/** Starts Chromium; `dispose()` (idempotent) kills it and removes its profile. */
+export async function launchCdpBrowser() {
+  const profile = mkdtempSync(join(tmpdir(), "tsnb-bench-chromium-"));
+  const child = spawn(CHROMIUM, [...CHROMIUM_ARGS, "--remote-debugging-port=0", `--user-data-dir=${profile}`, "about:blank"], {
+    stdio: ["ignore", "ignore", "pipe"],
+  });
+  const consoleLines = [];
+  let stderr = "";
+  let disposed = false;
+  const dispose = async () => {
+    if (disposed) return;
+    disposed = true;
+    socket?.close();
+    if (child.exitCode === null && child.signalCode === null) {
+      const exited = new Promise((resolve) => child.once("exit", resolve));
+      child.kill("SIGTERM");
+      await Promise.race([exited, delay(5000).then(() => child.kill("SIGKILL"))]);
+    }
+    rmSync(profile, { recursive: true, force: true });
+  };
+  let socket;
+  try {
+    const endpoint = await new Promise((resolve, reject) => {
+      const timer = setTimeout(() => reject(new CdpError(`Chromium printed no DevTools endpoint in 30 s:\n${stderr}`)), 30_000);
+      child.stderr.on("data", (chunk) => {
+        stderr += chunk;
+        const m = /DevTools listening on (ws:\/\/\S+)/.exec(stderr);
+        if (m) {
+          clearTimeout(timer);
+          resolve(m[1]);
+        }
+      });
+      child.once("exit", (code) => {
+        clearTimeout(timer);
+        reject(new CdpError(`Chromium exited (${code}) before its DevTools endpoint was up:\n${stderr}`));
+      });
+    });
+    socket = new WebSocket(endpoint, { maxPayload: 2 ** 31 - 1, perMessageDeflate: false });
+    await new Promise((resolve, reject) => {
+      socket.once("open", resolve);
+      socket.once("error", reject);
+    });
+  } catch (err) {
+    await dispose();
+    throw err;
+  }
+
+  let nextId = 1;
+  const pending = new Map();
+  /** One-shot listeners for DevTools events: "sessionId method" -> callbacks. */
+  const eventWaiters = new Map();
+  socket.on("message", (data) => {
+    const msg = JSON.parse(String(data));
+    if (msg.id !== undefined) {
+      const call = pending.get(msg.id);
+      pending.delete(msg.id);
+      if (msg.error) call?.reject(new CdpError(`${call.method}: ${msg.error.message}`));
+      else call?.resolve(msg.result);
+    } else if (eventWaiters.has(`${msg.sessionId} ${msg.method}`)) {
+      const key = `${msg.sessionId} ${msg.method}`;
+      const waiters = eventWaiters.get(key);
+      eventWaiters.delete(key);
+      for (const waiter of waiters) waiter(msg.params);
+    } else if (msg.method === "Runtime.consoleAPICalled") {
+      const text = msg.params.args.map((a) => a.value ?? a.description ?? a.type).join(" ");
+      consoleLines.push(`[console.${msg.params.type}] ${text}`);
+    } else if (msg.method === "Runtime.exceptionThrown") {
+      consoleLines.push(`[pageerror] ${msg.params.exceptionDetails.exception?.description ?? msg.params.exceptionDetails.text}`);
+    }
+  });
+  socket.on("close", () => {
+    for (const call of pending.values()) call.reject(new CdpError(`${call.method}: Chromium's DevTools connection closed`));
+    pending.clear();
+  });
+  const send = (method, params = {}, sessionId) =>
+    new Promise((resolve, reject) => {
+      const id = nextId++;
+      pending.set(id, { method, resolve, reject });
+      socket.send(JSON.stringify({ id, method, params, sessionId }));
+    });
+
+  async function newPage() {
+    const { targetId } = await send("Target.createTarget", { url: "about:blank" });
+    const { sessionId } = await send("Target.attachToTarget", { targetId, flatten: true });
+    // Runtime only: console messages and exceptions for failure reports. Never Network.
+    await send("Runtime.enable", {}, sessionId);
+
+    const evaluateExpression = async (expression) => {
+      const { result, exceptionDetails } = await send(
+        "Runtime.evaluate",
+        { expression, awaitPromise: true, returnByValue: true, userGesture: true },
+        sessionId,
+      );
+      if (exceptionDetails) throw new CdpError(exceptionDetails.exception?.description ?? exceptionDetails.text);
+      return result.value;
+    };
+    const page = {
+      /** Runs `fn(arg)` in the page (as playwright's page.evaluate: fn is sent as source, arg as JSON; a string is an expression). */
+      evaluate: (fn, arg) =>
+        typeof fn === "string" ? evaluateExpression(fn) : evaluateExpression(`(${fn.toString()})(${arg === undefined ? "" : JSON.stringify(arg)})`),
+      async waitForFunction(fn, arg, { timeout = 30_000 } = {}) {
+        const deadline = Date.now() + timeout;
+        for (;;) {
+          const value = await page.evaluate(fn, arg);
+          if (value) return value;
+          if (Date.now() > deadline) throw new CdpError(`waitForFunction: not true within ${timeout} ms: ${fn}`);
+          await delay(POLL_MS);
+        }
+      },
+      async goto(url, { timeout = 30_000 } = {}) {
+        // A mark on the old document tells it from the new one (the server may redirect, so not by URL).
+        await page.evaluate(() => { window.benchOldDocument = true; });
+        const { errorText } = await send("Page.navigate", { url }, sessionId);
+        if (errorText) throw new CdpError(`goto ${url}: ${errorText}`);
+        await page.waitForFunction(() => !window.benchOldDocument && document.readyState === "complete", undefined, { timeout });
+      },
+      close: () => send("Target.closeTarget", { targetId }),
+      /** The page's own DevTools session, for profilers (bench/profile-transfer.mjs), in playwright's CDPSession shape. */
+      cdp: {
+        send: (method, params) => send(method, params, sessionId),
+        once(method, callback) {
+          const key = `${sessionId} ${method}`;
+          eventWaiters.set(key, [...(eventWaiters.get(key) ?? []), callback]);
+        },
+      },
+    };
+    return page;
+  }
+
+  return { newPage, consoleLog: () => consoleLines.join("\n"), dispose };
+}
+
+/**
+ * The ceiling every browser figure lives under: 100 MB received over a plain websocket from a local Node
+ * server, under playwright (Network domain on) and under this driver. Run: node bench/cdp-browser.mjs --ceiling
+ */
+async function measureCeiling() {
+  const { chromium } = await import("playwright-core");
+  const http = createServer((_req, res) => res.end("<html><body>websocket ceiling</body></html>"));
+  const wss = new WebSocketServer({ server: http, perMessageDeflate: false });
+  const message = Buffer.alloc(10e6, 7);
+  wss.on("connection", (ws) => ws.on("message", () => { for (let i = 0; i < 10; i++) ws.send(message); }));
+  await new Promise((resolve) => http.listen(0, "127.0.0.1", resolve));
+  const url = `http://127.0.0.1:${http.address().port}/`;
+  const receive100MB = (wsUrl) =>
+    new Promise((resolve, reject) => {
+      const ws = new WebSocket(wsUrl);
+      ws.binaryType = "arraybuffer";
+      ws.onerror = () => reject(new Error("websocket error"));
+      ws.onopen = () => {
+        const t0 = performance.now();
+        let bytes = 0;
+        ws.onmessage = (e) => {
+          bytes += e.data.byteLength;
+          if (bytes >= 100e6) {
+            ws.close();
+            resolve(performance.now() - t0);
+          }
+        };
+        ws.send("go");
+      };
+    });
+  const wsUrl = url.replace("http", "ws");
+  const runs = 3;
+  try {
+    const pw = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: CHROMIUM_ARGS.slice(1) });
+    try {
+      const page = await pw.newPage();
+      await page.goto(url);
+      for (let i = 0; i < runs; i++) console.log(`playwright (Network domain on): ${(await page.evaluate(receive100MB, wsUrl)).toFixed(0)} ms per 100 MB`);
+    } finally {
+      await pw.close();
+    }
+    const cdp = await launchCdpBrowser();
+    try {
+      const page = await cdp.newPage();
+      await page.goto(url);
+      for (let i = 0; i < runs; i++) console.log(`DevTools Runtime only (this driver): ${(await page.evaluate(receive100MB, wsUrl)).toFixed(0)} ms per 100 MB`);
+    } finally {
+      await cdp.dispose();
+    }
+  } finally {
+    wss.close();
+    http.close();
+  }
+}
+
+if (process.argv[1] === fileURLToPath(import.meta.url) && process.argv.includes("--ceiling")) await measureCeiling();
