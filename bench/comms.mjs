@@ -7,7 +7,8 @@
 //
 // RPC (issue 5): `tsnb_comm.call` from the page to functions the cell registered with `comms.register`, against
 // the same shapes through the ipykernel comm: N sequential and N concurrent echoes (all sent at once, each
-// answered), and a request answered with a binary buffer of 1 MB (median of --small-runs) and of --mb MB.
+// answered), and a request answered with a binary buffer of 1 MB (median of --small-runs, the two kernels'
+// requests interleaved) and of --mb MB.
 //
 // Options: --echo N (default 1000), --burst N (default 100000), --mb N (default 100), --small-runs N (default 15,
 // the 1 MB result's runs per side), --only tsnb|ipykernel,
@@ -157,25 +158,26 @@ async function benchTsnb({ page, server, kernelId, results }) {
       }))), 120_000, `${n} concurrent calls`);
     return { totalMs: performance.now() - t0, times };
   }, ECHO_N).then(({ totalMs, times }) => ({ totalMs, ...stats(times) }));
-  for (const [key, bytes, runs] of [["rpc1MB", SMALL_BYTES, SMALL_RUNS], ["rpcBig", BIG_BYTES, 1]]) {
-    sampler = sampleRss(pids);
-    r[key] = await page.evaluate(async ({ bytes, runs }) => {
-      const times = [];
-      let ok = true;
-      // One more call than measured when there are several: the first warms the path for this size.
-      for (let i = 0; i < (runs > 1 ? runs + 1 : 1); i++) {
-        const t0 = performance.now();
-        const a = await window.benchDeadline(window.tsnb_comm.call("bench_bytes", [bytes]), 300_000, `rpc ${bytes} bytes`);
-        const ms = performance.now() - t0;
-        ok &&= a instanceof Uint8Array && a.length === bytes;
-        if (runs === 1 || i > 0) times.push(ms);
-      }
-      return { times, ok };
-    }, { bytes, runs });
-    r[key] = { ...bytesStats(r[key].times), ok: r[key].ok, bytes };
-    ({ 0: r[key].kernelPeakMB, 1: r[key].programPeakMB } = sampler.stop());
-  }
-  r.kernelHwmMB = (statusKb(kpid, "VmHWM") * 1024) / MB;
+  sampler = sampleRss(pids);
+  r.rpcBig = await page.evaluate(async (bytes) => {
+    const t0 = performance.now();
+    const a = await window.benchDeadline(window.tsnb_comm.call("bench_bytes", [bytes]), 300_000, `rpc ${bytes} bytes`);
+    return { ms: performance.now() - t0, ok: a instanceof Uint8Array && a.length === bytes, bytes };
+  }, BIG_BYTES);
+  ({ 0: r.rpcBig.kernelPeakMB, 1: r.rpcBig.programPeakMB } = sampler.stop());
+  // The 1 MB result is measured later, interleaved with ipykernel's (smallResults).
+  await page.evaluate(() => {
+    window.benchSmall = async (bytes) => {
+      const t0 = performance.now();
+      const a = await window.benchDeadline(window.tsnb_comm.call("bench_bytes", [bytes]), 60_000, `rpc ${bytes} bytes`);
+      return { ms: performance.now() - t0, ok: a instanceof Uint8Array && a.length === bytes };
+    };
+  });
+  return pids;
+}
+
+async function stopTsnb(page, results) {
+  results.tsnb.kernelHwmMB = (statusKb(results.tsnb.kernelPid, "VmHWM") * 1024) / MB;
   await page.evaluate(() => window.tsnb_comm.send("bench-stop", 1));
   await waitCellText(page, 0, /bench done/);
 }
@@ -291,26 +293,21 @@ async function benchIpykernel({ page, server, kernelId, results }) {
     return { totalMs: lastArrival - t0, answered: seen.size, wrong, times, ...(error ? { error } : {}) };
   }, ECHO_N).then(({ times, ...rest }) => ({ ...rest, ...stats(times) }));
 
-  // A request answered with one binary buffer: the shape of tsnb's bench_bytes RPC.
-  let sampler = sampleRss([kpid]);
-  r.bytes1MB = await page.evaluate(async ({ bytes, runs }) => {
-    const comm = window.benchComm;
-    const times = [];
-    let ok = true;
-    for (let k = 0; k < runs + 1; k++) {
+  // A request answered with one binary buffer, the shape of tsnb's bench_bytes RPC: measured later,
+  // interleaved with tsnb's (smallResults).
+  await page.evaluate(() => {
+    let k = 0;
+    window.benchSmall = async (bytes) => {
+      const comm = window.benchComm;
+      const mine = k++;
       const t0 = performance.now();
       const msg = await window.benchDeadline(new Promise((res) => {
-        window.benchHandler = (m) => m.content.data.k === k && res(m);
-        comm.send({ op: "bytes", n: bytes, k });
+        window.benchHandler = (m) => m.content.data.k === mine && res(m);
+        comm.send({ op: "bytes", n: bytes, k: mine });
       }), 60_000, `ipykernel ${bytes} bytes`);
-      const ms = performance.now() - t0;
-      ok &&= msg.buffers?.[0]?.byteLength === bytes;
-      if (k > 0) times.push(ms); // the first warms the path for this size
-    }
-    return { times, ok };
-  }, { bytes: SMALL_BYTES, runs: SMALL_RUNS });
-  r.bytes1MB = { ...bytesStats(r.bytes1MB.times), ok: r.bytes1MB.ok, bytes: SMALL_BYTES };
-  ({ 0: r.bytes1MB.kernelPeakMB } = sampler.stop());
+      return { ms: performance.now() - t0, ok: msg.buffers?.[0]?.byteLength === bytes };
+    };
+  });
 
   // Burst: the server's IOPub rate limit drops most of it; count what arrives by the request's idle.
   r.burst = await page.evaluate(async (n) => {
@@ -348,7 +345,7 @@ async function benchIpykernel({ page, server, kernelId, results }) {
     window.benchBig = new Float32Array(floats);
   }, BIG_FLOATS);
   const procs = { kernel: kpid, server: server.process.pid };
-  sampler = sampleRss([kpid]);
+  let sampler = sampleRss([kpid]);
   let cpu = cpuMeter(procs);
   r.up = await page.evaluate(async (bytes) => {
     const comm = window.benchComm;
@@ -381,7 +378,32 @@ async function benchIpykernel({ page, server, kernelId, results }) {
   }, BIG_FLOATS);
   ({ 0: r.down.kernelPeakMB, growth: [r.down.kernelGrowthMB] } = sampler.stop());
   r.down.cpuSeconds = cpu.stop();
-  r.kernelHwmMB = (statusKb(kpid, "VmHWM") * 1024) / MB;
+  return [kpid];
+}
+
+/**
+ * 1 MB results, one request at a time, alternating between the two kernels (who goes first alternates too), so
+ * both see the same machine load: one such request is short, and other work on the machine shifts figures
+ * taken minutes apart. The first round warms each path for this size and is not counted.
+ */
+async function smallResults({ sides, results }) {
+  const samplers = sides.map((side) => sampleRss(side.pids));
+  const times = sides.map(() => []);
+  const ok = sides.map(() => true);
+  for (let round = 0; round <= SMALL_RUNS; round++) {
+    for (let j = 0; j < sides.length; j++) {
+      const i = (j + round) % sides.length;
+      const got = await sides[i].page.evaluate((bytes) => window.benchSmall(bytes), SMALL_BYTES);
+      ok[i] &&= got.ok;
+      if (round > 0) times[i].push(got.ms);
+    }
+  }
+  sides.forEach((side, i) => {
+    const peaks = samplers[i].stop();
+    const r = { ...bytesStats(times[i]), ok: ok[i], bytes: SMALL_BYTES, kernelPeakMB: peaks[0] };
+    if (peaks.length > 1) r.programPeakMB = peaks[1];
+    results[side.name][side.key] = r;
+  });
 }
 
 // ---- report -------------------------------------------------------------------------------------------
@@ -468,23 +490,29 @@ async function main() {
   const results = { echoN: ECHO_N, burstN: BURST_N, bigBytes: BIG_BYTES };
   const prepareEnv = opts["kernel-flags"] === undefined ? undefined : (env) => setKernelFlags(env, opts["kernel-flags"]);
   await runBrowserBench({ label: "comms", buildDir: ".build", prepareEnv, driver: opts.driver }, async ({ jupyter, server, browser }) => {
+    const sides = [];
     if (opts.only !== "ipykernel") {
       const path = await jupyter.createNotebook(server, { path: "bench-tsnb.ipynb", kernelName: jupyter.TSNB_KERNEL_NAME, cells: [""] });
       const page = await browser.newPage();
       await openNotebook(page, server, path, "tsnb");
       const kernelId = await page.evaluate(() => window.Jupyter.notebook.kernel.id);
-      await benchTsnb({ page, server, kernelId, results });
-      await page.close();
-      console.error(`tsnb done: ${JSON.stringify(results.tsnb)}`);
+      const pids = await benchTsnb({ page, server, kernelId, results });
+      sides.push({ name: "tsnb", key: "rpc1MB", page, pids });
     }
     if (opts.only !== "tsnb") {
       const path = await jupyter.createNotebook(server, { path: "bench-py.ipynb", kernelName: "python3", cells: [""] });
       const page = await browser.newPage();
       await openNotebook(page, server, path, "ipython");
       const kernelId = await page.evaluate(() => window.Jupyter.notebook.kernel.id);
-      await benchIpykernel({ page, server, kernelId, results });
-      await page.close();
-      console.error(`ipykernel done: ${JSON.stringify(results.ipykernel)}`);
+      const pids = await benchIpykernel({ page, server, kernelId, results });
+      sides.push({ name: "ipykernel", key: "bytes1MB", page, pids });
+    }
+    await smallResults({ sides, results });
+    for (const side of sides) {
+      if (side.name === "tsnb") await stopTsnb(side.page, results);
+      else results.ipykernel.kernelHwmMB = (statusKb(results.ipykernel.kernelPid, "VmHWM") * 1024) / MB;
+      await side.page.close();
+      console.error(`${side.name} done: ${JSON.stringify(results[side.name])}`);
     }
     console.log(report(results));
     saveResults("comms", results);
