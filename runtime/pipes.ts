@@ -8,30 +8,18 @@
 // when it exits (cleanup) and which cell it belongs to, and relaying through `comms` needs no new kernel
 // ops and keeps the kernel's bridge single-program. See PIPES.md for the trade-offs.
 //
-// FIFO mechanics (Linux): the read end is opened non-blocking and we also hold a write end ourselves
-// (the "keep-alive"), so the reader sees no end-of-file before the command opens its end, nor between
-// two opens. When the command exits we close the keep-alive: end-of-file then means everything the
-// command wrote has been read. The back pipe is opened read-write so opening never blocks and writes
-// queue in the pipe even before the command opens it.
+// The FIFOs themselves (directory, modes, non-blocking opens, the keep-alive that turns the command's exit
+// into end-of-file once everything it wrote was read) are node/fifo-pair.ts's, shared with the kernel's
+// channel to this program.
 
-import { closeSync, constants as fsConstants, openSync, rmSync } from "node:fs";
-import { chmod, mkdtemp, readdir, rm } from "node:fs/promises";
-import { Socket } from "node:net";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { FifoPair, type FifoEnv } from "../node/fifo-pair.js";
+import { sweepStaleDirs } from "../node/stale-dirs.js";
 import { itemOf, joinItems, splitItems, valueOf } from "../protocol/bridge.js";
 import { parsePipeInputRequest, parseProgramCommOp, type PipeInputReplyOp, type ProgramCommOp } from "../protocol/comms-ops.js";
 import { DEFAULT_FRAME_LIMITS, describeFrameError, encodeFrame, FrameDecoder, type FrameLimits, type RawFrame } from "../protocol/framing.js";
 import type { JsonObject } from "../protocol/jupyter.js";
 import type { CellId, ProgramToKernel } from "../protocol/program.js";
 import type { Comms, Disposable } from "./tsnb/comms/comms.js";
-
-export interface PipeEnv {
-  TSNB_PIPE: string;
-  TSNB_PIPE_BACK: string;
-  TSNB_PIPE_TOKEN: string;
-  [key: string]: string;
-}
 
 export interface PipeHost {
   comms: Comms;
@@ -90,47 +78,22 @@ function isPipeCommOp(op: ProgramCommOp): op is PipeCommOp {
 
 const DISPLAY_OPS = ["display", "update_display", "clear_output"] as const;
 
+/** The program's pid follows it, so a later program can remove the directory if this one is killed (see PipeRegistry). */
 const DIR_PREFIX = "tsnb-pipe-";
-
-/**
- * Compares without an early exit, so the time taken says nothing about where a wrong token differs (what
- * crypto.timingSafeEqual does; node:crypto is loaded only by the first command, see open()).
- */
-function sameToken(a: string, b: string): boolean {
-  if (a.length !== b.length) return false;
-  let diff = 0;
-  for (let i = 0; i < a.length; i++) diff |= a.charCodeAt(i) ^ b.charCodeAt(i);
-  return diff === 0;
-}
-
-async function mkfifo(paths: string[]): Promise<void> {
-  const { execFile } = await import("node:child_process");
-  return new Promise((resolve, reject) => {
-    execFile("mkfifo", ["-m", "600", ...paths], (err, _stdout, stderr) => {
-      if (err) reject(new Error(`mkfifo failed: ${stderr.trim() || err.message}`));
-      else resolve();
-    });
-  });
-}
 
 /** One command's pipes. `close()` after the command exited drains, closes and removes them. */
 export class CommandPipes implements Disposable {
   private state: PipeState = { type: "awaiting_hello" };
   private readonly decoder: FrameDecoder;
   private readonly subscriptions = new Map<string, Disposable>();
-  private keepAlive: number | null;
   private ended: Promise<void>;
   private closing: Promise<void> | null = null;
 
   private constructor(
     private readonly options: PipeOptions,
-    private readonly dir: string,
-    readonly env: PipeEnv,
-    private readonly reader: Socket,
-    keepAlive: number,
-    private readonly back: Socket,
+    private readonly fifos: FifoPair,
   ) {
-    this.keepAlive = keepAlive;
+    const { reader, writer: back } = fifos;
     this.decoder = new FrameDecoder(options.limits ?? DEFAULT_FRAME_LIMITS);
     this.ended = new Promise<void>((resolve) => {
       reader.on("close", () => resolve());
@@ -144,33 +107,14 @@ export class CommandPipes implements Disposable {
   }
 
   static async open(options: PipeOptions): Promise<CommandPipes> {
-    // Loaded here rather than at start-up: node:crypto and node:child_process cost the program about 1 MB RSS
-    // for the whole session, and a session without `!` commands never needs them.
-    const { randomBytes } = await import("node:crypto");
-    // The pid in the name lets a later program remove the directory if this one is killed (see PipeRegistry).
-    const dir = await mkdtemp(join(tmpdir(), `${DIR_PREFIX}${process.pid}-`));
-    const fds: number[] = [];
-    try {
-      await chmod(dir, 0o700);
-      const up = join(dir, "up");
-      const down = join(dir, "down");
-      await mkfifo([up, down]);
-      const readFd = openSync(up, fsConstants.O_RDONLY | fsConstants.O_NONBLOCK);
-      fds.push(readFd);
-      const keepAlive = openSync(up, fsConstants.O_WRONLY | fsConstants.O_NONBLOCK);
-      fds.push(keepAlive);
-      const backFd = openSync(down, fsConstants.O_RDWR | fsConstants.O_NONBLOCK);
-      fds.push(backFd);
-      const reader = new Socket({ fd: readFd, readable: true, writable: false });
-      const back = new Socket({ fd: backFd, readable: false, writable: true });
-      const env: PipeEnv = { TSNB_PIPE: up, TSNB_PIPE_BACK: down, TSNB_PIPE_TOKEN: randomBytes(24).toString("hex") };
-      return new CommandPipes(options, dir, env, reader, keepAlive, back);
-    } catch (err) {
-      // An open that failed after others succeeded (EMFILE, say) must not leak the ones that did.
-      for (const fd of fds) closeSync(fd);
-      await rm(dir, { recursive: true, force: true });
-      throw err;
-    }
+    // A command whose pipes cannot be made still runs, without TSNB_PIPE (see Runtime), so mkfifo is looked
+    // for on the program's PATH only, as the command itself is.
+    return new CommandPipes(options, await FifoPair.create({ prefix: DIR_PREFIX, systemMkfifo: false }));
+  }
+
+  /** What the command's environment gets: TSNB_PIPE, TSNB_PIPE_BACK and TSNB_PIPE_TOKEN. */
+  get env(): FifoEnv {
+    return this.fifos.env;
   }
 
   private isShut(): boolean {
@@ -201,7 +145,7 @@ export class CommandPipes implements Disposable {
   private onFrame(frame: RawFrame): void {
     const header = frame.header;
     if (this.state.type === "awaiting_hello") {
-      if (header.op !== "hello" || typeof header.token !== "string" || !this.tokenMatches(header.token)) {
+      if (header.op !== "hello" || !this.fifos.tokenMatches(header.token)) {
         this.fail(
           header.op === "hello"
             ? "the hello frame does not carry the TSNB_PIPE_TOKEN of this command"
@@ -215,10 +159,6 @@ export class CommandPipes implements Disposable {
     }
     const error = this.handle(header, frame.buffers);
     if (error !== null) this.fail(error);
-  }
-
-  private tokenMatches(token: string): boolean {
-    return sameToken(token, this.env.TSNB_PIPE_TOKEN);
   }
 
   /** Acts on one frame of an open pipe; returns what was wrong with it. */
@@ -352,13 +292,14 @@ export class CommandPipes implements Disposable {
 
   private toProgram(header: JsonObject & { op: string }, buffers: Uint8Array[] = []): void {
     if (this.state.type !== "open" && header.op !== "error") return;
-    if (this.back.destroyed) return;
+    const back = this.fifos.writer;
+    if (back.destroyed) return;
     const limit = this.options.maxBackBytes ?? 64 * 1024 * 1024;
-    if (this.back.writableLength > limit && header.op !== "error") {
+    if (back.writableLength > limit && header.op !== "error") {
       this.fail(`the command does not read TSNB_PIPE_BACK (over ${limit} bytes queued for it)`);
       return;
     }
-    for (const part of encodeFrame(header, buffers)) this.back.write(part);
+    for (const part of encodeFrame(header, buffers)) back.write(part);
   }
 
   /** Shows the error in the cell, tells the command, and closes its pipe; the cell's other output stays. */
@@ -368,16 +309,9 @@ export class CommandPipes implements Disposable {
     this.options.host.write("stderr", `tsnb: the pipe of ${this.options.label} was closed: ${error}\n`);
     this.toProgram({ op: "error", message: error });
     this.disposeSubscriptions();
-    this.back.end();
-    this.reader.destroy();
-    this.closeKeepAlive();
-  }
-
-  private closeKeepAlive(): void {
-    if (this.keepAlive === null) return;
-    const fd = this.keepAlive;
-    this.keepAlive = null;
-    closeSync(fd);
+    this.fifos.writer.end();
+    this.fifos.reader.destroy();
+    this.fifos.endOfWrites();
   }
 
   private disposeSubscriptions(): void {
@@ -392,7 +326,7 @@ export class CommandPipes implements Disposable {
   close(): Promise<void> {
     if (this.closing) return this.closing;
     this.closing = (async () => {
-      this.closeKeepAlive();
+      this.fifos.endOfWrites();
       let timer: NodeJS.Timeout | null = null;
       const deadline = new Promise<"timeout">((resolve) => {
         timer = setTimeout(() => resolve("timeout"), this.options.drainMs ?? 2000);
@@ -411,10 +345,7 @@ export class CommandPipes implements Disposable {
   dispose(): void {
     this.apply({ type: "close" });
     this.disposeSubscriptions();
-    this.reader.destroy();
-    this.back.destroy();
-    this.closeKeepAlive();
-    rmSync(this.dir, { recursive: true, force: true });
+    this.fifos.dispose();
   }
 }
 
@@ -447,22 +378,8 @@ export class PipeRegistry implements Disposable {
     }
   }
 
-  private async sweep(): Promise<void> {
-    const dir = tmpdir();
-    let names: string[];
-    try {
-      names = await readdir(dir);
-    } catch (err) {
-      this.options.log(`could not list ${dir} for stale pipe directories: ${String(err)}`);
-      return;
-    }
-    for (const name of names) {
-      const match = /^tsnb-pipe-(\d+)-/.exec(name);
-      if (!match || Number(match[1]) === process.pid || processAlive(Number(match[1]))) continue;
-      await rm(join(dir, name), { recursive: true, force: true }).catch((err: unknown) =>
-        this.options.log(`could not remove the stale pipe directory ${name}: ${String(err)}`),
-      );
-    }
+  private sweep(): Promise<void> {
+    return sweepStaleDirs({ prefix: DIR_PREFIX, kind: "pipe", log: (text) => this.options.log(text) });
   }
 
   dispose(): void {
@@ -470,15 +387,5 @@ export class PipeRegistry implements Disposable {
     this.disposed = true;
     for (const pipes of this.open) pipes.dispose();
     this.open.clear();
-  }
-}
-
-function processAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    // EPERM: it exists but belongs to someone else.
-    return (err as NodeJS.ErrnoException).code === "EPERM";
   }
 }

@@ -10,7 +10,7 @@ import type { HelloOp, KernelToProgram, ProgramToKernel } from "../../protocol/p
 import { errorMessage, type Log } from "../log.js";
 import { InterruptForcer, withoutInspectorNotices } from "./interrupt-forcer.js";
 import { parseProgramOp } from "./ops.js";
-import { ProgramFifos } from "./program-fifos.js";
+import { createProgramFifos, type ProgramFifos } from "./program-fifos.js";
 
 export type ExitReason =
   | { type: "exited"; code: number | null; signal: NodeJS.Signals | null }
@@ -106,7 +106,7 @@ export class ProgramProcess {
     const { programPath, cwd, env, log } = this.options;
     let fifos: ProgramFifos;
     try {
-      fifos = await ProgramFifos.create();
+      fifos = await createProgramFifos();
     } catch (err) {
       this.apply({ type: "exit", reason: { type: "spawn_failed", detail: `its channel could not be created: ${errorMessage(err)}` } });
       this.markExited();

@@ -10,7 +10,7 @@ import type { Duplex, Writable } from "node:stream";
 import { encodeFrame, FrameDecoder, describeFrameError } from "../../protocol/framing.js";
 import type { JsonObject } from "../../protocol/jupyter.js";
 import type { ExecuteDoneOp, KernelToProgram, ProgramToKernel } from "../../protocol/program.js";
-import { ProgramFifos } from "../../kernel/execution/program-fifos.js";
+import { createProgramFifos, type ProgramFifos } from "../../kernel/execution/program-fifos.js";
 import { InterruptForcer, withoutInspectorNotices } from "../../kernel/execution/interrupt-forcer.js";
 import { memoryLog } from "../../kernel/log.js";
 
@@ -84,7 +84,7 @@ export class ProgramHarness {
   }
 
   static async start(options: { cwd: string; env?: NodeJS.ProcessEnv; timeoutMs?: number }): Promise<ProgramHarness> {
-    const fifos = await ProgramFifos.create();
+    const fifos = await createProgramFifos();
     const child = spawn(process.execPath, ["--experimental-import-meta-resolve", "--inspect-publish-uid=stderr", PROGRAM], {
       cwd: options.cwd,
       env: { ...(options.env ?? process.env), ...fifos.env },

@@ -10,6 +10,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { startUpload, stepUpload, totalBytes, type UploadEffect, type UploadFileInfo, type UploadOp, type UploadState } from "../../../protocol/upload.js";
 import type { Disposable } from "../../../protocol/disposable.js";
+import { isStaleDirName } from "../../../node/stale-dirs.js";
 
 export interface UploadedFile {
   name: string;
@@ -147,24 +148,11 @@ function liveDirs(): Set<string> {
 export function sweepDeadProcesses(root: string): string[] {
   const removed: string[] = [];
   for (const name of readdirSync(root)) {
-    const match = new RegExp(`^${DIR_PREFIX}(\\d+)-`).exec(name);
-    if (!match) continue;
-    const pid = Number(match[1]);
-    if (pid === process.pid || isAlive(pid)) continue;
+    if (!isStaleDirName(name, DIR_PREFIX)) continue;
     rmSync(join(root, name), { recursive: true, force: true });
     removed.push(name);
   }
   return removed;
-}
-
-function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    // EPERM: it exists but belongs to someone else (not ours to sweep either).
-    return (err as NodeJS.ErrnoException).code === "EPERM";
-  }
 }
 
 /** A widget's temporary directory (mode 0700, made on first use) with one subdirectory per upload. */
