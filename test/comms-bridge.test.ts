@@ -606,6 +606,56 @@ describe("large messages to the browser", () => {
     expect(Buffer.compare(r.whole[0]!.buffers[0]!, bytes)).toBe(0);
   });
 
+  it("sends a big value in chunks a window at a time, in order with the values around it, exact", () => {
+    const { clock, host, bridge, open, listen } = setup({ chunkBytes: 10_000, chunkWindowBytes: 30_000, chunkedValueBytes: 20_000 });
+    open("a");
+    listen("a", "v");
+    listen("a", "big");
+    const floats = new Float32Array(25_000).map((_, i) => i * 0.5);
+    const small = (v: string) => ({ address: "v", value: v });
+    const big = { address: "big", value: { $tsnb_buffer: 0, kind: "Float32Array" }, nbuf: 1 };
+    expect(bridge.programOp({ op: "comm_send", cell: null, items: [small("before"), big, small("after")] }, [new Uint8Array(floats.buffer)])).toBeNull();
+    clock.advance(10);
+    const r = receiver(bridge, host, "a");
+    // A stalled page gets what was before the big value and what fits beside it in one window (two chunks),
+    // then nothing more.
+    r.pump(false);
+    expect(r.values).toEqual(["before"]);
+    expect(r.chunkSizes.length).toBe(2);
+    clock.advance(1000);
+    expect(r.pump(false)).toBe(0);
+    bridge.commMsg(commMsg("a", { op: "ack", seq: 1_000_000 }));
+    for (let step = 0; step < 50 && r.values.length < 3; step++) {
+      clock.advance(5);
+      r.pump(true);
+    }
+    expect(Math.max(...r.chunkSizes)).toBeLessThanOrEqual(10_000);
+    expect(r.inFlightPeak()).toBeLessThanOrEqual(30_000);
+    expect(r.values).toHaveLength(3);
+    expect(r.values[0]).toBe("before");
+    expect(r.values[1]).toEqual(floats);
+    expect(r.values[2]).toBe("after");
+    expect(r.whole.map((w) => w.call)).toEqual([""]);
+  });
+
+  it("drops a queued big value superseded on a latest-only address before any of it was sent", () => {
+    const { clock, host, bridge, open } = setup({ chunkBytes: 10_000, chunkedValueBytes: 20_000 });
+    open("a");
+    bridge.commMsg(commMsg("a", { op: "listen", address: "big", latest_only: true }));
+    const item = { address: "big", value: { $tsnb_buffer: 0, kind: "Uint8Array" }, nbuf: 1 };
+    bridge.programOp({ op: "comm_send", cell: null, items: [item, item] }, [new Uint8Array(50_000).fill(1), new Uint8Array(50_000).fill(2)]);
+    const r = receiver(bridge, host, "a");
+    for (let step = 0; step < 50 && r.values.length < 1; step++) {
+      clock.advance(5);
+      r.pump(true);
+    }
+    clock.advance(100);
+    r.pump(true);
+    expect(r.values).toHaveLength(1);
+    expect((r.values[0] as Uint8Array)[0]).toBe(2);
+    expect(r.chunkSizes.reduce((a, b) => a + b, 0)).toBeLessThan(60_000);
+  });
+
   it("holds a big RPC result to the ack window and the high-water mark, so a slow page slows the program", () => {
     const { clock, host, bridge, open } = setup({ chunkBytes: 10_000, chunkWindowBytes: 20_000, highWaterBytes: 50_000 });
     open("a");
