@@ -26,6 +26,15 @@ afterAll(async () => {
 
 const newTab = () => new KernelTab(kernel, { idPrefix: "pipe-tab", waitMs: 15_000 });
 
+/** A tab whose comm is open and which listens on `address` (the kernel has handled the listen), holding `value` if given. */
+async function tabListeningOn(address: string, options: { value?: unknown } = {}): Promise<KernelTab> {
+  const tab = newTab();
+  await tab.open();
+  if ("value" in options) tab.answers.set(address, options.value);
+  await kernel.client.idle(tab.listen(address));
+  return tab;
+}
+
 function script(name: string, source: string): string {
   const path = join(dir, name);
   writeFileSync(path, `import os, sys, struct, json\nsys.path.insert(0, ${JSON.stringify(dir)})\n${source}\n`);
@@ -84,9 +93,7 @@ print("token", len(os.environ["TSNB_PIPE_TOKEN"]))`,
   });
 
   it("delivers a Python program's values to a listening tab in order, falsy values and binary parts included, and shows its display output", async () => {
-    const tab = newTab();
-    await tab.open();
-    await kernel.client.idle(tab.listen("py/vals"));
+    const tab = await tabListeningOn("py/vals");
     const path = script(
       "send.py",
       `from array import array
@@ -120,9 +127,7 @@ with Pipe() as pipe:
   });
 
   it("delivers values a tab sends on a subscribed address to the Python program", async () => {
-    const tab = newTab();
-    await tab.open();
-    await kernel.client.idle(tab.listen("py/ready"));
+    const tab = await tabListeningOn("py/ready");
     const path = script(
       "receive.py",
       `from tsnb_pipe import Pipe
@@ -154,10 +159,7 @@ with Pipe() as pipe:
   });
 
   it("answers a Python program's read with the value the tab holds, and tells it clearly when no tab answers", async () => {
-    const tab = newTab();
-    await tab.open();
-    tab.answers.set("py/slider", 37);
-    await kernel.client.idle(tab.listen("py/slider"));
+    const tab = await tabListeningOn("py/slider", { value: 37 });
     const path = script(
       "read.py",
       `from tsnb_pipe import Pipe, PipeTimeout
@@ -289,9 +291,7 @@ except Exception as e:
   }
 
   it("serves a Node program the same way: a `!node script.mjs` speaking the framing by hand sends a typed array and receives a subscribed value", async () => {
-    const tab = newTab();
-    await tab.open();
-    await kernel.client.idle(tab.listen("node/out"));
+    const tab = await tabListeningOn("node/out");
     const path = join(dir, "client.mjs");
     writeFileSync(
       path,

@@ -1,6 +1,5 @@
 // Cell semantics of the real user program (dist/program.js spawned as the kernel spawns it).
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ProgramHarness, resultText, type CellRun } from "./helpers/program-harness.js";
@@ -13,17 +12,12 @@ function errorOf(run: CellRun) {
 }
 
 describe("runtime: cells", () => {
-  let dir: string;
   let program: ProgramHarness;
 
   beforeAll(async () => {
-    dir = mkdtempSync(join(tmpdir(), "tsnb-cells-"));
-    program = await ProgramHarness.start({ cwd: dir });
+    program = await ProgramHarness.start();
   });
-  afterAll(async () => {
-    await program?.close();
-    rmSync(dir, { recursive: true, force: true });
-  });
+  afterAll(() => program?.close());
 
   it("redeclares const, let and class when a cell is re-run", async () => {
     const cell = "const k: number = 1\nlet l = 'a'\nclass A { v = 1 }\nk";
@@ -92,7 +86,7 @@ describe("runtime: cells", () => {
   });
 
   it("uses legacy decorators when the notebook's tsconfig.json enables experimentalDecorators", async () => {
-    writeFileSync(join(dir, "tsconfig.json"), '{\n  // comments are allowed here\n  "compilerOptions": { "experimentalDecorators": true }\n}\n');
+    writeFileSync(join(program.cwd, "tsconfig.json"), '{\n  // comments are allowed here\n  "compilerOptions": { "experimentalDecorators": true }\n}\n');
     try {
       const legacy = [
         "const targets: string[] = []",
@@ -102,10 +96,10 @@ describe("runtime: cells", () => {
       ].join("\n");
       expect(resultText(await program.execute(legacy))).toBe("[ 'object:run' ]");
       // The file is checked before every cell: turning the flag off applies to the next cell.
-      writeFileSync(join(dir, "tsconfig.json"), '{ "compilerOptions": { "experimentalDecorators": false } }\n');
+      writeFileSync(join(program.cwd, "tsconfig.json"), '{ "compilerOptions": { "experimentalDecorators": false } }\n');
       expect(resultText(await program.execute(legacy))).toBe("[ 'function:[object Object]' ]");
     } finally {
-      rmSync(join(dir, "tsconfig.json"));
+      rmSync(join(program.cwd, "tsconfig.json"));
     }
   });
 
@@ -170,17 +164,7 @@ describe("runtime: cells", () => {
       const run = await program.execute(lines.join("\n"));
       expect(run.done.status).toBe("ok");
     }
-    const run = await program.execute(
-      [
-        "const v8m = await import('node:v8')",
-        "v8m.setFlagsFromString('--expose-gc')",
-        "const gcNow = (await import('node:vm')).runInNewContext('gc')",
-        "gcNow()",
-        "Math.round(process.memoryUsage().heapUsed / 1048576)",
-      ].join("\n"),
-    );
-    const heapMb = Number(resultText(run));
-    expect(heapMb).toBeLessThan(50);
+    expect(await program.heapUsedMbAfterGc()).toBeLessThan(50);
   }, 120_000);
 
   it("reports syntax errors with line, column and a caret", async () => {

@@ -1,9 +1,6 @@
 // Interrupts through the interrupt channel (fd 4), exactly as the kernel sends them, and the kernel's forcer
 // for busy code (the program's inspector port).
-import { mkdtempSync, rmSync } from "node:fs";
 import { get } from "node:http";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { withoutInspectorNotices } from "../kernel/execution/interrupt-forcer.js";
 import type { ProgramToKernel } from "../protocol/program.js";
@@ -12,18 +9,13 @@ import { ProgramHarness, resultText, type CellRun } from "./helpers/program-harn
 type Op<K extends ProgramToKernel["op"]> = Extract<ProgramToKernel, { op: K }>;
 
 describe("runtime: interrupt", () => {
-  let dir: string;
   let program: ProgramHarness;
 
   beforeAll(async () => {
-    dir = mkdtempSync(join(tmpdir(), "tsnb-interrupt-"));
-    program = await ProgramHarness.start({ cwd: dir });
+    program = await ProgramHarness.start();
     expect(resultText(await program.execute("const kept = { value: 'still here' }\nlet counter = 0\n'ready'"))).toBe("'ready'");
   });
-  afterAll(async () => {
-    await program?.close();
-    rmSync(dir, { recursive: true, force: true });
-  });
+  afterAll(() => program?.close());
 
   /** Starts `code`, waits until it reports it is running, interrupts, and returns the run and the latency. */
   async function interruptWhileRunning(code: string): Promise<{ run: CellRun; ms: number }> {

@@ -1,8 +1,6 @@
 // Output of the real user program: live streams tagged with their cell, order across op kinds, display
 // handles, clear_output, input over input_request/input_reply, and a 50 MB burst with bounded memory.
-import { mkdtempSync, readFileSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { readFileSync } from "node:fs";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { ProgramToKernel } from "../protocol/program.js";
 import { ProgramHarness, resultText } from "./helpers/program-harness.js";
@@ -10,17 +8,12 @@ import { ProgramHarness, resultText } from "./helpers/program-harness.js";
 type Op<K extends ProgramToKernel["op"]> = Extract<ProgramToKernel, { op: K }>;
 
 describe("runtime: output and input", () => {
-  let dir: string;
   let program: ProgramHarness;
 
   beforeAll(async () => {
-    dir = mkdtempSync(join(tmpdir(), "tsnb-io-"));
-    program = await ProgramHarness.start({ cwd: dir });
+    program = await ProgramHarness.start();
   });
-  afterAll(async () => {
-    await program?.close();
-    rmSync(dir, { recursive: true, force: true });
-  });
+  afterAll(() => program?.close());
 
   const replyInput = (request: Op<"input_request">, value: string) =>
     program.send({ op: "input_reply", id: request.id, status: "ok", value });

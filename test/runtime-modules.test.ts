@@ -1,7 +1,6 @@
 // Imports in cells: node built-ins, CommonJS and ESM-only packages from the notebook's node_modules,
 // relative files, require, JSON, and "tsnb" being the very instance behind the globals.
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ProgramHarness, resultText } from "./helpers/program-harness.js";
@@ -12,38 +11,37 @@ function writePackage(root: string, name: string, files: Record<string, string>)
   for (const [file, text] of Object.entries(files)) writeFileSync(join(dir, file), text);
 }
 
+/** The notebook directory's packages and files, written before the program starts. */
+function writeNotebookDir(dir: string): void {
+  // CommonJS, with a named export the ESM loader cannot detect statically (assigned in a loop).
+  writePackage(dir, "cjs-pkg", {
+    "package.json": JSON.stringify({ name: "cjs-pkg", version: "1.0.0", main: "index.js" }),
+    "index.js": "function greet(n) { return 'hello ' + n }\nmodule.exports = greet;\nfor (const k of ['shout']) module.exports[k] = (s) => s.toUpperCase();\nmodule.exports.version = 3;\n",
+  });
+  // ESM only: `exports` has only an "import" condition, so require() cannot load it.
+  writePackage(dir, "esm-only", {
+    "package.json": JSON.stringify({ name: "esm-only", version: "1.0.0", type: "module", exports: { ".": { import: "./index.js" } } }),
+    "index.js": "export const triple = (n) => n * 3;\nexport default { kind: 'esm-default' };\n",
+  });
+  // CommonJS compiled from an ES module (tsc/babel style): its real default is under .default.
+  writePackage(dir, "transpiled", {
+    "package.json": JSON.stringify({ name: "transpiled", version: "1.0.0", main: "index.js" }),
+    "index.js": "Object.defineProperty(exports, '__esModule', { value: true });\nexports.default = function main() { return 'transpiled default' };\nexports.helper = 7;\n",
+  });
+  writeFileSync(join(dir, "local.mjs"), "export const fromLocal = 'local value';\n");
+  writeFileSync(join(dir, "data.json"), JSON.stringify({ answer: 42 }));
+  writeFileSync(join(dir, "util.ts"), "export enum Level { Low = 1, High = 5 }\nexport function double(n: number): number { return n * 2 }\n");
+  writeFileSync(join(dir, "shows.ts"), "import { display } from 'tsnb'\nexport const sameDisplay = (d: unknown) => d === display\n");
+  writeFileSync(join(dir, "uses-util.ts"), "import { double } from './util.js'\nexport const quadruple = (n: number): number => double(double(n))\n");
+}
+
 describe("runtime: modules", () => {
-  let dir: string;
   let program: ProgramHarness;
 
   beforeAll(async () => {
-    dir = mkdtempSync(join(tmpdir(), "tsnb-modules-"));
-    // CommonJS, with a named export the ESM loader cannot detect statically (assigned in a loop).
-    writePackage(dir, "cjs-pkg", {
-      "package.json": JSON.stringify({ name: "cjs-pkg", version: "1.0.0", main: "index.js" }),
-      "index.js": "function greet(n) { return 'hello ' + n }\nmodule.exports = greet;\nfor (const k of ['shout']) module.exports[k] = (s) => s.toUpperCase();\nmodule.exports.version = 3;\n",
-    });
-    // ESM only: `exports` has only an "import" condition, so require() cannot load it.
-    writePackage(dir, "esm-only", {
-      "package.json": JSON.stringify({ name: "esm-only", version: "1.0.0", type: "module", exports: { ".": { import: "./index.js" } } }),
-      "index.js": "export const triple = (n) => n * 3;\nexport default { kind: 'esm-default' };\n",
-    });
-    // CommonJS compiled from an ES module (tsc/babel style): its real default is under .default.
-    writePackage(dir, "transpiled", {
-      "package.json": JSON.stringify({ name: "transpiled", version: "1.0.0", main: "index.js" }),
-      "index.js": "Object.defineProperty(exports, '__esModule', { value: true });\nexports.default = function main() { return 'transpiled default' };\nexports.helper = 7;\n",
-    });
-    writeFileSync(join(dir, "local.mjs"), "export const fromLocal = 'local value';\n");
-    writeFileSync(join(dir, "data.json"), JSON.stringify({ answer: 42 }));
-    writeFileSync(join(dir, "util.ts"), "export enum Level { Low = 1, High = 5 }\nexport function double(n: number): number { return n * 2 }\n");
-    writeFileSync(join(dir, "shows.ts"), "import { display } from 'tsnb'\nexport const sameDisplay = (d: unknown) => d === display\n");
-    writeFileSync(join(dir, "uses-util.ts"), "import { double } from './util.js'\nexport const quadruple = (n: number): number => double(double(n))\n");
-    program = await ProgramHarness.start({ cwd: dir });
+    program = await ProgramHarness.start({ prepare: writeNotebookDir });
   });
-  afterAll(async () => {
-    await program?.close();
-    rmSync(dir, { recursive: true, force: true });
-  });
+  afterAll(() => program?.close());
 
   it("imports node built-ins with and without the node: prefix", async () => {
     const run = await program.execute("import { join } from 'node:path'\nimport * as os from 'os'\nimport fs from 'fs'\n[join('a', 'b'), typeof os.cpus, typeof fs.readFileSync]");
@@ -104,6 +102,6 @@ describe("runtime: modules", () => {
 
   it("supports import.meta and keeps export keywords harmless", async () => {
     const run = await program.execute("export const exported = 1\nexport function exportedFn() { return 2 }\n[exported, exportedFn(), import.meta.dirname]");
-    expect(resultText(run)).toBe(`[ 1, 2, '${dir}' ]`);
+    expect(resultText(run)).toBe(`[ 1, 2, '${program.cwd}' ]`);
   });
 });

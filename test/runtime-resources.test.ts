@@ -1,8 +1,6 @@
 // What the user program costs while it runs cells: esbuild's service process (~11 MB RSS) is started only by
 // a cell that needs TypeScript stripped, never by plain JavaScript (including `<` comparisons in loops).
-import { readdirSync, readFileSync, mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { readdirSync, readFileSync } from "node:fs";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ProgramHarness, resultText } from "./helpers/program-harness.js";
 
@@ -19,17 +17,12 @@ function childCommands(pid: number): string[] {
 }
 
 describe("runtime: resources", () => {
-  let dir: string;
   let program: ProgramHarness;
 
   beforeAll(async () => {
-    dir = mkdtempSync(join(tmpdir(), "tsnb-resources-"));
-    program = await ProgramHarness.start({ cwd: dir });
+    program = await ProgramHarness.start();
   });
-  afterAll(async () => {
-    await program?.close();
-    rmSync(dir, { recursive: true, force: true });
-  });
+  afterAll(() => program?.close());
 
   it("runs plain JavaScript without starting esbuild, and starts it for the first TypeScript cell", async () => {
     const pid = program.child.pid!;

@@ -1,5 +1,5 @@
 // complete / inspect answered by the live runtime, magics and shell lines, and a clean exit.
-import { mkdirSync, mkdtempSync, realpathSync, rmSync, writeFileSync } from "node:fs";
+import { mkdirSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
@@ -10,22 +10,16 @@ import { PROGRAM, ProgramHarness, resultText } from "./helpers/program-harness.j
 type Op<K extends ProgramToKernel["op"]> = Extract<ProgramToKernel, { op: K }>;
 
 describe("runtime: complete, inspect, magics", () => {
-  let dir: string;
   let program: ProgramHarness;
   let nextId = 0;
 
   beforeAll(async () => {
-    dir = realpathSync(mkdtempSync(join(tmpdir(), "tsnb-tools-")));
-    mkdirSync(join(dir, "sub"));
-    program = await ProgramHarness.start({ cwd: dir });
+    program = await ProgramHarness.start({ prepare: (dir) => mkdirSync(join(dir, "sub")) });
     await program.execute(
       "const inventory = { apples: 3, apricots: 5, bananas: 1 }\nlet greeting = 'hi'\nfunction addNumbers(first: number, second: number) { return first + second }\nclass Basket { constructor(public size: number) {} }",
     );
   });
-  afterAll(async () => {
-    await program?.close();
-    rmSync(dir, { recursive: true, force: true });
-  });
+  afterAll(() => program?.close());
 
   async function complete(code: string, cursor = code.length): Promise<Op<"complete_reply">> {
     const id = `c${++nextId}`;
@@ -96,8 +90,8 @@ describe("runtime: complete, inspect, magics", () => {
 
   it("%cd changes directory (imports and require follow), %env lists and sets, %help explains", async () => {
     const cd = await program.execute("%cd sub");
-    expect(cd.stdout).toBe(`${join(dir, "sub")}\n`);
-    expect(resultText(await program.execute("process.cwd()"))).toBe(`'${join(dir, "sub")}'`);
+    expect(cd.stdout).toBe(`${join(program.cwd, "sub")}\n`);
+    expect(resultText(await program.execute("process.cwd()"))).toBe(`'${join(program.cwd, "sub")}'`);
     await program.execute("%cd ..");
     const set = await program.execute("%env TSNB_TEST_VAR=some value");
     expect(set.stdout).toContain("TSNB_TEST_VAR=some value");
@@ -113,7 +107,7 @@ describe("runtime: complete, inspect, magics", () => {
 
   it("runs !commands with live output, the cell's env and cwd, and reports failing exit codes", async () => {
     const run = await program.execute("!echo hello from $TSNB_TEST_VAR; pwd\nconst afterShell = 1\n!echo second >&2; exit 3\nafterShell + 1");
-    expect(run.stdout).toBe(`hello from some value\n${dir}\n`);
+    expect(run.stdout).toBe(`hello from some value\n${program.cwd}\n`);
     expect(run.stderr).toBe("second\n[exit code 3]\n");
     expect(resultText(run)).toBe("2");
     // Lines that merely start with "!" as TypeScript are not shell commands.
@@ -125,29 +119,24 @@ describe("runtime: complete, inspect, magics", () => {
     await program.waitFor((op) => op.op === "stream" && op.text === "first\n", { from: started.from, what: "first line" });
     // The command is still waiting for the file: the line arrived live.
     expect(program.received.slice(started.from).some((op) => op.op === "execute_done")).toBe(false);
-    writeFileSync(join(dir, "go-on"), "");
+    writeFileSync(join(program.cwd, "go-on"), "");
     const run = await program.finish(started);
     expect(run.stdout).toBe("first\nsecond\n");
   });
 });
 
 describe("runtime: exit", () => {
-  let dir: string;
   let program: ProgramHarness | null = null;
 
-  beforeAll(() => {
-    dir = mkdtempSync(join(tmpdir(), "tsnb-exit-"));
-  });
   afterEach(async () => {
     await program?.close();
     program = null;
   });
-  afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
   const debuggerNoise = /Waiting for the debugger|Debugger/;
 
   it("exits cleanly on a shutdown op, without debugger noise", async () => {
-    program = await ProgramHarness.start({ cwd: dir });
+    program = await ProgramHarness.start();
     await program.execute("console.log('x')");
     program.send({ op: "shutdown" });
     expect(await program.waitExit(5_000)).toMatchObject({ code: 0 });
@@ -155,7 +144,7 @@ describe("runtime: exit", () => {
   });
 
   it("flushes output and exits without debugger noise when a cell calls process.exit", async () => {
-    program = await ProgramHarness.start({ cwd: dir });
+    program = await ProgramHarness.start();
     const started = program.startExecute("console.log('last words')\nprocess.exit(3)");
     expect(await program.waitExit(5_000)).toMatchObject({ code: 3 });
     expect(program.received.some((op) => op.op === "stream" && op.text === "last words\n" && op.cell === started.id)).toBe(true);
@@ -163,7 +152,7 @@ describe("runtime: exit", () => {
   });
 
   it("survives SIGINT (Ctrl+C reaching the process group) with its state", async () => {
-    program = await ProgramHarness.start({ cwd: dir });
+    program = await ProgramHarness.start();
     await program.execute("const survivor = 'kept'");
     program.child.kill("SIGINT");
     expect(resultText(await program.execute("survivor"))).toBe("'kept'");
@@ -171,7 +160,7 @@ describe("runtime: exit", () => {
   });
 
   it("explains itself and exits 2 when started without the kernel's channels", async () => {
-    const child = spawn(process.execPath, [PROGRAM], { cwd: dir, stdio: ["ignore", "pipe", "pipe"] });
+    const child = spawn(process.execPath, [PROGRAM], { cwd: tmpdir(), stdio: ["ignore", "pipe", "pipe"] });
     let stderr = "";
     child.stderr.setEncoding("utf8").on("data", (t: string) => (stderr += t));
     let timer: NodeJS.Timeout | undefined;
@@ -189,7 +178,7 @@ describe("runtime: exit", () => {
   });
 
   it("exits when the kernel closes the channel", async () => {
-    program = await ProgramHarness.start({ cwd: dir });
+    program = await ProgramHarness.start();
     program.closeChannel();
     expect((await program.waitExit(5_000)).code).toBe(0);
   });

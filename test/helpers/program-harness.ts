@@ -1,9 +1,12 @@
 // Starts dist/program.js exactly as the kernel does (main channel in the FIFOs of TSNB_PIPE / TSNB_PIPE_BACK made
-// by the kernel's own ProgramFifos, fd 4 = interrupt channel, cwd = notebook directory) and speaks the pipe
+// by the kernel's own createProgramFifos, fd 4 = interrupt channel, cwd = notebook directory) and speaks the pipe
 // framing to it. Interrupts go through the kernel's own forcer, which stops busy code over the program's
-// inspector port. Every wait has a deadline.
+// inspector port. Every wait has a deadline. Each program gets a fresh temporary notebook directory, removed
+// with it by close().
 
 import { spawn, type ChildProcess } from "node:child_process";
+import { mkdtempSync, realpathSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import type { Duplex, Writable } from "node:stream";
@@ -56,6 +59,8 @@ export class ProgramHarness {
   private constructor(
     readonly child: ChildProcess,
     readonly fifos: ProgramFifos,
+    /** The program's working directory (its notebook directory): a fresh temporary one, removed by close(). */
+    readonly cwd: string,
   ) {
     fifos.reader.on("data", (chunk: Buffer) => {
       const { frames, error } = this.decoder.push(chunk);
@@ -83,18 +88,35 @@ export class ProgramHarness {
     });
   }
 
-  static async start(options: { cwd: string; env?: NodeJS.ProcessEnv; timeoutMs?: number }): Promise<ProgramHarness> {
-    const fifos = await createProgramFifos();
+  /**
+   * Starts a program in a fresh temporary directory, after `prepare` wrote what it should find there, and waits
+   * for its hello. A start that fails leaves no process and no directory behind.
+   */
+  static async start(options: { prepare?(cwd: string): void; env?: NodeJS.ProcessEnv; timeoutMs?: number } = {}): Promise<ProgramHarness> {
+    // realpath: the program's process.cwd() is the resolved path (TMPDIR may be behind a symlink).
+    const cwd = realpathSync(mkdtempSync(join(tmpdir(), "tsnb-harness-")));
+    let fifos: ProgramFifos;
+    try {
+      options.prepare?.(cwd);
+      fifos = await createProgramFifos();
+    } catch (err) {
+      rmSync(cwd, { recursive: true, force: true });
+      throw err;
+    }
     const child = spawn(process.execPath, ["--experimental-import-meta-resolve", "--inspect-publish-uid=stderr", PROGRAM], {
-      cwd: options.cwd,
+      cwd,
       env: { ...(options.env ?? process.env), ...fifos.env },
       stdio: ["ignore", "pipe", "pipe", "ignore", "pipe"],
     });
-    const harness = new ProgramHarness(child, fifos);
-    const hello = await harness.waitFor((op) => op.op === "hello", { timeoutMs: options.timeoutMs ?? 10_000, what: "hello" });
-    if (hello.op !== "hello" || !fifos.tokenMatches(hello.token)) {
+    const harness = new ProgramHarness(child, fifos, cwd);
+    try {
+      const hello = await harness.waitFor((op) => op.op === "hello", { timeoutMs: options.timeoutMs ?? 10_000, what: "hello" });
+      if (hello.op !== "hello" || !fifos.tokenMatches(hello.token)) {
+        throw new Error(`the program's hello did not carry its TSNB_PIPE_TOKEN: ${JSON.stringify(hello)}`);
+      }
+    } catch (err) {
       await harness.close();
-      throw new Error(`the program's hello did not carry its TSNB_PIPE_TOKEN: ${JSON.stringify(hello)}`);
+      throw err;
     }
     return harness;
   }
@@ -203,7 +225,7 @@ export class ProgramHarness {
     return this.finish(this.startExecute(code, options), options.timeoutMs);
   }
 
-  /** Kills the program (if still running) and waits for it to exit. */
+  /** Kills the program (if still running), waits for it to exit and removes its directory. */
   async close(): Promise<void> {
     if (this.exitInfo === null) {
       this.child.kill("SIGKILL");
@@ -211,6 +233,20 @@ export class ProgramHarness {
     }
     this.fifos.dispose();
     for (const waiter of this.waiters) this.waiters.delete(waiter);
+    rmSync(this.cwd, { recursive: true, force: true });
+  }
+
+  /** The program's heap in MB after a full garbage collection, measured by a cell of its own. */
+  async heapUsedMbAfterGc(): Promise<number> {
+    // No declarations: the cell must not clash with the names of the test's own cells.
+    const run = await this.execute(
+      [
+        ";(await import('node:v8')).setFlagsFromString('--expose-gc')",
+        ";(await import('node:vm')).runInNewContext('gc')()",
+        "Math.round(process.memoryUsage().heapUsed / 1048576)",
+      ].join("\n"),
+    );
+    return Number(resultText(run));
   }
 
   async waitExit(timeoutMs: number): Promise<{ code: number | null; signal: NodeJS.Signals | null }> {
