@@ -40,6 +40,11 @@ describe("kernel over zeromq", () => {
     expect(typeof reply.content.banner).toBe("string");
     expect(Array.isArray(reply.content.help_links)).toBe(true);
     expect(reply.header.session).toMatch(/^[0-9a-f-]{36}$/);
+    // Dates are ISO 8601 in UTC, as toISOString writes them, and read the current clock.
+    for (const m of [reply, ...iopub]) {
+      expect(m.header.date).toMatch(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/);
+      expect(Math.abs(Date.parse(m.header.date) - Date.now())).toBeLessThan(60_000);
+    }
     expect(iopub.map((m) => [m.header.msg_type, m.content.execution_state])).toEqual([
       ["status", "busy"],
       ["status", "idle"],

@@ -5,6 +5,7 @@ import { createHmac } from "node:crypto";
 import { describe, expect, it } from "vitest";
 import { DELIMITER, decodeFrames, describeDecodeError, encodeFrames, encodeWireFrames } from "../protocol/wire.js";
 import { HmacSigner } from "../kernel/transport/signer.js";
+import { isoDate } from "../protocol/jupyter.js";
 
 const enc = new TextEncoder();
 const signer = new HmacSigner("secret-key");
@@ -90,5 +91,23 @@ describe("decodeFrames / encodeFrames", () => {
     const parts = [JSON.stringify({ msg_id: "x" }), "{}", "{}", "{}"].map((p) => enc.encode(p));
     const result = decodeFrames([enc.encode(DELIMITER), enc.encode(signer.sign(parts)), ...parts], signer);
     expect(!result.ok && describeDecodeError(result.error)).toBe('invalid header: "msg_type" must be a non-empty string');
+  });
+});
+
+describe("isoDate (header dates)", () => {
+  it("matches Date.prototype.toISOString", () => {
+    const samples = [
+      0, 1, 999, 1000, -1, Date.UTC(2024, 1, 29, 23, 59, 59, 999), Date.UTC(1999, 11, 31, 23, 59, 59, 5),
+      Date.UTC(2026, 0, 1), Date.UTC(9999, 11, 31, 23, 59, 59, 999), Date.UTC(0, 0, 1) - 86_400_000 * 365 * 1900, Date.now(),
+    ];
+    // A spread of ordinary clock readings, every field width exercised.
+    for (let ms = Date.UTC(1970, 0, 1); ms < Date.UTC(2100, 0, 1); ms += 86_400_000 * 37 + 3_723_456) samples.push(ms);
+    for (const ms of samples) expect(isoDate(ms)).toBe(new Date(ms).toISOString());
+  });
+
+  it("falls back to toISOString outside years 0-9999", () => {
+    expect(isoDate(Date.UTC(10000, 0, 1))).toBe("+010000-01-01T00:00:00.000Z");
+    expect(isoDate(-62_198_755_200_000)).toBe(new Date(-62_198_755_200_000).toISOString());
+    expect(() => isoDate(Number.NaN)).toThrow(RangeError);
   });
 });

@@ -2,7 +2,7 @@
 // messages carry their parent, and IOPub can be held back briefly so a quick request leaves in one burst.
 
 import { randomUUID } from "node:crypto";
-import { PROTOCOL_VERSION, type Channel, type Header, type JsonObject, type JupyterMessage, type OutgoingMessage } from "../../protocol/jupyter.js";
+import { isoDate, PROTOCOL_VERSION, type Channel, type Header, type JsonObject, type JupyterMessage, type OutgoingMessage } from "../../protocol/jupyter.js";
 import type { Disposable } from "../../protocol/disposable.js";
 import type { QueueStats, Transport } from "../transport/transport.js";
 
@@ -45,7 +45,7 @@ export class KernelIO {
       msg_id: randomUUID(),
       session: this.session,
       username: "tsnb",
-      date: new Date().toISOString(),
+      date: isoDate(Date.now()),
       msg_type: msgType,
       version: PROTOCOL_VERSION,
     };
