@@ -49,6 +49,13 @@ export const BROWSER_CHUNK_BYTES = 8 * 1024 * 1024;
  * delivered 4 MiB parts no faster per message than 16 MiB ones.
  */
 export const KERNEL_CHUNK_BYTES = 16 * 1024 * 1024;
+/**
+ * The last value of an address with at least this much binary data is held by the program, not the kernel: the
+ * program has it anyway (it sent it, or subscribed and was given it), and the kernel asks it to replay the value
+ * to a front-end that starts listening (`comm_replay`). A kernel that kept it would hold a copy of every large
+ * value ever sent, one per address (two 100 MB values: 400+ MB of kernel RSS by the next transfer).
+ */
+export const HELD_VALUE_BYTES = 16 * 1024 * 1024;
 /** Largest chunked message the page reassembles. */
 export const MAX_CHUNKED_MESSAGE_BYTES = 1024 * 1024 * 1024;
 
@@ -398,6 +405,13 @@ export function valueOf(item: ValueItem): unknown {
  * Approximate wire size of an item, for batch limits and memory accounting. Strings count one byte per
  * UTF-16 unit, which is close enough for budgeting and far cheaper than encoding.
  */
+/** Bytes of an item's binary parts. */
+export function binarySize(item: ValueItem): number {
+  let size = 0;
+  for (const b of item.buffers) size += b.byteLength;
+  return size;
+}
+
 export function itemSize(item: ValueItem): number {
   let size = item.address.length + 32 + jsonSize(item.value);
   for (const b of item.buffers) size += b.byteLength;

@@ -15,6 +15,11 @@ export interface CommSendOp {
   op: "comm_send";
   cell: CellId | null;
   items: WireItem[];
+  /**
+   * Only for this front-end (comm id), and not a new value: the program's answer to `comm_replay`. The kernel
+   * sends it there if that front-end still listens, and leaves its store alone.
+   */
+  frontend?: string;
 }
 
 /** The program wants values the browser sends to `address` (sent on the first subscriber only). */
@@ -116,7 +121,17 @@ export interface CommFrontendsOp {
   ids?: string[];
 }
 
-export type KernelCommOp = CommDeliverOp | CommSyncAckOp | CommListenersOp | CommFrontendsOp | CommRpcCallOp | CommRpcReplyOp;
+/**
+ * A front-end started listening on `address`, whose current value is a large one the program holds (the kernel
+ * keeps only small values, HELD_VALUE_BYTES): the program answers with `comm_send {frontend}` of that value.
+ */
+export interface CommReplayOp {
+  op: "comm_replay";
+  address: string;
+  frontend: string;
+}
+
+export type KernelCommOp = CommDeliverOp | CommSyncAckOp | CommListenersOp | CommFrontendsOp | CommRpcCallOp | CommRpcReplyOp | CommReplayOp;
 
 export const PROGRAM_COMM_OPS: readonly ProgramCommOp["op"][] = [
   "comm_send",
@@ -156,7 +171,12 @@ export function parseProgramCommOp(header: { [key: string]: unknown }, bufferCou
       if (cell === undefined) return fail('"cell" must be a string or null');
       const e = checkItems(header.items, bufferCount);
       if (e) return fail(e);
-      return { ok: true, message: { op, cell, items: header.items as WireItem[] } };
+      const send: CommSendOp = { op, cell, items: header.items as WireItem[] };
+      if (header.frontend !== undefined) {
+        if (typeof header.frontend !== "string" || header.frontend === "") return fail('"frontend" must be a front-end (comm) id');
+        send.frontend = header.frontend;
+      }
+      return { ok: true, message: send };
     }
     case "comm_subscribe":
     case "comm_read": {
@@ -248,6 +268,11 @@ export function parseKernelCommOp(header: { [key: string]: unknown }, bufferCoun
     case "comm_rpc_reply": {
       const reply = parseRpcReply(header, bufferCount);
       return typeof reply === "string" ? fail(reply) : { ok: true, message: reply };
+    }
+    case "comm_replay": {
+      const a = address(header.address);
+      if (a === null || typeof header.frontend !== "string" || header.frontend === "") return fail("needs address and frontend");
+      return { ok: true, message: { op, address: a, frontend: header.frontend } };
     }
     default:
       return { ok: false, error: `unknown comm op ${JSON.stringify(op)}` };

@@ -99,6 +99,52 @@ describe("values", () => {
     expect(bridge.lastValue("y")?.value).toBe("why");
   });
 
+  it("keeps no copy of a large value the program holds: a late listener gets it replayed by the program, to it alone", () => {
+    const { clock, host, bridge, open, listen, send } = setup({ heldValueBytes: 1000 });
+    open("a");
+    listen("a", "big");
+    const big = new Uint8Array(5000).fill(9);
+    send([{ address: "big", value: big }, { address: "small", value: new Uint8Array(10) }]);
+    clock.advance(10);
+    expect(host.valuesFor("a").map((v) => v.address)).toEqual(["big"]);
+    expect(bridge.lastValue("big")).toBeUndefined();
+    expect(bridge.heldByProgram("big")).toBe(true);
+    expect(bridge.storedBinaryBytes).toBe(10);
+    // A second tab listens: the kernel asks the program, whose answer goes to that tab only.
+    open("b");
+    listen("b", "big");
+    expect(host.program.filter((m) => m.op.op === "comm_replay").map((m) => m.op)).toEqual([{ op: "comm_replay", address: "big", frontend: "b" }]);
+    const replay = { op: "comm_send", cell: null, frontend: "b", items: [{ address: "big", value: { $tsnb_buffer: 0, kind: "Uint8Array" }, nbuf: 1 }] };
+    expect(bridge.programOp(replay, [big])).toBeNull();
+    clock.advance(10);
+    const replayed = host.valuesFor("b");
+    expect(replayed).toHaveLength(1);
+    expect((replayed[0]!.value as Uint8Array)[4999]).toBe(9);
+    expect(host.valuesFor("a")).toEqual([]);
+    expect(bridge.lastValue("big")).toBeUndefined();
+    // A replay for a tab that is gone or no longer listens goes nowhere.
+    expect(bridge.programOp({ ...replay, frontend: "gone" }, [big])).toBeNull();
+    clock.advance(10);
+    expect(host.valuesFor("a")).toEqual([]);
+    // A smaller value replaces it in the store; a large one from a browser stays here unless the program subscribed.
+    send([{ address: "big", value: "small now" }]);
+    expect(bridge.heldByProgram("big")).toBe(false);
+    expect(bridge.lastValue("big")?.value).toBe("small now");
+    bridge.commMsg(browserValues("a", [{ address: "up", value: big }]));
+    expect(bridge.heldByProgram("up")).toBe(false);
+    expect(bridge.lastValue("up")).toBeDefined();
+    bridge.programOp({ op: "comm_subscribe", cell: null, address: "up" }, []);
+    bridge.commMsg(browserValues("a", [{ address: "up", value: big }]));
+    expect(bridge.heldByProgram("up")).toBe(true);
+    expect(bridge.lastValue("up")).toBeUndefined();
+    // The values a program held go with it.
+    bridge.programStopped();
+    expect(bridge.heldByProgram("up")).toBe(false);
+    open("c");
+    listen("c", "up");
+    expect(host.program.filter((m) => m.op.op === "comm_replay")).toHaveLength(1);
+  });
+
   it("delivers falsy values and typed arrays to every listening tab, in order, with binary parts as buffers", () => {
     const { clock, host, open, listen, send } = setup();
     open("a");

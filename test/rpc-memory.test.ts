@@ -16,7 +16,7 @@ import { commClose, commMsg, commOpen, RealTimers, rpcRejection } from "./helper
 const later = (fn: () => void) => setImmediate(fn);
 const wire = <T>(v: T): T => JSON.parse(JSON.stringify(v)) as T;
 
-function rig(options: { chunkBytes?: number; chunkWindowBytes?: number; clientChunkBytes?: number } = {}) {
+function rig(options: { chunkBytes?: number; chunkWindowBytes?: number; clientChunkBytes?: number; heldValueBytes?: number } = {}) {
   const ports = new Map<string, CommPortHandlers>();
   /** The ops of every comm message each way, to check batching. */
   const wireOps = { up: [] as string[], down: [] as string[] };
@@ -57,6 +57,7 @@ function rig(options: { chunkBytes?: number; chunkWindowBytes?: number; clientCh
     heartbeat: { silenceMs: 60_000, pongTimeoutMs: 500 },
     ...(options.chunkBytes === undefined ? {} : { chunkBytes: options.chunkBytes }),
     ...(options.chunkWindowBytes === undefined ? {} : { chunkWindowBytes: options.chunkWindowBytes }),
+    ...(options.heldValueBytes === undefined ? {} : { heldValueBytes: options.heldValueBytes }),
   });
   const startProgram = () => {
     program = new ProgramComms({
@@ -68,7 +69,7 @@ function rig(options: { chunkBytes?: number; chunkWindowBytes?: number; clientCh
       },
       currentCell: () => "cell-1",
       reportError: (e) => programErrors.push(e),
-    });
+    }, options.heldValueBytes === undefined ? {} : { heldValueBytes: options.heldValueBytes });
     programRunning = true;
     bridge.programStarted();
     return program;
@@ -137,6 +138,50 @@ async function until(check: () => boolean, deadlineMs = 3000): Promise<void> {
   }
 }
 
+describe("large values the program holds", () => {
+  it("a page that subscribes late gets the program's large value from the program; the kernel stores none of it", async () => {
+    const { bridge, client, program } = setup({ heldValueBytes: 16 * 1024 });
+    const first = client();
+    const got1: Float32Array[] = [];
+    first.subscribe("plot", (v: Float32Array) => got1.push(v));
+    await first.ready;
+    const plot = new Float32Array(20_000).map((_, i) => i);
+    program().send("plot", plot);
+    program().send("label", "small");
+    await until(() => got1.length === 1);
+    expect(bridge.heldByProgram("plot")).toBe(true);
+    expect(bridge.storedBinaryBytes).toBe(0);
+    const late = client();
+    const got2: Float32Array[] = [];
+    const labels: string[] = [];
+    late.subscribe("plot", (v: Float32Array) => got2.push(v));
+    late.subscribe("label", (v: string) => labels.push(v));
+    await until(() => got2.length === 1 && labels.length === 1);
+    expect(got2[0]).toEqual(plot);
+    expect(labels).toEqual(["small"]);
+    // The first page got nothing twice.
+    expect(got1).toHaveLength(1);
+  });
+
+  it("a large value a page sent to a subscribed program is replayed by the program to a page that listens later", async () => {
+    const { bridge, client, program } = setup({ heldValueBytes: 16 * 1024 });
+    const seen: number[] = [];
+    program().subscribe("upload", (v: Uint8Array) => void seen.push(v.length));
+    const sender = client();
+    await sender.ready;
+    sender.send("upload", new Uint8Array(50_000).fill(3));
+    await until(() => seen.length === 1);
+    expect(bridge.heldByProgram("upload")).toBe(true);
+    expect(bridge.storedBinaryBytes).toBe(0);
+    const other = client();
+    const got: Uint8Array[] = [];
+    other.subscribe("upload", (v: Uint8Array) => got.push(v));
+    await until(() => got.length === 1);
+    expect(got[0]!.length).toBe(50_000);
+    expect(got[0]![49_999]).toBe(3);
+    expect(seen).toEqual([50_000]);
+  });
+});
 
 describe("browser -> program calls", () => {
   it("calls a registered function with args and kwargs and returns its result", async () => {

@@ -16,7 +16,9 @@ import type { Header, JsonObject, JupyterMessage } from "../../protocol/jupyter.
 import {
   BRIDGE_TARGET,
   BRIDGE_VERSION,
+  HELD_VALUE_BYTES,
   KERNEL_CHUNK_BYTES,
+  binarySize,
   itemSize,
   joinItems,
   parseBrowserMessage,
@@ -106,6 +108,12 @@ export interface BridgeOptions {
    * value before passing it on. 100 MB down: one message 1339 ms, chunks of 16 MiB ~830 ms (bench/profile-transfer.mjs).
    */
   chunkedValueBytes: number;
+  /**
+   * The last value of an address with this much binary data or more is not stored here when the program holds
+   * it (it sent it, or subscribed to the address): a late listener gets it from the program (`comm_replay`).
+   * Must not be below the program's own threshold (HELD_VALUE_BYTES), or a replay would find nothing.
+   */
+  heldValueBytes: number;
 }
 
 export const DEFAULT_BRIDGE_OPTIONS: BridgeOptions = {
@@ -125,6 +133,7 @@ export const DEFAULT_BRIDGE_OPTIONS: BridgeOptions = {
   shim: null,
   chunkBytes: KERNEL_CHUNK_BYTES,
   chunkedValueBytes: 4 * 1024 * 1024,
+  heldValueBytes: HELD_VALUE_BYTES,
 };
 
 type QueueEntry =
@@ -185,6 +194,8 @@ export class CommsBridge {
   private readonly options: BridgeOptions;
   private readonly comms = new Map<string, CommRecord>();
   private readonly lastValues = new Map<string, ValueItem>();
+  /** Addresses whose last value is a large one the program holds (see heldValueBytes): their binary size. */
+  private readonly programHeld = new Map<string, number>();
   private readonly programSubscriptions = new Set<string>();
   private readonly listenerCounts = new Map<string, number>();
   /** Addresses the program asked to read and no browser has answered yet: a late listener is asked too. */
@@ -307,6 +318,7 @@ export class CommsBridge {
 
   /** A (new) program started: it knows nothing yet, so tell it who listens. */
   programStarted(): void {
+    this.programHeld.clear();
     this.programSubscriptions.clear();
     this.pendingReads.clear();
     this.pendingSyncs = [];
@@ -317,8 +329,12 @@ export class CommsBridge {
     }
   }
 
-  /** The program exited: its subscriptions and pending syncs go with it. Values stay in the store. */
+  /**
+   * The program exited: its subscriptions and pending syncs go with it, and so do the large values it held.
+   * Values in the store stay.
+   */
   programStopped(): void {
+    this.programHeld.clear();
     this.programSubscriptions.clear();
     this.pendingReads.clear();
     this.pendingSyncs = [];
@@ -368,6 +384,30 @@ export class CommsBridge {
     return this.lastValues.get(address);
   }
 
+  /** Whether the last value of an address is a large one the program holds (tests, diagnostics). */
+  heldByProgram(address: string): boolean {
+    return this.programHeld.has(address);
+  }
+
+  /** Bytes of binary data in the store (tests, diagnostics). */
+  get storedBinaryBytes(): number {
+    let n = 0;
+    for (const item of this.lastValues.values()) n += binarySize(item);
+    return n;
+  }
+
+  /** Remembers an address's new value: here, or only as "the program holds it" when it is large and the program has it. */
+  private remember(item: ValueItem, programHasIt: boolean): void {
+    const bytes = binarySize(item);
+    if (programHasIt && bytes >= this.options.heldValueBytes) {
+      this.lastValues.delete(item.address);
+      this.programHeld.set(item.address, bytes);
+      return;
+    }
+    this.lastValues.set(item.address, item);
+    this.programHeld.delete(item.address);
+  }
+
   get queuedBytes(): number {
     let total = 0;
     for (const c of this.comms.values()) total += c.queuedBytes;
@@ -400,6 +440,7 @@ export class CommsBridge {
         if (!had) this.countListeners(message.address);
         const last = this.lastValues.get(message.address);
         if (last) this.enqueue(record, last);
+        else if (this.programHeld.has(message.address)) this.host.toProgram({ op: "comm_replay", address: message.address, frontend: record.id }, []);
         if (this.pendingReads.has(message.address)) this.sendControl(record, { op: "read", address: message.address });
         return;
       }
@@ -411,9 +452,10 @@ export class CommsBridge {
         const items = splitItems(message.items, buffers);
         const toProgram: ValueItem[] = [];
         for (const item of items) {
-          this.lastValues.set(item.address, item);
+          const subscribed = this.programSubscriptions.has(item.address);
+          this.remember(item, subscribed);
           this.pendingReads.delete(item.address);
-          if (this.programSubscriptions.has(item.address)) toProgram.push(item);
+          if (subscribed) toProgram.push(item);
           for (const other of this.comms.values()) {
             if (other !== record && other.listens.has(item.address)) this.enqueue(other, item);
           }
@@ -546,9 +588,16 @@ export class CommsBridge {
   private handleProgram(op: ProgramCommOp, buffers: Uint8Array[]): void {
     switch (op.op) {
       case "comm_send": {
+        if (op.frontend !== undefined) {
+          // A replay for one front-end that started listening: not a new value.
+          const record = this.comms.get(op.frontend);
+          if (record === undefined) return;
+          for (const item of splitItems(op.items, buffers)) if (record.listens.has(item.address)) this.enqueue(record, item);
+          return;
+        }
         this.used(op.cell);
         for (const item of splitItems(op.items, buffers)) {
-          this.lastValues.set(item.address, item);
+          this.remember(item, true);
           for (const record of this.comms.values()) {
             if (record.listens.has(item.address)) this.enqueue(record, item);
           }

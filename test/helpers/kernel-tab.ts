@@ -5,6 +5,7 @@
 
 import { randomUUID } from "node:crypto";
 import { itemOf, joinItems, parseKernelMessage, splitItems, valueOf, type KernelToBrowser } from "../../protocol/bridge.js";
+import { FrameDecoder } from "../../protocol/framing.js";
 import type { JsonObject } from "../../protocol/jupyter.js";
 import { ReceiveTimeoutError, type RunningKernel } from "./kernel-client.js";
 
@@ -28,6 +29,8 @@ export class KernelTab {
   /** How many IOPub messages were looked at already. */
   private seen = 0;
   private readonly waitMs: number;
+  /** Messages arriving in chunks (values over 4 MiB, large RPC messages), by chunk id. */
+  private readonly assemblies = new Map<string, FrameDecoder>();
 
   constructor(
     private readonly kernel: RunningKernel,
@@ -63,16 +66,50 @@ export class KernelTab {
       if (m.header.msg_type !== "comm_msg" || m.content.comm_id !== this.id) continue;
       const parsed = parseKernelMessage(m.content.data, m.buffers.length);
       if (!parsed.ok) throw new Error(`kernel sent an invalid message: ${parsed.error}`);
-      const data = parsed.message;
-      this.messages.push({ data, buffers: m.buffers });
-      if (data.op === "open_ack") this.opened = true;
-      else if (data.op === "values") {
-        for (const item of splitItems(data.items, m.buffers)) this.values.push({ address: item.address, value: valueOf(item) });
-        if (this.acking) this.send({ op: "ack", seq: data.seq });
-        else this.unacked = data.seq;
-      } else if (data.op === "ping") this.send({ op: "pong", nonce: data.nonce });
-      else if (data.op === "read" && this.answers.has(data.address)) this.sendValue(data.address, this.answers.get(data.address));
+      this.handle(parsed.message, m.buffers);
     }
+  }
+
+  private handle(data: KernelToBrowser, buffers: Uint8Array[], reassembled = false): void {
+    this.messages.push({ data, buffers });
+    switch (data.op) {
+      case "open_ack":
+        this.opened = true;
+        return;
+      case "values":
+        for (const item of splitItems(data.items, buffers)) this.values.push({ address: item.address, value: valueOf(item) });
+        if (!reassembled) this.ack(data.seq);
+        return;
+      case "chunk": {
+        // Acknowledged on arrival and reassembled, as the shim does.
+        if (data.seq !== undefined) this.ack(data.seq);
+        let decoder = this.assemblies.get(data.id);
+        if (!decoder) this.assemblies.set(data.id, (decoder = new FrameDecoder({ maxHeaderBytes: data.total, maxBufferBytes: data.total })));
+        const out = decoder.push(buffers[0]!);
+        if (out.error) throw new Error(`chunked message ${data.id}: ${out.error.type}`);
+        if (!data.last) return;
+        this.assemblies.delete(data.id);
+        const frame = out.frames[0];
+        if (out.frames.length !== 1 || !frame) throw new Error(`chunked message ${data.id} does not hold one message`);
+        const inner = parseKernelMessage(frame.header, frame.buffers.length);
+        if (!inner.ok) throw new Error(`chunked message ${data.id}: ${inner.error}`);
+        this.handle(inner.message, frame.buffers, true);
+        return;
+      }
+      case "ping":
+        this.send({ op: "pong", nonce: data.nonce });
+        return;
+      case "read":
+        if (this.answers.has(data.address)) this.sendValue(data.address, this.answers.get(data.address));
+        return;
+      default:
+        return;
+    }
+  }
+
+  private ack(seq: number): void {
+    if (this.acking) this.send({ op: "ack", seq });
+    else this.unacked = Math.max(this.unacked ?? seq, seq);
   }
 
   /** Resumes acknowledging, starting with everything held back. */

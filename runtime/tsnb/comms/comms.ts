@@ -10,7 +10,7 @@
 // and keep working after it finished; an error thrown in one is reported as error output, never swallowed.
 
 import { AsyncResource } from "node:async_hooks";
-import { itemOf, joinItems, MAX_ADDRESS_LENGTH, splitItems, valueOf, type ValueItem } from "../../../protocol/bridge.js";
+import { binarySize, HELD_VALUE_BYTES, itemOf, joinItems, MAX_ADDRESS_LENGTH, splitItems, valueOf, type ValueItem } from "../../../protocol/bridge.js";
 import { parseKernelCommOp, type KernelCommOp, type ProgramCommOp } from "../../../protocol/comms-ops.js";
 import type { CellId } from "../../../protocol/program.js";
 import { ProgramRpc, type CallFrontendOptions, type RpcHandler } from "./rpc.js";
@@ -124,8 +124,20 @@ export class ProgramComms implements Comms, Disposable {
   private nextSync = 0;
   private disposed = false;
   private readonly rpc: ProgramRpc;
+  /**
+   * The last value of each address that is large (HELD_VALUE_BYTES or more of binary data) and that this
+   * program sent or was delivered: the kernel keeps only small values and asks for these when a front-end
+   * starts listening (`comm_replay`). They are the program's own arrays, not copies: a replay sends the bytes
+   * an array holds at that moment.
+   */
+  private readonly held = new Map<string, ValueItem>();
+  private readonly heldValueBytes: number;
 
-  constructor(private readonly host: CommsHost) {
+  constructor(
+    private readonly host: CommsHost,
+    options: { heldValueBytes?: number } = {},
+  ) {
+    this.heldValueBytes = options.heldValueBytes ?? HELD_VALUE_BYTES;
     this.rpc = new ProgramRpc({ send: (op, buffers) => host.send(op, buffers), currentCell: () => host.currentCell(), flush: () => this.flush() });
   }
 
@@ -182,6 +194,7 @@ export class ProgramComms implements Comms, Disposable {
     const items = this.batch;
     this.batch = [];
     this.batchBytes = 0;
+    for (const item of items) this.hold(item);
     const wire = joinItems(items);
     this.host.send({ op: "comm_send", cell: this.batchCell, items: wire.items }, wire.buffers);
   }
@@ -386,7 +399,10 @@ export class ProgramComms implements Comms, Disposable {
   private dispatch(op: KernelCommOp, buffers: Uint8Array[]): void {
     switch (op.op) {
       case "comm_deliver":
-        for (const item of splitItems(op.items, buffers)) this.deliver(item);
+        for (const item of splitItems(op.items, buffers)) {
+          this.hold(item);
+          this.deliver(item);
+        }
         // What the callbacks sent synchronously is usually an answer the browser waits for: write it now rather
         // than on the next check phase. A burst sent from one callback is still one batch (it is all queued by now).
         this.flush();
@@ -415,11 +431,26 @@ export class ProgramComms implements Comms, Disposable {
       case "comm_rpc_reply":
         this.rpc.handleReply(op, buffers);
         return;
+      case "comm_replay": {
+        // Values sent before the replay go first, so the front-end ends with the newest.
+        this.flush();
+        const item = this.held.get(op.address);
+        if (item === undefined) return;
+        const wire = joinItems([item]);
+        this.host.send({ op: "comm_send", cell: null, items: wire.items, frontend: op.frontend }, wire.buffers);
+        return;
+      }
       default: {
         const unreachable: never = op;
         throw new Error(`unhandled kernel comm op ${JSON.stringify(unreachable)}`);
       }
     }
+  }
+
+  /** Keeps an address's newest value when it is large (the kernel then holds none of it); forgets an older one. */
+  private hold(item: ValueItem): void {
+    if (item.buffers.length > 0 && binarySize(item) >= this.heldValueBytes) this.held.set(item.address, item);
+    else if (this.held.size > 0) this.held.delete(item.address);
   }
 
   private deliver(item: ValueItem): void {
@@ -479,6 +510,7 @@ export class ProgramComms implements Comms, Disposable {
       this.flush();
     } finally {
       this.disposed = true;
+      this.held.clear();
       this.rpc.dispose();
       for (const cancel of [...this.onDispose]) cancel();
       this.onDispose.clear();
