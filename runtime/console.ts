@@ -7,7 +7,7 @@
 // indentation, stream selection and error handling stay Node's own.
 
 import { Console } from "node:console";
-import type { Disposable } from "../protocol/disposable.js";
+import { disposable, type Disposable } from "../protocol/disposable.js";
 
 type Format = (this: Console, args: unknown[]) => string;
 type GetInspectOptions = (this: Console, stream: unknown) => object;
@@ -137,23 +137,18 @@ export function installFastConsoleFormat(target: Console = console, options: Fas
     for (const name of ["warn", "error"] as const) wrap(name, "_stderr", direct.stderr);
   }
 
-  let disposed = false;
-  return {
-    dispose() {
-      if (disposed) return;
-      disposed = true;
-      for (const name of ["stdout", "stderr"] as const) {
-        const key = keys[name]!;
-        const before = ownBefore[name];
-        if (before) Object.defineProperty(target, key, before);
-        else delete record[key];
-      }
-      for (const { name, before } of ownMethods) {
-        if (before) Object.defineProperty(target, name, before);
-        else delete (target as unknown as Record<string, unknown>)[name];
-      }
-    },
-  };
+  return disposable(() => {
+    for (const name of ["stdout", "stderr"] as const) {
+      const key = keys[name]!;
+      const before = ownBefore[name];
+      if (before) Object.defineProperty(target, key, before);
+      else delete record[key];
+    }
+    for (const { name, before } of ownMethods) {
+      if (before) Object.defineProperty(target, name, before);
+      else delete (target as unknown as Record<string, unknown>)[name];
+    }
+  });
 }
 
 /**
@@ -186,13 +181,8 @@ export function installPlainConsole(): Disposable {
     Object.defineProperty(original, key, { ...before, value });
     replaced.push({ key, before });
   }
-  let disposed = false;
-  return {
-    dispose() {
-      if (disposed) return;
-      disposed = true;
-      for (const { key, before } of replaced) Object.defineProperty(original, key, before);
-      if (before) Object.defineProperty(globalThis, "console", before);
-    },
-  };
+  return disposable(() => {
+    for (const { key, before } of replaced) Object.defineProperty(original, key, before);
+    if (before) Object.defineProperty(globalThis, "console", before);
+  });
 }

@@ -3,7 +3,7 @@
 
 import type { Channel, JupyterMessage, OutgoingMessage } from "../../protocol/jupyter.js";
 import { decodeFrames, describeDecodeError, type Signer } from "../../protocol/wire.js";
-import type { Disposable } from "../../protocol/disposable.js";
+import { disposable, type Disposable } from "../../protocol/disposable.js";
 import type { Log } from "../log.js";
 
 /** Channels the kernel receives requests on (iopub is publish-only). */
@@ -71,14 +71,9 @@ export class InboundQueue {
     const early = this.early;
     this.early = [];
     for (const incoming of early) this.deliver(handler, incoming);
-    let disposed = false;
-    return {
-      dispose: () => {
-        if (disposed) return;
-        disposed = true;
-        if (this.handler === handler) this.handler = null;
-      },
-    };
+    return disposable(() => {
+      if (this.handler === handler) this.handler = null;
+    });
   }
 
   private deliver(handler: (incoming: Incoming) => void, incoming: Incoming): void {
