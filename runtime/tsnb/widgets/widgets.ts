@@ -28,6 +28,7 @@ import {
   type WidgetStateMessage,
 } from "../../../protocol/widgets.js";
 import { COMMS_KEY, type Comms, type Disposable } from "../comms/comms.js";
+import { disposable } from "../../../protocol/disposable.js";
 import { DEFAULT_UPLOAD_CHUNK_BYTES, DEFAULT_UPLOAD_WINDOW, MAX_UPLOAD_CHUNK_BYTES, MAX_UPLOAD_WINDOW, parseUploadOp, uploadMethod } from "../../../protocol/upload.js";
 import { MemorySink, TempFileSink, UploadDir, UploadError, UploadReceiver, type UploadedFile, type UploadedTempFile, type UploadProgress, type UploadSink } from "./upload.js";
 
@@ -208,6 +209,13 @@ interface Listener<E> {
   call(event: E): unknown;
 }
 
+/** Adds `callback` to `set` until disposed, bound to the registering cell's context so what it prints lands under that cell. */
+function addListener(set: Set<Listener<unknown>>, callback: Callback<never>): Disposable {
+  const listener = { call: AsyncResource.bind(callback as (e: unknown) => unknown) };
+  set.add(listener);
+  return disposable(() => set.delete(listener));
+}
+
 export abstract class Widget<S extends WidgetState = WidgetState> implements Disposable {
   readonly id: string;
   readonly kind: WidgetKind;
@@ -260,19 +268,8 @@ export abstract class Widget<S extends WidgetState = WidgetState> implements Dis
   on(event: "change" | "click", callback: Callback<never>): Disposable {
     this.checkOpen();
     if (typeof callback !== "function") throw new TypeError(`widget.on("${event}") needs a callback function`);
-    // Bound to the registering cell's context, so what the callback prints lands under that cell.
-    const listener = { call: AsyncResource.bind(callback as (e: unknown) => unknown) };
-    const set = (event === "change" ? this.changeListeners : this.clickListeners) as Set<Listener<unknown>>;
     if (event !== "change" && event !== "click") throw new TypeError(`unknown widget event ${JSON.stringify(event)} (use "change" or "click")`);
-    set.add(listener);
-    let done = false;
-    return {
-      dispose: () => {
-        if (done) return;
-        done = true;
-        set.delete(listener);
-      },
-    };
+    return addListener((event === "change" ? this.changeListeners : this.clickListeners) as Set<Listener<unknown>>, callback);
   }
 
   /** `for await (const v of w.changes())`: each value a browser set, in order, until disposed. */
@@ -591,27 +588,21 @@ abstract class RangeWidget extends ValueWidget<number, RangeState> {
   protected checkProgramValue(v: unknown): number {
     return clampToStep(finite(v, `${this.kind} value`), this.current);
   }
-}
-
-function rangeHtml(w: RangeWidget): string {
-  return `${labelHtml(w)}<input type="range" min="${w.min}" max="${w.max}" step="${w.step}" value="${w.value}" disabled> <output class="tsnb-w-readout">${w.value}</output>`;
+  /** A slider's; Progress has its own. */
+  staticHtml(): string {
+    return `${labelHtml(this)}<input type="range" min="${this.min}" max="${this.max}" step="${this.step}" value="${this.value}" disabled> <output class="tsnb-w-readout">${this.value}</output>`;
+  }
 }
 
 export class IntSlider extends RangeWidget {
   constructor(options: SliderOptions = {}) {
     super("IntSlider", rangeState("IntSlider", options, { max: 100, step: 1 }, true), options);
   }
-  staticHtml(): string {
-    return rangeHtml(this);
-  }
 }
 
 export class FloatSlider extends RangeWidget {
   constructor(options: SliderOptions = {}) {
     super("FloatSlider", rangeState("FloatSlider", options, { max: 10, step: 0.1 }, false), options);
-  }
-  staticHtml(): string {
-    return rangeHtml(this);
   }
 }
 
@@ -622,7 +613,7 @@ export class Progress extends RangeWidget {
   protected override acceptInput(key: string, value: unknown): StateValue {
     throw new WidgetInputError(`Progress is read-only in the browser (got "${key}" = ${JSON.stringify(value)})`);
   }
-  staticHtml(): string {
+  override staticHtml(): string {
     return `${labelHtml(this)}<progress min="${this.min}" max="${this.max}" value="${this.value}">${this.value}</progress>`;
   }
 }
@@ -1027,17 +1018,7 @@ export class FileUpload<S extends UploadStorage = "memory"> extends Widget<Uploa
     if (event === "click") return super.on(event, callback as Callback<ClickEvent>);
     if (event !== "progress" && event !== "error") throw new TypeError(`unknown FileUpload event ${JSON.stringify(event)} (use "change", "progress" or "error")`);
     if (typeof callback !== "function") throw new TypeError(`widget.on("${event}") needs a callback function`);
-    const listener = { call: AsyncResource.bind(callback as (e: unknown) => unknown) };
-    const set = (event === "progress" ? this.progressListeners : this.errorListeners) as Set<Listener<unknown>>;
-    set.add(listener);
-    let done = false;
-    return {
-      dispose: () => {
-        if (done) return;
-        done = true;
-        set.delete(listener);
-      },
-    };
+    return addListener((event === "progress" ? this.progressListeners : this.errorListeners) as Set<Listener<unknown>>, callback);
   }
 
   protected override acceptInput(key: string, value: unknown): StateValue {
