@@ -113,20 +113,20 @@ function isPlaceholder(v: JsonValue): v is { [BUFFER_KEY]: number; kind: string 
   );
 }
 
-const ELEMENT_SIZE: { [K in BinaryKind]: number } = {
-  ArrayBuffer: 1,
-  DataView: 1,
-  Int8Array: 1,
-  Uint8Array: 1,
-  Uint8ClampedArray: 1,
-  Int16Array: 2,
-  Uint16Array: 2,
-  Int32Array: 4,
-  Uint32Array: 4,
-  Float32Array: 4,
-  Float64Array: 8,
-  BigInt64Array: 8,
-  BigUint64Array: 8,
+/** The view each kind names, by its constructor; a typed array's element size is its BYTES_PER_ELEMENT. */
+const VIEWS: { [K in Exclude<BinaryKind, "ArrayBuffer">]: { new (buffer: ArrayBuffer, byteOffset: number, length: number): ArrayBufferView; BYTES_PER_ELEMENT?: number } } = {
+  DataView,
+  Int8Array,
+  Uint8Array,
+  Uint8ClampedArray,
+  Int16Array,
+  Uint16Array,
+  Int32Array,
+  Uint32Array,
+  Float32Array,
+  Float64Array,
+  BigInt64Array,
+  BigUint64Array,
 };
 
 export class ValueDecodeError extends Error {
@@ -135,7 +135,10 @@ export class ValueDecodeError extends Error {
 
 /** Rebuilds a typed array of `kind` over `bytes`, copying only when alignment demands it. */
 export function makeBinary(kind: BinaryKind, bytes: Uint8Array): ArrayBuffer | ArrayBufferView {
-  const size = ELEMENT_SIZE[kind];
+  const View = kind === "ArrayBuffer" ? null : VIEWS[kind];
+  if (View === undefined) throw new ValueDecodeError(`unknown binary kind ${JSON.stringify(kind)}`);
+  // ArrayBuffer and DataView count in bytes.
+  const size = View?.BYTES_PER_ELEMENT ?? 1;
   if (bytes.byteLength % size !== 0) {
     throw new ValueDecodeError(`${bytes.byteLength} bytes is not a whole number of ${kind} elements`);
   }
@@ -144,40 +147,13 @@ export function makeBinary(kind: BinaryKind, bytes: Uint8Array): ArrayBuffer | A
   // at the same misaligned offset, not a copy.
   if (bytes.byteOffset % size !== 0) source = new Uint8Array(bytes);
   const buffer = source.buffer as ArrayBuffer;
-  switch (kind) {
-    case "ArrayBuffer":
-      return source.byteOffset === 0 && source.byteLength === buffer.byteLength
-        ? buffer
-        : buffer.slice(source.byteOffset, source.byteOffset + source.byteLength);
-    case "DataView":
-      return new DataView(buffer, source.byteOffset, source.byteLength);
-    case "Int8Array":
-      return new Int8Array(buffer, source.byteOffset, source.byteLength);
-    case "Uint8Array":
-      return new Uint8Array(buffer, source.byteOffset, source.byteLength);
-    case "Uint8ClampedArray":
-      return new Uint8ClampedArray(buffer, source.byteOffset, source.byteLength);
-    case "Int16Array":
-      return new Int16Array(buffer, source.byteOffset, source.byteLength / 2);
-    case "Uint16Array":
-      return new Uint16Array(buffer, source.byteOffset, source.byteLength / 2);
-    case "Int32Array":
-      return new Int32Array(buffer, source.byteOffset, source.byteLength / 4);
-    case "Uint32Array":
-      return new Uint32Array(buffer, source.byteOffset, source.byteLength / 4);
-    case "Float32Array":
-      return new Float32Array(buffer, source.byteOffset, source.byteLength / 4);
-    case "Float64Array":
-      return new Float64Array(buffer, source.byteOffset, source.byteLength / 8);
-    case "BigInt64Array":
-      return new BigInt64Array(buffer, source.byteOffset, source.byteLength / 8);
-    case "BigUint64Array":
-      return new BigUint64Array(buffer, source.byteOffset, source.byteLength / 8);
-    default: {
-      const unreachable: never = kind;
-      throw new ValueDecodeError(`unknown binary kind ${String(unreachable)}`);
-    }
+  if (View === null) {
+    return source.byteOffset === 0 && source.byteLength === buffer.byteLength
+      ? buffer
+      : buffer.slice(source.byteOffset, source.byteOffset + source.byteLength);
   }
+  // A typed array's third argument counts elements, a DataView's bytes (size 1): the same number.
+  return new View(buffer, source.byteOffset, source.byteLength / size);
 }
 
 /** Inverse of encodeValue. Throws ValueDecodeError on a placeholder that names a missing buffer. */

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { BUFFER_KEY, ValueDecodeError, ValueEncodeError, decodeValue, encodeValue } from "../protocol/values.js";
+import { BUFFER_KEY, TYPED_ARRAY_KINDS, ValueDecodeError, ValueEncodeError, decodeValue, encodeValue } from "../protocol/values.js";
 
 describe("binary values", () => {
   it("keeps falsy JSON values as they are", () => {
@@ -39,6 +39,22 @@ describe("binary values", () => {
     bytes.set(payload, 1);
     const decoded = decodeValue({ [BUFFER_KEY]: 0, kind: "Float64Array" }, [bytes.subarray(1)]) as Float64Array;
     expect(decoded[0]).toBe(Math.PI);
+  });
+
+  it("restores every binary kind with its type, length and contents, at any offset", () => {
+    // 16 bytes: a whole number of elements of every kind.
+    const bytes = Uint8Array.from({ length: 16 }, (_, i) => i * 17);
+    for (const kind of TYPED_ARRAY_KINDS) {
+      for (const offset of [0, 1]) {
+        const arrived = new Uint8Array(16 + offset);
+        arrived.set(bytes, offset);
+        const decoded = decodeValue({ [BUFFER_KEY]: 0, kind }, [arrived.subarray(offset)]) as ArrayBuffer | ArrayBufferView;
+        expect(decoded.constructor.name, kind).toBe(kind);
+        expect(decoded.byteLength, kind).toBe(16);
+        const view = decoded instanceof ArrayBuffer ? new Uint8Array(decoded) : new Uint8Array(decoded.buffer, decoded.byteOffset, decoded.byteLength);
+        expect(Array.from(view), `${kind} at offset ${offset}`).toEqual(Array.from(bytes));
+      }
+    }
   });
 
   it("names the path of what JSON cannot carry", () => {
