@@ -164,15 +164,10 @@ export class History implements Disposable {
 
   /** The file's entries (the newest 2 * limit), or none when there is no readable file. */
   private load(): HistoryEntry[] {
-    const { file, log } = this.options;
+    const { file } = this.options;
     if (file === null) return [];
-    let text: string;
-    try {
-      text = readFileSync(file, "utf8");
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== "ENOENT") this.warnOnce(`history: cannot read ${file}: ${errorMessage(err)}`);
-      return [];
-    }
+    const text = this.readFile(file, null, (fd) => readFileSync(fd, "utf8"));
+    if (text === null) return [];
     const { entries, skipped } = History.parse(text);
     if (skipped > 0) this.warnOnce(`history: ignored ${skipped} unreadable line(s) in ${file}`);
     return entries.slice(-this.limit * 2);
