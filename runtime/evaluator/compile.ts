@@ -5,7 +5,7 @@
 //      are rewritten in place, keeping every line where it was so the source map stays valid.
 
 import type { Message, TransformFailure } from "esbuild";
-import { parse, type Node, type Token } from "acorn";
+import { parse, type Node, type Options as AcornOptions, type Token } from "acorn";
 import type { SourceMapPayload } from "node:module";
 import type { ErrorContent } from "../../protocol/jupyter.js";
 import { formatSyntaxError } from "./errors.js";
@@ -152,6 +152,14 @@ async function transformKeepingLastExpression(
   return null;
 }
 
+/** How a cell reads as JavaScript (imports, exports and top-level await allowed): the same for both parses below. */
+const CELL_PARSE_OPTIONS = {
+  ecmaVersion: "latest",
+  sourceType: "module",
+  allowAwaitOutsideFunction: true,
+  allowHashBang: true,
+} as const satisfies AcornOptions;
+
 /** Tokens that can open a type argument list (`f<T>`, `f<<T>() => T>`). */
 const TYPE_ARGS_OPEN = new Set(["<", "<<"]);
 /** Tokens that can close one: `>` and every token that starts with it (`f<A<B>>(x)` ends in `>>`). */
@@ -171,10 +179,7 @@ function plainJavaScript(translated: string): AnyNode | null {
   let program: AnyNode;
   try {
     program = parse(translated, {
-      ecmaVersion: "latest",
-      sourceType: "module",
-      allowAwaitOutsideFunction: true,
-      allowHashBang: true,
+      ...CELL_PARSE_OPTIONS,
       onToken: (token: Token) => {
         const value = (token as Token & { value?: unknown }).value;
         if (typeof value !== "string") return;
@@ -357,12 +362,7 @@ function rewriteImportDeclaration(code: string, node: AnyNode): string {
 export function rewriteModuleSyntax(code: string): { type: "ok"; code: string } | { type: "error"; message: string } {
   let program: AnyNode;
   try {
-    program = parse(code, {
-      ecmaVersion: "latest",
-      sourceType: "module",
-      allowAwaitOutsideFunction: true,
-      allowHashBang: true,
-    }) as unknown as AnyNode;
+    program = parse(code, CELL_PARSE_OPTIONS) as unknown as AnyNode;
   } catch (err) {
     return { type: "error", message: err instanceof Error ? err.message : String(err) };
   }
