@@ -110,6 +110,12 @@ export function buildLeaf(kind: LeafKind, row: HTMLElement, ctx: LeafContext): C
     if (description === "") control.setAttribute("aria-label", KIND_NAMES[kind]);
     else control.removeAttribute("aria-label");
   };
+  /** A button is named by its own text (the description), or by its kind without one. */
+  const nameButton = (state: WidgetState, b: HTMLButtonElement): void => {
+    b.textContent = text(state.description);
+    if (b.textContent === "") b.setAttribute("aria-label", KIND_NAMES[kind]);
+    else b.removeAttribute("aria-label");
+  };
   switch (kind) {
     case "Button": {
       const b = el("button", "tsnb-w-button", doc);
@@ -118,9 +124,7 @@ export function buildLeaf(kind: LeafKind, row: HTMLElement, ctx: LeafContext): C
       row.append(b);
       return {
         apply(state) {
-          b.textContent = text(state.description);
-          if (b.textContent === "") b.setAttribute("aria-label", KIND_NAMES[kind]);
-          else b.removeAttribute("aria-label");
+          nameButton(state, b);
           b.disabled = state.disabled === true;
           b.dataset.style = text(state.buttonStyle);
         },
@@ -137,9 +141,7 @@ export function buildLeaf(kind: LeafKind, row: HTMLElement, ctx: LeafContext): C
       row.append(b);
       return {
         apply(state, skip) {
-          b.textContent = text(state.description);
-          if (b.textContent === "") b.setAttribute("aria-label", KIND_NAMES[kind]);
-          else b.removeAttribute("aria-label");
+          nameButton(state, b);
           b.disabled = state.disabled === true;
           if (!skip.has("value")) b.setAttribute("aria-pressed", String(state.value === true));
         },
@@ -242,8 +244,10 @@ export function buildLeaf(kind: LeafKind, row: HTMLElement, ctx: LeafContext): C
         },
       };
     }
-    case "Dropdown": {
-      const select = el("select", "tsnb-w-select", doc);
+    case "Dropdown":
+    case "Select": {
+      // Select is the same <select> shown as a list box, 2 to 8 rows tall.
+      const select = el("select", kind === "Dropdown" ? "tsnb-w-select" : "tsnb-w-listbox", doc);
       select.id = inputId;
       listen(select, "change", () => actions.set("value", select.value));
       row.append(label, select);
@@ -256,6 +260,7 @@ export function buildLeaf(kind: LeafKind, row: HTMLElement, ctx: LeafContext): C
           const key = JSON.stringify(options);
           if (key !== shown) {
             shown = key;
+            if (kind === "Select") select.size = Math.min(8, Math.max(2, options.length));
             select.replaceChildren(...optionElements(options, doc));
           }
           if (!skip.has("value")) select.value = text(state.value);
@@ -283,27 +288,6 @@ export function buildLeaf(kind: LeafKind, row: HTMLElement, ctx: LeafContext): C
         apply(state) {
           // The program's own HTML, shown like any trusted display.html output.
           if (div.innerHTML !== text(state.value)) div.innerHTML = text(state.value);
-        },
-      };
-    }
-    case "Select": {
-      const list = el("select", "tsnb-w-listbox", doc);
-      list.id = inputId;
-      listen(list, "change", () => actions.set("value", list.value));
-      row.append(label, list);
-      let shown = "";
-      return {
-        apply(state, skip) {
-          name(state, list);
-          const options = stringOptions(state);
-          const key = JSON.stringify(options);
-          if (key !== shown) {
-            shown = key;
-            list.size = Math.min(8, Math.max(2, options.length));
-            list.replaceChildren(...optionElements(options, doc));
-          }
-          list.disabled = state.disabled === true;
-          if (!skip.has("value")) list.value = text(state.value);
         },
       };
     }
