@@ -589,6 +589,46 @@ describe("chunked browser messages", () => {
   });
 });
 
+describe("RPC answers to the browser", () => {
+  /** Three calls from the page in one message; returns the kernel's ids for them, in order. */
+  function threeCalls(bridge: CommsBridge, host: RecordingHost): string[] {
+    const call = (id: string) => ({ op: "call", id, method: "f", value: [[], {}] });
+    bridge.commMsg(commMsg("a", { op: "rpc_batch", messages: [call("c1"), call("c2"), call("c3")] }));
+    return host.program.filter((m) => m.op.op === "comm_rpc_call").map((m) => (m.op as { id: string }).id);
+  }
+  const answered = (host: RecordingHost) =>
+    host.takeFor("a").flatMap((m) => (m.data.op === "rpc_batch" ? m.data.messages : [m.data])).map((m) => (m as { id: string }).id);
+
+  it("sends the small answers of one turn together, at the end of the turn", () => {
+    const { clock, host, bridge, open } = setup();
+    open("a");
+    const ids = threeCalls(bridge, host);
+    for (const id of ids) expect(bridge.programOp({ op: "comm_rpc_reply", id, value: 1 }, [])).toBeNull();
+    expect(host.takeFor("a")).toEqual([]);
+    clock.advance(0);
+    const messages = host.takeFor("a");
+    expect(messages.map((m) => m.data.op)).toEqual(["rpc_batch"]);
+    expect(messages.flatMap((m) => (m.data.op === "rpc_batch" ? m.data.messages.map((x) => x.id) : []))).toEqual(["c1", "c2", "c3"]);
+  });
+
+  it("sends an answer with a large binary result at once, with the answers batched before it and in order", () => {
+    const { clock, host, bridge, open } = setup();
+    open("a");
+    const ids = threeCalls(bridge, host);
+    const bytes = new Uint8Array(200_000).map((_, i) => i % 251);
+    expect(bridge.programOp({ op: "comm_rpc_reply", id: ids[0]!, value: 1 }, [])).toBeNull();
+    expect(bridge.programOp({ op: "comm_rpc_reply", id: ids[1]!, value: { $tsnb_buffer: 0, kind: "Uint8Array" }, nbuf: 1 }, [bytes])).toBeNull();
+    // No timer has run: the page's caller is not kept waiting for the end of the turn (a 1 ms timer in the kernel).
+    const first = host.takeFor("a");
+    expect(first.flatMap((m) => (m.data.op === "rpc_batch" ? m.data.messages : [m.data])).map((m) => (m as { id: string }).id)).toEqual(["c1", "c2"]);
+    expect(Buffer.compare(first.at(-1)!.buffers.at(-1)!, bytes)).toBe(0);
+    expect(bridge.programOp({ op: "comm_rpc_reply", id: ids[2]!, value: 3 }, [])).toBeNull();
+    expect(answered(host)).toEqual([]);
+    clock.advance(0);
+    expect(answered(host)).toEqual(["c3"]);
+  });
+});
+
 describe("large messages to the browser", () => {
   /** Reads a comm's chunks as the shim does: acks each on arrival, reassembles, returns the whole messages. */
   function receiver(bridge: CommsBridge, host: RecordingHost, id: string) {

@@ -186,6 +186,12 @@ interface CommRecord {
 
 /** Calls and replies with less binary data than this are batched per comm within a turn. */
 const RPC_BATCH_BYTES = 1024 * 1024;
+/**
+ * A call or reply with this much binary data goes out at once, with whatever is batched before it, instead of at
+ * the end of the turn: batching saves messages for many small answers, while a big one gains nothing by waiting,
+ * and when the page's request was already answered busy/idle the end-of-turn flush is a 1 ms timer.
+ */
+const RPC_SEND_NOW_BYTES = 64 * 1024;
 
 /** The outcome of a program comm op: null when handled, else what was wrong (the caller shows it). */
 export type ProgramOpError = string | null;
@@ -698,7 +704,7 @@ export class CommsBridge {
       box.messages.push(data);
       for (const b of buffers) box.buffers.push(b);
       box.bytes += size + 64;
-      if (box.bytes >= RPC_BATCH_BYTES) this.flushRpc();
+      if (box.bytes >= RPC_BATCH_BYTES || size >= RPC_SEND_NOW_BYTES) this.flushRpc();
       else if (this.rpcFlushTimer === null && !this.disposed) {
         this.rpcFlushTimer = this.host.setTimer(0, () => {
           this.rpcFlushTimer = null;
