@@ -1197,7 +1197,7 @@ abstract class Paged extends Box {
     return this.current.selected;
   }
   set selected(index: number) {
-    if (!Number.isInteger(index) || index < 0 || index >= this.children.length) throw new RangeError(`${this.kind}.selected must be an index below ${this.children.length}, got ${index}`);
+    if (!this.isPage(index)) throw new RangeError(`${this.kind}.selected must be an index below ${this.children.length}, got ${index}`);
     this.setState({ selected: index });
   }
   get titles(): readonly string[] {
@@ -1205,8 +1205,11 @@ abstract class Paged extends Box {
   }
   protected override acceptInput(key: string, value: unknown): StateValue {
     if (key !== "selected") return super.acceptInput(key, value);
-    if (typeof value !== "number" || !Number.isInteger(value) || value < 0 || value >= this.children.length) throw new WidgetInputError(`${this.kind}: no page ${JSON.stringify(value)}`);
+    if (!this.isPage(value)) throw new WidgetInputError(`${this.kind}: no page ${JSON.stringify(value)}`);
     return value;
+  }
+  private isPage(index: unknown): index is number {
+    return typeof index === "number" && Number.isInteger(index) && index >= 0 && index < this.children.length;
   }
   override staticHtml(): string {
     return this.children
