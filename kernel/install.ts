@@ -102,11 +102,13 @@ export interface KernelSpecOptions {
 
 /**
  * V8 flags for the kernel process (never the user program, whose code may need the optimizing compiler).
- * The kernel is I/O glue: without TurboFan (code pages, optimized code) and with a 1 MB young generation
- * it holds ~7 MB less RSS (61 -> 54 MB after 300 round trips), while round trips and a 20 MB output burst
- * measured the same (bench/kernel.py; /tmp measurements quoted in the commit that added this).
+ * The kernel is I/O glue: with no compiler at all (--jitless: bytecode only, regexps interpreted, no code
+ * pages) and a 1 MB young generation it holds ~8.5 MB less RSS than with V8's defaults (61 -> 54 MB after 300
+ * round trips with --no-opt, then -1.6 MB more with --jitless), while round trips, kernel CPU per execute and
+ * output bursts measured the same (figures in the commits that chose these). --jitless turns WebAssembly off,
+ * which the kernel never uses; --no-expose-wasm says so, or V8 prints a warning at every start.
  */
-export const KERNEL_NODE_FLAGS = ["--no-opt", "--max-semi-space-size=1"] as const;
+export const KERNEL_NODE_FLAGS = ["--jitless", "--no-expose-wasm", "--max-semi-space-size=1"] as const;
 
 export function kernelSpec(options: KernelSpecOptions): Record<string, unknown> {
   return {

@@ -90,7 +90,7 @@ describe("tsnb install", () => {
     const dir = join(prefix, "share", "jupyter", "kernels", "tsnb-test");
     const spec = JSON.parse(readFileSync(join(dir, "kernel.json"), "utf8"));
     expect(spec).toMatchObject({
-      argv: [process.execPath, "--no-opt", "--max-semi-space-size=1", BIN, "kernel", "--connection-file", "{connection_file}"],
+      argv: [process.execPath, "--jitless", "--no-expose-wasm", "--max-semi-space-size=1", BIN, "kernel", "--connection-file", "{connection_file}"],
       display_name: "TypeScript (tsnb)",
       language: "typescript",
       interrupt_mode: "message",
