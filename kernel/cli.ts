@@ -3,7 +3,7 @@
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import { KernelComms } from "./comms/kernel-comms.js";
-import { kernelIdFromConnectionFile, loadShimSource } from "./comms/shim-display.js";
+import { kernelIdFromConnectionFile, shimSourceReader } from "./comms/shim-display.js";
 import { KernelIO } from "./core/io.js";
 import { defaultHistoryFile, History } from "./core/history.js";
 import { KernelCore } from "./core/kernel.js";
@@ -55,7 +55,7 @@ async function runKernel(args: string[]): Promise<void> {
   const io = new KernelIO(transport);
   // The browser shim needs the id Jupyter gave this kernel, which only the connection file name carries.
   const kernelId = kernelIdFromConnectionFile(file);
-  const shimSource = loadShimSource();
+  const shimSource = shimSourceReader();
   if (kernelId === null) log.warn(`no kernel id in the connection file name ${file}: the browser comms shim will not be injected`);
   if (shimSource === null) log.warn("dist/shim.js is missing: the browser comms shim will not be injected");
   const comms = new KernelComms({

@@ -773,7 +773,7 @@ describe("large messages to the browser", () => {
 });
 
 describe("shim injection", () => {
-  const shim = { kernelId: "k-123", source: "globalThis.tsnbShimBoot = function () {};" };
+  const shim = { kernelId: "k-123", source: () => "globalThis.tsnbShimBoot = function () {};" };
 
   it("injects the shim under the cell that first used comms, blanks it once connected, and re-injects only when none is live", () => {
     const { clock, host, bridge, open, send } = setup({ shim });
@@ -864,6 +864,29 @@ describe("shim injection", () => {
     expect(host.published.filter((p) => p.msg_type === "display_data")).toHaveLength(0);
   });
 
+  it("reads the shim only when it injects it, and a failed read publishes nothing, is logged and is tried again later", () => {
+    let reads = 0;
+    let readable = false;
+    const source = () => {
+      reads++;
+      if (!readable) throw new Error("ENOENT: no such file or directory, open 'dist/shim.js'");
+      return "globalThis.tsnbShimBoot = function () {};";
+    };
+    const { clock, host, send } = setup({ shim: { kernelId: "k-1", source }, shimRetryMs: 1000 });
+    expect(reads).toBe(0);
+    send([{ address: "x", value: 1 }]);
+    expect(reads).toBe(1);
+    expect(host.published.filter((p) => p.msg_type === "display_data")).toHaveLength(0);
+    expect(host.warnings.some((w) => w.includes("shim could not be read") && w.includes("ENOENT"))).toBe(true);
+    readable = true;
+    clock.advance(1100);
+    send([{ address: "x", value: 2 }]);
+    expect(reads).toBe(2);
+    const displays = host.published.filter((p) => p.msg_type === "display_data");
+    expect(displays).toHaveLength(1);
+    expect((displays[0]!.content.data as Record<string, string>)["application/javascript"]).toContain('tsnbShimBoot({"kernelId":"k-1"})');
+  });
+
   it("tries again later when no browser ever connected (nbclient), not on every use", () => {
     const { clock, host, send } = setup({ shim, shimRetryMs: 1000 });
     send([{ address: "x", value: 1 }]);
@@ -878,7 +901,7 @@ describe("shim injection", () => {
 
 describe("dispose", () => {
   it("cancels every timer and is idempotent", () => {
-    const { clock, bridge, open, listen, send } = setup({ shim: { kernelId: "k", source: "" } });
+    const { clock, bridge, open, listen, send } = setup({ shim: { kernelId: "k", source: () => "" } });
     open("a");
     listen("a", "x");
     clock.advance(2000);

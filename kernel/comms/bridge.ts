@@ -738,15 +738,24 @@ export class CommsBridge {
     this.injection = step.state;
     for (const effect of step.effects) {
       switch (effect.type) {
-        case "inject":
+        case "inject": {
           if (this.options.shim === null) break;
+          let source: string;
+          try {
+            source = this.options.shim.source();
+          } catch (err) {
+            // The state machine tries again on a later use once its retry time has passed.
+            this.host.log.warn(`the browser shim could not be read, so it was not injected: ${err instanceof Error ? err.message : String(err)}`);
+            break;
+          }
           this.host.publish({
             msg_type: "display_data",
-            content: shimDisplayContent(this.options.shim, effect.displayId),
+            content: shimDisplayContent({ kernelId: this.options.shim.kernelId, source }, effect.displayId),
             buffers: [],
             parent: this.host.parentForCell(effect.cell),
           });
           break;
+        }
         case "probe":
           for (const record of [...this.comms.values()]) {
             this.heartbeatEvent(record, { type: "probe", now: this.host.now(), nonce: this.nonce++ });

@@ -2,24 +2,23 @@
 // that decides when to (re)inject it: the first time a program uses comms, and again only when no live
 // shim is connected, so a notebook does not fill with copies of the script.
 
-import { readFileSync } from "node:fs";
+import { existsSync, readFileSync } from "node:fs";
 import type { JsonObject } from "../../protocol/jupyter.js";
 
 export interface ShimBoot {
   /** The kernel id Jupyter assigned (from the connection file name `kernel-<id>.json`). */
   kernelId: string;
-  /** The bundled shim (dist/shim.js). */
-  source: string;
+  /**
+   * The bundled shim (dist/shim.js), read each time it is injected (a few times a session at most) instead of
+   * once at start: held as a string it was 290 KB of the kernel's heap all session, comms used or not.
+   * Throws when the file cannot be read.
+   */
+  source: () => string;
 }
 
-/** Reads dist/shim.js beside the running kernel bundle; null when it was not built. */
-export function loadShimSource(url: URL = new URL("./shim.js", import.meta.url)): string | null {
-  try {
-    return readFileSync(url, "utf8");
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === "ENOENT") return null;
-    throw err;
-  }
+/** A reader of dist/shim.js beside the running kernel bundle; null when it was not built. */
+export function shimSourceReader(url: URL = new URL("./shim.js", import.meta.url)): (() => string) | null {
+  return existsSync(url) ? () => readFileSync(url, "utf8") : null;
 }
 
 /** The kernel id from a connection file path, as Jupyter names them (`kernel-<id>.json`). */
@@ -34,7 +33,7 @@ export function kernelIdFromConnectionFile(path: string): string | null {
  * picks the one it renders. The config is JSON-encoded into the script, and `</` is escaped so the
  * HTML variant cannot be closed early by a value in it.
  */
-export function shimDisplayContent(boot: ShimBoot, displayId: string): JsonObject {
+export function shimDisplayContent(boot: { kernelId: string; source: string }, displayId: string): JsonObject {
   const config = JSON.stringify({ kernelId: boot.kernelId }).replace(/</g, "\\u003c");
   const script = `${boot.source}\n;globalThis.tsnbShimBoot(${config});\n`;
   const htmlScript = script.replace(/<\/(script)/gi, "<\\/$1");
