@@ -387,7 +387,7 @@ export class Runtime implements Disposable {
     }
     this.mapper.register(fileName, { map: compiled.map, source: compiled.source, columnShift: compiled.columnShift });
     const context: CellContext = { cell: op.id, allowStdin: op.allow_stdin };
-    const outcome = await this.tracker.run(context, () => this.evaluator.evaluate(compiled.js, signal));
+    const outcome = await this.tracker.run(context, () => this.evaluator.evaluate(compiled.js, signal, { replMode: compiled.replMode }));
     switch (outcome.type) {
       case "interrupted":
         return { op: "execute_done", id: op.id, status: "error", ...interruptedContent() };

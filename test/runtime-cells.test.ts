@@ -26,6 +26,29 @@ describe("runtime: cells", () => {
     expect(resultText(await program.execute("new A().v + l"))).toBe("'1a'");
   });
 
+  it("mixes cells evaluated as scripts with REPL-mode declarations", async () => {
+    // `mixed + 1` and `mixed = 5` need no REPL mode and run as plain scripts; they must see (and assign) the
+    // let that REPL-mode cells declared and redeclared.
+    await program.execute("let mixed = 1");
+    expect(resultText(await program.execute("mixed + 1"))).toBe("2");
+    await program.execute("let mixed = 10");
+    expect(resultText(await program.execute("mixed + 1"))).toBe("11");
+    await program.execute("mixed = 5");
+    expect(resultText(await program.execute("mixed"))).toBe("5");
+    // var and function declarations of script cells are globals, redeclarable by re-running, as in REPL mode.
+    await program.execute("var scriptVar = 3; function scriptFn() { return scriptVar * 2 }");
+    await program.execute("var scriptVar = 4; function scriptFn() { return scriptVar * 3 }");
+    expect(resultText(await program.execute("scriptFn()"))).toBe("12");
+    // A promise as the last value shows what it settles to, from a script cell as from a REPL-mode one.
+    expect(resultText(await program.execute("Promise.resolve(7)"))).toBe("7");
+    expect(resultText(await program.execute("const settles = Promise.resolve(8); settles"))).toBe("8");
+    // Errors thrown by a script cell are mapped to its own line.
+    const run = await program.execute("1 + 1\nnull.boom");
+    const error = errorOf(run);
+    expect(error.ename).toBe("TypeError");
+    expect(error.traceback.join("\n")).toMatch(/cell\[\d+\]\.ts:2:6/);
+  });
+
   it("keeps functions and variables for later cells", async () => {
     await program.execute("function twice(n: number): number { return n * 2 }\nvar total = 10");
     expect(resultText(await program.execute("twice(total)"))).toBe("20");

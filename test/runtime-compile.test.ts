@@ -49,6 +49,48 @@ describe("runtime compiler", () => {
     expect(loop.type === "ok" && loop.js).not.toContain(HELPERS.keep);
   });
 
+  it("asks for REPL mode only for top-level let/const/class and top-level await (imports, magics included)", async () => {
+    const mode = async (code: string) => {
+      const compiled = await compileCell({ code, fileName: "m.ts", experimentalDecorators: false });
+      if (compiled.type !== "ok") throw new Error(`${code}: ${compiled.evalue}`);
+      return compiled.replMode;
+    };
+    const repl = [
+      "const a = 1",
+      "let b = 2; b",
+      "class C {}",
+      "const t: number = 1",
+      "await 1",
+      "for await (const x of []) {}",
+      "(class { [await 1]() {} })",
+      'import fs from "node:fs"',
+      'export * from "node:fs"',
+      "export const e = 1",
+      "export default class D {}",
+      "%cd .",
+      "!true",
+    ];
+    for (const code of repl) expect(await mode(code), code).toBe(true);
+    const script = [
+      "1+1",
+      "var v = 1",
+      "function f() { const inner = 1; return inner }",
+      "async function g() { await 1 }",
+      "(async () => { const z = await 1; return z })()",
+      "{ let blockScoped = 1 }",
+      "for (let i = 0; i < 2; i++) {}",
+      "enum E { A }",
+      'import("node:fs")',
+    ];
+    for (const code of script) expect(await mode(code), code).toBe(false);
+    // The same answer for a cell compiled earlier (the compile cache keeps it).
+    const compiler = new CellCompiler();
+    for (const name of ["a.ts", "b.ts"]) {
+      const compiled = await compiler.compile({ code: "let cached = 1", fileName: name, experimentalDecorators: false });
+      expect(compiled.type === "ok" && compiled.replMode).toBe(true);
+    }
+  });
+
   it("evaluates plain JavaScript as written, and sends anything TypeScript-like through esbuild", async () => {
     const plain = await compileCell({ code: "const a = [1, 2].map((x) => x * 2)\na", fileName: "p.ts", experimentalDecorators: false });
     expect(plain.type === "ok" && plain.map).toBe(null);

@@ -34,6 +34,12 @@ export interface CompiledCell {
   source: string;
   /** Columns the last-expression wrapper inserted on one line; source-mapped columns there are shifted. */
   columnShift: { line: number; by: number } | null;
+  /**
+   * The cell needs V8's REPL mode: it declares let/const/class at the top level (re-running it must be able to
+   * redeclare them) or awaits at the top level (imports and magics become awaits). Other cells are evaluated as
+   * ordinary scripts, which mean the same for them and cost the inspector a third of the time (see needsReplMode).
+   */
+  replMode: boolean;
 }
 
 export type CompileResult = CompiledCell | ({ type: "syntax_error" } & ErrorContent);
@@ -206,7 +212,15 @@ export async function compileCell(options: CompileOptions): Promise<CompileResul
   const plain = plainJavaScript(translated);
   if (plain) {
     const rewritten = rewriteParsed(translated, plain);
-    return { type: "ok", js: withSourceUrl(rewritten, options.fileName), map: null, fileName: options.fileName, source: options.code, columnShift: null };
+    return {
+      type: "ok",
+      js: withSourceUrl(rewritten, options.fileName),
+      map: null,
+      fileName: options.fileName,
+      source: options.code,
+      columnShift: null,
+      replMode: needsReplMode(plain),
+    };
   }
   let outcome: TransformOutcome;
   let columnShift: CompiledCell["columnShift"] = null;
@@ -245,6 +259,7 @@ export async function compileCell(options: CompileOptions): Promise<CompileResul
     fileName: options.fileName,
     source: options.code,
     columnShift,
+    replMode: rewritten.replMode,
   };
 }
 
@@ -359,14 +374,63 @@ function rewriteImportDeclaration(code: string, node: AnyNode): string {
   return `const { ${named.join(", ")} } = ${HELPERS.named}(${call}, ${JSON.stringify(names)});`;
 }
 
-export function rewriteModuleSyntax(code: string): { type: "ok"; code: string } | { type: "error"; message: string } {
+export function rewriteModuleSyntax(code: string): { type: "ok"; code: string; replMode: boolean } | { type: "error"; message: string } {
   let program: AnyNode;
   try {
     program = parse(code, CELL_PARSE_OPTIONS) as unknown as AnyNode;
   } catch (err) {
     return { type: "error", message: err instanceof Error ? err.message : String(err) };
   }
-  return { type: "ok", code: rewriteParsed(code, program) };
+  return { type: "ok", code: rewriteParsed(code, program), replMode: needsReplMode(program) };
+}
+
+/** Function bodies: an `await` or a declaration inside one is not at the cell's top level. */
+const FUNCTION_NODES = new Set(["FunctionDeclaration", "FunctionExpression", "ArrowFunctionExpression"]);
+
+/**
+ * Whether a parsed cell (before its imports are rewritten) needs REPL mode rather than plain script evaluation.
+ * The two differ only in top-level let/const/class (a script cannot declare them again when the cell is re-run,
+ * REPL mode can) and top-level await (REPL mode only); `var` and function declarations, the completion value,
+ * `this`, stack traces and interrupts are the same. Imports and `export ... from` become awaits when rewritten.
+ * Runtime.evaluate in REPL mode, which also has to await its result promise, took ~90-117 us against ~33-47
+ * for a script (node 20, `1+1`, in-process session).
+ */
+export function needsReplMode(program: AnyNode): boolean {
+  const declaresLexically = (node: AnyNode | null | undefined): boolean =>
+    node !== null &&
+    node !== undefined &&
+    ((node.type === "VariableDeclaration" && node.kind !== "var") || node.type === "ClassDeclaration");
+  for (const statement of program.body as AnyNode[]) {
+    switch (statement.type) {
+      case "ImportDeclaration":
+      case "ExportAllDeclaration":
+        return true;
+      case "ExportNamedDeclaration":
+        if (statement.source || declaresLexically(statement.declaration as AnyNode | null)) return true;
+        break;
+      case "ExportDefaultDeclaration":
+        if (declaresLexically(statement.declaration as AnyNode)) return true;
+        break;
+      default:
+        if (declaresLexically(statement)) return true;
+    }
+  }
+  let awaits = false;
+  const visit = (node: AnyNode): void => {
+    if (awaits || FUNCTION_NODES.has(node.type)) return;
+    if (node.type === "AwaitExpression" || (node.type === "ForOfStatement" && node.await === true)) {
+      awaits = true;
+      return;
+    }
+    for (const key of Object.keys(node)) {
+      const child = node[key];
+      if (Array.isArray(child)) {
+        for (const item of child) if (isNode(item)) visit(item);
+      } else if (isNode(child)) visit(child);
+    }
+  };
+  visit(program);
+  return awaits;
 }
 
 function rewriteParsed(code: string, program: AnyNode): string {

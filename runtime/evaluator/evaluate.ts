@@ -71,17 +71,19 @@ export class Evaluator implements Disposable {
     });
   }
 
-  async evaluate(js: string, signal: InterruptSignal): Promise<EvalOutcome> {
+  /**
+   * Runs a compiled cell. `replMode` (see CompiledCell.replMode) evaluates it in V8's REPL mode, whose result is a
+   * promise the inspector awaits; otherwise as a plain script, whose completion value comes back at once.
+   */
+  async evaluate(js: string, signal: InterruptSignal, options: { replMode: boolean } = { replMode: true }): Promise<EvalOutcome> {
     const interrupted = signal.interrupted.then((): EvalOutcome => ({ type: "interrupted" }));
     // Only a RemoteObject with an objectId pins anything in the group; a primitive result (the common
     // `1 + 1`) needs no release round trip. Unknown (interrupted, failed) means release to be safe.
     let holdsObjects = true;
-    const evaluation = this.post<EvaluateResponse>("Runtime.evaluate", {
-      expression: js,
-      replMode: true,
-      awaitPromise: true,
-      objectGroup: GROUP,
-    }).then(
+    const evaluation = this.post<EvaluateResponse>(
+      "Runtime.evaluate",
+      options.replMode ? { expression: js, replMode: true, awaitPromise: true, objectGroup: GROUP } : { expression: js, objectGroup: GROUP },
+    ).then(
       async (response): Promise<EvalOutcome> => {
         holdsObjects = response.result.objectId !== undefined || response.exceptionDetails?.exception?.objectId !== undefined;
         if (response.exceptionDetails) {
