@@ -83,7 +83,21 @@ export interface CommRpcCancelOp {
   id: string;
 }
 
+/**
+ * A piece of one large program -> kernel message, so the kernel passes each piece on while the next is still on its
+ * way instead of holding the whole message first. The pieces' bytes, in `index` order from 0, are that message in
+ * the framing of PIPES.md section 1; the first piece holds exactly its header (length prefix and JSON), the others
+ * its binary data. The message is a `comm_send` of one value or a `comm_rpc_reply`. Exactly one binary part.
+ */
+export interface CommChunkOp {
+  op: "comm_chunk";
+  id: string;
+  index: number;
+  last: boolean;
+}
+
 export type ProgramCommOp =
+  | CommChunkOp
   | CommSendOp
   | CommSubscribeOp
   | CommUnsubscribeOp
@@ -134,6 +148,7 @@ export interface CommReplayOp {
 export type KernelCommOp = CommDeliverOp | CommSyncAckOp | CommListenersOp | CommFrontendsOp | CommRpcCallOp | CommRpcReplyOp | CommReplayOp;
 
 export const PROGRAM_COMM_OPS: readonly ProgramCommOp["op"][] = [
+  "comm_chunk",
   "comm_send",
   "comm_subscribe",
   "comm_unsubscribe",
@@ -163,7 +178,7 @@ function cellOf(v: unknown): CellId | null | undefined {
 export function parseProgramCommOp(header: { [key: string]: unknown }, bufferCount: number): ParseResult<ProgramCommOp> {
   const op = header.op;
   const fail = (detail: string): ParseResult<ProgramCommOp> => ({ ok: false, error: `"${String(op)}" op: ${detail}` });
-  const carriesBuffers = op === "comm_send" || op === "comm_rpc_call" || op === "comm_rpc_reply";
+  const carriesBuffers = op === "comm_send" || op === "comm_rpc_call" || op === "comm_rpc_reply" || op === "comm_chunk";
   if (!carriesBuffers && bufferCount > 0) return fail(`carries ${bufferCount} unexpected binary parts`);
   switch (op) {
     case "comm_send": {
@@ -177,6 +192,13 @@ export function parseProgramCommOp(header: { [key: string]: unknown }, bufferCou
         send.frontend = header.frontend;
       }
       return { ok: true, message: send };
+    }
+    case "comm_chunk": {
+      const e = checkCallId(header.id);
+      if (e) return fail(e);
+      if (!Number.isInteger(header.index) || (header.index as number) < 0 || typeof header.last !== "boolean") return fail("needs index and last");
+      if (bufferCount !== 1) return fail(`must carry exactly one binary part, got ${bufferCount}`);
+      return { ok: true, message: { op, id: header.id as string, index: header.index as number, last: header.last } };
     }
     case "comm_subscribe":
     case "comm_read": {

@@ -63,6 +63,37 @@ export function encodeFrame(header: JsonObject & { op: string }, buffers: readon
   return [prefix, json, ...buffers];
 }
 
+/**
+ * The framed header alone (length prefix and JSON, one array) of a frame whose binary parts have these lengths:
+ * for a frame sent in pieces whose binary parts come later.
+ */
+export function encodeFrameHeader(header: JsonObject & { op: string }, lengths: readonly number[]): Uint8Array {
+  const fullHeader: JsonObject = { v: FRAMING_VERSION, ...header };
+  if (lengths.length > 0) fullHeader.buffers = [...lengths];
+  const json = encoder.encode(JSON.stringify(fullHeader));
+  const out = new Uint8Array(4 + json.byteLength);
+  new DataView(out.buffer).setUint32(0, json.byteLength, false);
+  out.set(json, 4);
+  return out;
+}
+
+/**
+ * Reads the header at the start of a framed message's first bytes (for a message arriving in pieces): the header,
+ * its binary parts' lengths and where the binary data starts, or what is wrong. The header must be whole in `bytes`.
+ */
+export function readFrameHeader(
+  bytes: Uint8Array,
+  limits: FrameLimits = DEFAULT_FRAME_LIMITS,
+): { ok: true; header: RawFrame["header"]; lengths: number[]; dataOffset: number } | { ok: false; error: FrameError } {
+  if (bytes.byteLength < 4) return { ok: false, error: { type: "bad_header", detail: "the header is not whole in the first piece" } };
+  const length = new DataView(bytes.buffer, bytes.byteOffset, 4).getUint32(0, false);
+  if (length > limits.maxHeaderBytes) return { ok: false, error: { type: "header_too_large", length, limit: limits.maxHeaderBytes } };
+  if (bytes.byteLength < 4 + length) return { ok: false, error: { type: "bad_header", detail: "the header is not whole in the first piece" } };
+  const parsed = parseHeader(bytes.subarray(4, 4 + length), limits);
+  if (!parsed.ok) return parsed;
+  return { ok: true, header: parsed.value.header, lengths: parsed.value.lengths, dataOffset: 4 + length };
+}
+
 /** A binary part at least this large that is still arriving is filled in place (see takeParts). */
 const FILL_IN_PLACE_BYTES = 1024 * 1024;
 

@@ -4,7 +4,7 @@
 import { describe, expect, it } from "vitest";
 import { CommsBridge, type BridgeOptions } from "../kernel/comms/bridge.js";
 import { BROWSER_CHUNK_BYTES, parseKernelMessage, splitItems, valueOf, type KernelToBrowser } from "../protocol/bridge.js";
-import { FrameDecoder } from "../protocol/framing.js";
+import { FrameDecoder, encodeFrameHeader } from "../protocol/framing.js";
 import { ManualClock, RecordingHost, browserValues, commClose, commMsg, commOpen, framed, programSend } from "./helpers/comms-fakes.js";
 
 function setup(options: Partial<BridgeOptions> = {}) {
@@ -740,6 +740,92 @@ describe("large messages to the browser", () => {
     expect(r.values).toHaveLength(1);
     expect((r.values[0] as Uint8Array)[0]).toBe(2);
     expect(r.chunkSizes.reduce((a, b) => a + b, 0)).toBeLessThan(60_000);
+  });
+
+  /** A program message in comm_chunk pieces, as the runtime sends it: its header alone, then its data in pieces. */
+  function pieces(header: { op: string; [key: string]: unknown }, data: Uint8Array, size: number) {
+    const out = [encodeFrameHeader(header as never, [data.byteLength])];
+    for (let at = 0; at < data.byteLength; at += size) out.push(data.subarray(at, at + size));
+    return out.map((bytes, index) => ({ op: { op: "comm_chunk", id: "s1", index, last: index === out.length - 1 }, bytes }));
+  }
+
+  it("passes a value the program sends in pieces on to the page as each piece arrives, keeping none of it", () => {
+    const { clock, host, bridge, open, listen, send } = setup({ chunkBytes: 10_000, chunkWindowBytes: 1_000_000 });
+    open("a");
+    listen("a", "big");
+    listen("a", "v");
+    send([{ address: "v", value: "before" }]);
+    const data = new Uint8Array(new Float32Array(10_000).map((_, i) => i).buffer);
+    const parts = pieces({ op: "comm_send", cell: null, items: [{ address: "big", value: { $tsnb_buffer: 0, kind: "Float32Array" }, nbuf: 1 }] }, data, 8_000);
+    const r = receiver(bridge, host, "a");
+    // All but the last piece: the page has them (as chunks no bigger than chunkBytes) before the program is done.
+    for (const part of parts.slice(0, -1)) expect(bridge.programOp(part.op, [part.bytes])).toBeNull();
+    clock.advance(10);
+    r.pump(true);
+    expect(r.values).toEqual(["before"]);
+    expect(r.chunkSizes.reduce((a, b) => a + b, 0)).toBeGreaterThan(32_000);
+    expect(bridge.queuedBytes).toBe(0);
+    send([{ address: "v", value: "after" }]);
+    const last = parts.at(-1)!;
+    expect(bridge.programOp(last.op, [last.bytes])).toBeNull();
+    for (let step = 0; step < 20 && r.values.length < 3; step++) {
+      clock.advance(5);
+      r.pump(true);
+    }
+    expect(r.values.length).toBe(3);
+    expect(r.values[1]).toEqual(new Float32Array(data.buffer));
+    expect(r.values[2]).toBe("after");
+    expect(Math.max(...r.chunkSizes)).toBeLessThanOrEqual(10_000);
+    // The program holds it; the kernel only knows so.
+    expect(bridge.heldByProgram("big")).toBe(true);
+    expect(bridge.lastValue("big")).toBeUndefined();
+  });
+
+  it("streams an RPC result in pieces to the page that called, and refuses pieces out of order or over the announced size", () => {
+    const { clock, host, bridge, open } = setup({ chunkBytes: 10_000 });
+    open("a");
+    bridge.commMsg(commMsg("a", { op: "call", id: "page-1", method: "bytes", value: [[], {}] }));
+    const call = host.program.find((m) => m.op.op === "comm_rpc_call")!.op as { id: string };
+    const data = new Uint8Array(30_000).map((_, i) => i % 251);
+    const parts = pieces({ op: "comm_rpc_reply", id: call.id, value: { $tsnb_buffer: 0, kind: "Uint8Array" }, nbuf: 1 }, data, 10_000);
+    const r = receiver(bridge, host, "a");
+    for (const part of parts) expect(bridge.programOp(part.op, [part.bytes])).toBeNull();
+    for (let step = 0; step < 20 && r.whole.length === 0; step++) {
+      clock.advance(5);
+      r.pump(true);
+    }
+    expect(r.whole).toHaveLength(1);
+    expect(r.whole[0]!.call).toBe("page-1");
+    expect(r.whole[0]!.data).toMatchObject({ op: "reply", id: "page-1" });
+    expect(Buffer.compare(r.whole[0]!.buffers[0]!, data)).toBe(0);
+    expect(bridge.pendingCalls.toProgram).toBe(0);
+    // Bad streams: a clear error, and nothing half-sent stays queued.
+    expect(bridge.programOp({ op: "comm_chunk", id: "zz", index: 3, last: false }, [new Uint8Array(1)])).toMatch(/did not start/);
+    const again = pieces({ op: "comm_send", cell: null, items: [{ address: "x", value: { $tsnb_buffer: 0, kind: "Uint8Array" }, nbuf: 1 }] }, new Uint8Array(100), 50);
+    expect(bridge.programOp(again[0]!.op, [again[0]!.bytes])).toBeNull();
+    expect(bridge.programOp({ ...again[2]!.op }, [again[2]!.bytes])).toMatch(/expected piece 1, got 2/);
+    expect(bridge.programOp(again[0]!.op, [again[0]!.bytes])).toBeNull();
+    expect(bridge.programOp(again[1]!.op, [new Uint8Array(150)])).toMatch(/more data than its header announced/);
+    expect(bridge.programOp({ op: "comm_chunk", id: "h", index: 0, last: false }, [new Uint8Array([0, 0, 0, 2, 123, 125])])).toMatch(/version/);
+    expect(bridge.queuedBytes).toBe(0);
+  });
+
+  it("cuts a streamed message short when the program stops: the page gets a last empty chunk and its call an error", () => {
+    const { clock, host, bridge, open } = setup({ chunkBytes: 10_000 });
+    open("a");
+    bridge.commMsg(commMsg("a", { op: "call", id: "page-1", method: "bytes", value: [[], {}] }));
+    const call = host.program.find((m) => m.op.op === "comm_rpc_call")!.op as { id: string };
+    const parts = pieces({ op: "comm_rpc_reply", id: call.id, value: { $tsnb_buffer: 0, kind: "Uint8Array" }, nbuf: 1 }, new Uint8Array(30_000), 10_000);
+    for (const part of parts.slice(0, 2)) bridge.programOp(part.op, [part.bytes]);
+    clock.advance(5);
+    bridge.programStopped();
+    clock.advance(5);
+    const got = host.takeFor("a").map((m) => m.data);
+    const chunks = got.filter((d) => d.op === "chunk");
+    expect(chunks.at(-1)).toMatchObject({ last: true });
+    const replies = got.flatMap((d) => (d.op === "rpc_batch" ? d.messages : [d])).filter((d) => d.op === "reply");
+    expect(replies).toMatchObject([{ op: "reply", id: "page-1", error: { code: -32003 } }]);
+    expect(bridge.queuedBytes).toBe(0);
   });
 
   it("holds a big RPC result to the ack window and the high-water mark, so a slow page slows the program", () => {

@@ -11,7 +11,7 @@
 // grows to a high-water mark, and then `comm_sync` is answered late, which slows a program that awaits
 // `comms.sync()`; `congested` tells the kernel to stop reading the program's channel.
 
-import { FrameDecoder, describeFrameError, encodeFrame, sliceParts } from "../../protocol/framing.js";
+import { FrameDecoder, describeFrameError, encodeFrame, encodeFrameHeader, readFrameHeader, sliceParts } from "../../protocol/framing.js";
 import type { Header, JsonObject, JupyterMessage } from "../../protocol/jupyter.js";
 import {
   BRIDGE_TARGET,
@@ -32,7 +32,7 @@ import {
   type KernelToBrowser,
   type ValueItem,
 } from "../../protocol/bridge.js";
-import { parseProgramCommOp, type KernelCommOp, type ProgramCommOp } from "../../protocol/comms-ops.js";
+import { parseProgramCommOp, type CommChunkOp, type KernelCommOp, type ProgramCommOp } from "../../protocol/comms-ops.js";
 import type { CellId } from "../../protocol/program.js";
 import { RpcCode, type RpcErrorInfo } from "../../protocol/rpc.js";
 import { DEFAULT_HEARTBEAT, initialHeartbeat, stepHeartbeat, type HeartbeatConfig, type HeartbeatEvent, type HeartbeatState } from "./heartbeat.js";
@@ -145,10 +145,13 @@ type QueueEntry =
       superseded: boolean;
     }
   /** An RPC call or reply over RPC_BATCH_BYTES: it waits behind the values queued before it, then goes in chunks. */
-  | { type: "rpc"; data: RpcCallMessage | RpcReplyMessage; buffers: Uint8Array[]; size: number; superseded: false };
+  | { type: "rpc"; data: RpcCallMessage | RpcReplyMessage; buffers: Uint8Array[]; size: number; superseded: false }
+  /** A message the program is still sending in pieces (comm_chunk); its queued bytes are counted as they arrive. */
+  | { type: "stream"; send: StreamSend; size: 0; superseded: false };
 
 /** A message going to one comm in chunks: its framed parts and how far it got. */
 interface ChunkedSend {
+  kind: "whole";
   id: string;
   /** The call this is part of ("" for values), for the page's progress report. */
   call: string;
@@ -157,6 +160,33 @@ interface ChunkedSend {
   sent: number;
   index: number;
   at: { partIndex: number; partOffset: number };
+}
+
+/**
+ * A message the program sends in pieces, going to one comm as they arrive: a chunk per piece (a piece over
+ * `chunkBytes` is cut), never a copy. `pending` holds what arrived and has not left yet.
+ */
+interface StreamSend {
+  kind: "stream";
+  id: string;
+  call: string;
+  total: number;
+  sent: number;
+  index: number;
+  pending: Uint8Array[];
+  /** The last piece arrived: the chunk that empties `pending` is the last. */
+  complete: boolean;
+}
+
+/** A message the program is sending in pieces (comm_chunk), passed on as they arrive. */
+interface ProgramStream {
+  next: number;
+  /** Binary bytes announced by its header, and received so far. */
+  dataBytes: number;
+  received: number;
+  targets: { record: CommRecord; send: StreamSend }[];
+  /** For an RPC reply: the kernel's call id (forgotten once the whole reply is on its way) and the page's. */
+  reply: { kernelId: string; record: CommRecord; callId: string } | null;
 }
 
 interface ChunkAssembly {
@@ -177,7 +207,7 @@ interface CommRecord {
   pendingLatest: Map<string, QueueEntry>;
   nextSeq: number;
   /** The chunked message being sent, if any: the queue waits behind it (its unsent bytes count as queued). */
-  sending: ChunkedSend | null;
+  sending: ChunkedSend | StreamSend | null;
   inflight: { seq: number; bytes: number }[];
   inflightBytes: number;
   chunks: Map<string, ChunkAssembly>;
@@ -211,6 +241,8 @@ export class CommsBridge {
   /** Program -> browser calls not yet answered, by the program's call id: the comm ids still asked. */
   private readonly frontendCalls = new Map<string, Set<string>>();
   private nextCallId = 0;
+  /** Messages the program is sending in pieces, by its stream id. */
+  private readonly programStreams = new Map<string, ProgramStream>();
   /** Small RPC messages per comm waiting for the end of this turn, to go out as one comm message. */
   private readonly rpcOutbox = new Map<CommRecord, { messages: RpcBatchMessage["messages"]; buffers: Uint8Array[]; bytes: number }>();
   private rpcFlushTimer: Disposable | null = null;
@@ -318,12 +350,14 @@ export class CommsBridge {
   programOp(header: { [key: string]: unknown }, buffers: Uint8Array[]): ProgramOpError {
     const parsed = parseProgramCommOp(header, buffers.length);
     if (!parsed.ok) return parsed.error;
+    if (parsed.message.op === "comm_chunk") return this.programChunk(parsed.message, buffers[0]!);
     this.handleProgram(parsed.message, buffers);
     return null;
   }
 
   /** A (new) program started: it knows nothing yet, so tell it who listens. */
   programStarted(): void {
+    this.abortStreams();
     this.programHeld.clear();
     this.programSubscriptions.clear();
     this.pendingReads.clear();
@@ -340,6 +374,7 @@ export class CommsBridge {
    * Values in the store stay.
    */
   programStopped(): void {
+    this.abortStreams();
     this.programHeld.clear();
     this.programSubscriptions.clear();
     this.pendingReads.clear();
@@ -593,6 +628,9 @@ export class CommsBridge {
 
   private handleProgram(op: ProgramCommOp, buffers: Uint8Array[]): void {
     switch (op.op) {
+      case "comm_chunk":
+        // programOp hands these to programChunk, which reports what is wrong with them.
+        return;
       case "comm_send": {
         if (op.frontend !== undefined) {
           // A replay for one front-end that started listening: not a new value.
@@ -874,10 +912,16 @@ export class CommsBridge {
   /** Whether the comm's next message fits its ack window now (anything fits when nothing is in flight). */
   private sendable(record: CommRecord): boolean {
     let size: number;
-    if (record.sending !== null) size = Math.min(this.chunkBytes, record.sending.total - record.sending.sent);
+    if (record.sending?.kind === "stream") {
+      // A streamed message waits for its next piece.
+      const piece = record.sending.pending[0];
+      if (piece === undefined) return false;
+      size = Math.min(this.chunkBytes, piece.byteLength);
+    } else if (record.sending !== null) size = Math.min(this.chunkBytes, record.sending.total - record.sending.sent);
     else {
       const head = record.queue.find((e) => !e.superseded);
       if (head === undefined) return false;
+      if (head.type === "stream" && head.send.pending.length === 0) return false;
       size = this.firstSendBytes(head);
     }
     if (record.inflightBytes === 0) return true;
@@ -892,7 +936,7 @@ export class CommsBridge {
   }
 
   private goesInChunks(entry: QueueEntry): boolean {
-    return entry.type === "rpc" || entry.size > this.options.chunkedValueBytes;
+    return entry.type !== "value" || entry.size > this.options.chunkedValueBytes;
   }
 
   /** What an entry puts in flight when it starts: all of it, or its first chunk when it goes in chunks. */
@@ -902,6 +946,8 @@ export class CommsBridge {
         return this.goesInChunks(entry) ? Math.min(this.chunkBytes, entry.size) : entry.size;
       case "rpc":
         return Math.min(this.chunkBytes, entry.size);
+      case "stream":
+        return Math.min(this.chunkBytes, entry.send.pending[0]?.byteLength ?? 0);
       default: {
         const unreachable: never = entry;
         throw new Error(`unhandled queue entry ${JSON.stringify(unreachable)}`);
@@ -922,13 +968,24 @@ export class CommsBridge {
       const index = record.queue.indexOf(head);
       record.queue.splice(0, index + 1);
       record.queuedBytes -= head.size;
-      if (head.type === "value") {
-        if (record.pendingLatest.get(head.item.address) === head) record.pendingLatest.delete(head.item.address);
-        const batch = joinItems([head.item]);
-        // The inner seq is not acknowledged: the page acknowledges each chunk's own seq as it arrives.
-        this.startChunks(record, { op: "values", seq: 0, items: batch.items }, batch.buffers, "");
-      } else {
-        this.startChunks(record, head.data, head.buffers, head.data.id);
+      switch (head.type) {
+        case "value": {
+          if (record.pendingLatest.get(head.item.address) === head) record.pendingLatest.delete(head.item.address);
+          const batch = joinItems([head.item]);
+          // The inner seq is not acknowledged: the page acknowledges each chunk's own seq as it arrives.
+          this.startChunks(record, { op: "values", seq: 0, items: batch.items }, batch.buffers, "");
+          break;
+        }
+        case "rpc":
+          this.startChunks(record, head.data, head.buffers, head.data.id);
+          break;
+        case "stream":
+          record.sending = head.send;
+          break;
+        default: {
+          const unreachable: never = head;
+          throw new Error(`unhandled queue entry ${JSON.stringify(unreachable)}`);
+        }
       }
     }
     this.sendChunk(record);
@@ -939,7 +996,7 @@ export class CommsBridge {
   private startChunks(record: CommRecord, data: KernelToBrowser, buffers: Uint8Array[], call: string): void {
     const parts = encodeFrame(data as unknown as JsonObject & { op: string }, buffers);
     const total = parts.reduce((n, p) => n + p.byteLength, 0);
-    record.sending = { id: `k${++this.nextCallId}`, call, parts, total, sent: 0, index: 0, at: { partIndex: 0, partOffset: 0 } };
+    record.sending = { kind: "whole", id: `k${++this.nextCallId}`, call, parts, total, sent: 0, index: 0, at: { partIndex: 0, partOffset: 0 } };
     record.queuedBytes += total;
   }
 
@@ -950,6 +1007,10 @@ export class CommsBridge {
    */
   private sendChunk(record: CommRecord): void {
     const sending = record.sending!;
+    if (sending.kind === "stream") {
+      this.sendStreamChunk(record, sending);
+      return;
+    }
     const length = Math.min(this.chunkBytes, sending.total - sending.sent);
     const slice = sliceParts(sending.parts, length, sending.at);
     sending.at = slice.at;
@@ -962,6 +1023,157 @@ export class CommsBridge {
     const message: KernelToBrowser = { op: "chunk", id: sending.id, index: sending.index++, last, total: sending.total, call: sending.call, seq };
     if (last) record.sending = null;
     this.host.publish({ msg_type: "comm_msg", content: { comm_id: record.id, data: message as unknown as JsonObject }, buffers: [slice.bytes], parent: record.parent });
+  }
+
+  private sendStreamChunk(record: CommRecord, sending: StreamSend): void {
+    let piece = sending.pending[0]!;
+    if (piece.byteLength > this.chunkBytes) {
+      sending.pending[0] = piece.subarray(this.chunkBytes);
+      piece = piece.subarray(0, this.chunkBytes);
+    } else {
+      sending.pending.shift();
+    }
+    sending.sent += piece.byteLength;
+    record.queuedBytes -= piece.byteLength;
+    const seq = record.nextSeq++;
+    record.inflight.push({ seq, bytes: piece.byteLength });
+    record.inflightBytes += piece.byteLength;
+    const last = sending.complete && sending.pending.length === 0;
+    if (last) record.sending = null;
+    const message: KernelToBrowser = { op: "chunk", id: sending.id, index: sending.index++, last, total: sending.total, call: sending.call, seq };
+    this.host.publish({ msg_type: "comm_msg", content: { comm_id: record.id, data: message as unknown as JsonObject }, buffers: [piece], parent: record.parent });
+  }
+
+  // ---- messages the program sends in pieces ------------------------------------------------------
+
+  /**
+   * A piece of a large message from the program. The first holds its header: the kernel decides where it goes
+   * (the comms listening on the value's address, or the page that made the call) and passes every piece on as
+   * it arrives, so the page receives the first chunks while the program is still writing the rest. The kernel
+   * keeps only the pieces not sent yet, never the whole message.
+   */
+  private programChunk(op: CommChunkOp, bytes: Uint8Array): ProgramOpError {
+    if (op.index === 0) {
+      const previous = this.programStreams.get(op.id);
+      if (previous) this.abortStream(op.id, previous, "it was started again", true);
+      const problem = this.startStream(op.id, bytes);
+      if (problem !== null) return `comm_chunk ${op.id}: ${problem}`;
+    } else {
+      const stream = this.programStreams.get(op.id);
+      if (stream === undefined) return `comm_chunk ${op.id}: piece ${op.index} of a message that did not start`;
+      if (op.index !== stream.next) {
+        this.abortStream(op.id, stream, `expected piece ${stream.next}, got ${op.index}`, true);
+        return `comm_chunk ${op.id}: expected piece ${stream.next}, got ${op.index}`;
+      }
+      stream.next++;
+      stream.received += bytes.byteLength;
+      if (stream.received > stream.dataBytes) {
+        this.abortStream(op.id, stream, "more data than its header announced", true);
+        return `comm_chunk ${op.id}: more data than its header announced (${stream.dataBytes} bytes)`;
+      }
+      for (const target of stream.targets) {
+        if (this.comms.get(target.record.id) !== target.record) continue;
+        target.send.pending.push(bytes);
+        target.record.queuedBytes += bytes.byteLength;
+        if (target.record.queuedBytes > this.options.hardLimitBytes) {
+          this.dropComm(target.record, `it fell ${target.record.queuedBytes} bytes behind (limit ${this.options.hardLimitBytes})`);
+        }
+      }
+    }
+    const stream = this.programStreams.get(op.id)!;
+    if (op.last) {
+      if (stream.received !== stream.dataBytes) {
+        this.abortStream(op.id, stream, "it ended early", true);
+        return `comm_chunk ${op.id}: ended after ${stream.received} of ${stream.dataBytes} bytes`;
+      }
+      for (const target of stream.targets) target.send.complete = true;
+      if (stream.reply !== null) this.browserCalls.delete(stream.reply.kernelId);
+      this.programStreams.delete(op.id);
+    }
+    this.updateCongestion();
+    this.scheduleFlush();
+    return null;
+  }
+
+  /** Reads a streamed message's header and queues it for its comms; what is wrong with it, if anything. */
+  private startStream(id: string, bytes: Uint8Array): string | null {
+    const head = readFrameHeader(bytes, { maxHeaderBytes: this.options.maxChunkedBytes, maxBufferBytes: this.options.maxChunkedBytes });
+    if (!head.ok) return describeFrameError(head.error);
+    if (head.dataOffset !== bytes.byteLength) return "the first piece must hold exactly the message's header";
+    const inner = parseProgramCommOp(head.header, head.lengths.length);
+    if (!inner.ok) return inner.error;
+    const message = inner.message;
+    const dataBytes = head.lengths.reduce((a, b) => a + b, 0);
+    const stream: ProgramStream = { next: 1, dataBytes, received: 0, targets: [], reply: null };
+    const queueFor = (record: CommRecord, data: KernelToBrowser, call: string) => {
+      const header = encodeFrameHeader(data as unknown as JsonObject & { op: string }, head.lengths);
+      const send: StreamSend = { kind: "stream", id: `k${++this.nextCallId}`, call, total: header.byteLength + dataBytes, sent: 0, index: 0, pending: [header], complete: false };
+      stream.targets.push({ record, send });
+      this.enqueueEntry(record, { type: "stream", send, size: 0, superseded: false });
+      record.queuedBytes += header.byteLength;
+    };
+    switch (message.op) {
+      case "comm_send": {
+        const item = message.items[0];
+        if (message.items.length !== 1 || item === undefined || message.frontend !== undefined) return "a comm_send in pieces carries exactly one value";
+        this.used(message.cell);
+        // The program holds what it sends in pieces (it is large); a late listener gets it replayed.
+        this.lastValues.delete(item.address);
+        this.programHeld.set(item.address, dataBytes);
+        this.programStreams.set(id, stream);
+        for (const record of [...this.comms.values()]) {
+          if (record.listens.has(item.address)) queueFor(record, { op: "values", seq: 0, items: [item] }, "");
+        }
+        break;
+      }
+      case "comm_rpc_reply": {
+        this.programStreams.set(id, stream);
+        const call = this.browserCalls.get(message.id);
+        // A reply to a call the kernel forgot (its page went away) is read and dropped.
+        if (call === undefined || this.comms.get(call.record.id) !== call.record) break;
+        stream.reply = { kernelId: message.id, record: call.record, callId: call.callId };
+        const reply: RpcReplyMessage = message.error ? { op: "reply", id: call.callId, error: message.error } : { op: "reply", id: call.callId, value: message.value ?? null };
+        if (head.lengths.length > 0) reply.nbuf = head.lengths.length;
+        queueFor(call.record, reply, call.callId);
+        break;
+      }
+      default:
+        return `${message.op} cannot be sent in pieces (only comm_send of one value and comm_rpc_reply)`;
+    }
+    this.updateCongestion();
+    return null;
+  }
+
+  /**
+   * Gives up on a streamed message: a comm that started receiving it gets a last, empty chunk (the page drops the
+   * message). With `answerCall`, a page waiting for it as an RPC result is answered with the error now (a program
+   * that stopped has its calls answered by failProgramCalls instead).
+   */
+  private abortStream(id: string, stream: ProgramStream, why: string, answerCall: boolean): void {
+    this.programStreams.delete(id);
+    this.host.log.warn(`a message the program sent in pieces was dropped: ${why}`);
+    for (const { record, send } of stream.targets) {
+      if (this.comms.get(record.id) !== record) continue;
+      const unsent = send.pending.reduce((n, p) => n + p.byteLength, 0);
+      if (record.sending === send) {
+        record.queuedBytes -= unsent;
+        send.pending = [new Uint8Array(0)];
+        send.complete = true;
+        continue;
+      }
+      const at = record.queue.findIndex((e) => e.type === "stream" && e.send === send);
+      if (at >= 0) record.queue.splice(at, 1);
+      record.queuedBytes -= unsent;
+    }
+    if (answerCall && stream.reply !== null && this.browserCalls.delete(stream.reply.kernelId)) {
+      this.sendRpc(stream.reply.record, { op: "reply", id: stream.reply.callId, error: { code: RpcCode.RESULT_NOT_SERIALIZABLE, message: `the program's answer was cut short: ${why}` } }, []);
+    }
+    this.updateCongestion();
+    this.scheduleFlush();
+  }
+
+  private abortStreams(): void {
+    for (const [id, stream] of [...this.programStreams]) this.abortStream(id, stream, "the program stopped", false);
   }
 
   private sendBatch(record: CommRecord): boolean {

@@ -11,7 +11,9 @@
 
 import { AsyncResource } from "node:async_hooks";
 import { binarySize, HELD_VALUE_BYTES, itemOf, joinItems, MAX_ADDRESS_LENGTH, splitItems, valueOf, type ValueItem } from "../../../protocol/bridge.js";
-import { parseKernelCommOp, type KernelCommOp, type ProgramCommOp } from "../../../protocol/comms-ops.js";
+import { parseKernelCommOp, type CommRpcReplyOp, type CommSendOp, type KernelCommOp, type ProgramCommOp } from "../../../protocol/comms-ops.js";
+import { encodeFrameHeader } from "../../../protocol/framing.js";
+import type { JsonObject } from "../../../protocol/jupyter.js";
 import type { CellId } from "../../../protocol/program.js";
 import { ProgramRpc, type CallFrontendOptions, type RpcHandler } from "./rpc.js";
 
@@ -97,6 +99,11 @@ export interface Comms {
 }
 
 const BATCH_BYTES = 256 * 1024;
+/**
+ * A large value or RPC result goes to the kernel in `comm_chunk` pieces of this size: the kernel passes each on
+ * towards the page while the next one is still crossing the FIFO, instead of reading the whole message first.
+ */
+const STREAM_PIECE_BYTES = 16 * 1024 * 1024;
 const DEFAULT_READ_TIMEOUT = 10_000;
 
 interface Subscriber {
@@ -132,13 +139,21 @@ export class ProgramComms implements Comms, Disposable {
    */
   private readonly held = new Map<string, ValueItem>();
   private readonly heldValueBytes: number;
+  private nextStream = 0;
 
   constructor(
     private readonly host: CommsHost,
     options: { heldValueBytes?: number } = {},
   ) {
     this.heldValueBytes = options.heldValueBytes ?? HELD_VALUE_BYTES;
-    this.rpc = new ProgramRpc({ send: (op, buffers) => host.send(op, buffers), currentCell: () => host.currentCell(), flush: () => this.flush() });
+    this.rpc = new ProgramRpc({
+      send: (op, buffers) => {
+        if (op.op === "comm_rpc_reply" && this.isLarge(buffers)) this.sendInPieces(op, buffers);
+        else host.send(op, buffers);
+      },
+      currentCell: () => host.currentCell(),
+      flush: () => this.flush(),
+    });
   }
 
   get frontends(): number {
@@ -194,9 +209,41 @@ export class ProgramComms implements Comms, Disposable {
     const items = this.batch;
     this.batch = [];
     this.batchBytes = 0;
-    for (const item of items) this.hold(item);
-    const wire = joinItems(items);
-    this.host.send({ op: "comm_send", cell: this.batchCell, items: wire.items }, wire.buffers);
+    const cell = this.batchCell;
+    const sendBatch = (batch: ValueItem[]) => {
+      const wire = joinItems(batch);
+      this.host.send({ op: "comm_send", cell, items: wire.items }, wire.buffers);
+    };
+    // A large value goes alone, in pieces; the values around it keep their order.
+    let start = 0;
+    for (let i = 0; i < items.length; i++) {
+      const item = items[i]!;
+      this.hold(item);
+      if (!this.isLarge(item.buffers)) continue;
+      if (i > start) sendBatch(items.slice(start, i));
+      const wire = joinItems([item]);
+      this.sendInPieces({ op: "comm_send", cell, items: wire.items }, wire.buffers);
+      start = i + 1;
+    }
+    if (start < items.length) sendBatch(start === 0 ? items : items.slice(start));
+  }
+
+  /** Whether binary data this large is held here (hold) and goes to the kernel in pieces (sendInPieces). */
+  private isLarge(buffers: readonly Uint8Array[]): boolean {
+    if (buffers.length === 0) return false;
+    let n = 0;
+    for (const b of buffers) n += b.byteLength;
+    return n >= this.heldValueBytes;
+  }
+
+  /** Sends one message as `comm_chunk` pieces: its header first, then its binary data as views, never copied. */
+  private sendInPieces(op: CommSendOp | CommRpcReplyOp, buffers: readonly Uint8Array[]): void {
+    const id = `s${++this.nextStream}`;
+    const pieces: Uint8Array[] = [encodeFrameHeader(op as unknown as JsonObject & { op: string }, buffers.map((b) => b.byteLength))];
+    for (const b of buffers) {
+      for (let at = 0; at < b.byteLength; at += STREAM_PIECE_BYTES) pieces.push(b.subarray(at, Math.min(b.byteLength, at + STREAM_PIECE_BYTES)));
+    }
+    pieces.forEach((piece, index) => this.host.send({ op: "comm_chunk", id, index, last: index === pieces.length - 1 }, [piece]));
   }
 
   subscribe<T = unknown>(address: string, callback: (value: T, address: string) => void | Promise<void>): Disposable {
@@ -449,7 +496,7 @@ export class ProgramComms implements Comms, Disposable {
 
   /** Keeps an address's newest value when it is large (the kernel then holds none of it); forgets an older one. */
   private hold(item: ValueItem): void {
-    if (item.buffers.length > 0 && binarySize(item) >= this.heldValueBytes) this.held.set(item.address, item);
+    if (this.isLarge(item.buffers)) this.held.set(item.address, item);
     else if (this.held.size > 0) this.held.delete(item.address);
   }
 
