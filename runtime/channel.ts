@@ -67,6 +67,12 @@ export function openChannelFifos(env: NodeJS.ProcessEnv): ChannelFifos | string 
 
 const FIRST_WAIT_MS = 0.05;
 const MAX_WAIT_MS = 1;
+/** How long a full FIFO is retried at once before sleeping (see writeAll). */
+const SPIN_MS = 0.2;
+/** Retrying at once is allowed only this early in a drain: a long transfer then sleeps, as before. */
+const SPIN_BUDGET_MS = 3;
+
+const nowMs = (): number => Number(process.hrtime.bigint()) / 1e6;
 
 /** Sleeps the calling thread; used only while the kernel's end of the pipe is full. */
 function blockFor(ms: number, cell: Int32Array): void {
@@ -108,27 +114,37 @@ export class Channel implements Disposable {
 
   /** Writes everything accepted so far (blocking while the kernel's end is full). */
   drain(): void {
+    const spinUntil = nowMs() + SPIN_BUDGET_MS;
     while (this.unwritten.length > 0) {
       const chunk = this.unwritten[0]!;
-      this.writeAll(chunk);
+      this.writeAll(chunk, spinUntil);
       this.unwritten.shift();
     }
   }
 
-  private writeAll(chunk: { data: Uint8Array; offset: number }): void {
+  private writeAll(chunk: { data: Uint8Array; offset: number }, spinUntil: number): void {
     const data = chunk.data;
     let waitMs = FIRST_WAIT_MS;
+    let fullSince = -1;
     while (chunk.offset < data.byteLength) {
       try {
         chunk.offset += writeSync(this.options.writeFd, data, chunk.offset, data.byteLength - chunk.offset);
         waitMs = FIRST_WAIT_MS;
+        fullSince = -1;
       } catch (err) {
         const code = (err as NodeJS.ErrnoException).code;
         // The fd is non-blocking (a blocking write(2) could not be interrupted; Atomics.wait can); a full FIFO
         // means the kernel is behind, so wait for it. A FIFO holds only 64 KiB, which the kernel empties in
         // tens of microseconds: a fixed 1 ms sleep capped a burst at ~60 MB/s, so start short and back off
         // to 1 ms only while the kernel stays behind (paused for IOPub), to not spin.
+        // Early in a drain, first retry at once for up to SPIN_MS: any sleep lasts at least ~0.1 ms (the
+        // timer slack included), several times what the kernel needs to empty the FIFO, and a 1 MB RPC
+        // result needs 16 such rounds. A 1 MB write between two Node processes under load took a median
+        // 1.1 ms this way against 1.6 ms sleeping at once (interleaved, 100 each).
         if (code === "EAGAIN" || code === "EWOULDBLOCK") {
+          const now = nowMs();
+          if (fullSince < 0) fullSince = now;
+          if (now < spinUntil && now - fullSince < SPIN_MS) continue;
           blockFor(waitMs, this.sleeper);
           waitMs = Math.min(waitMs * 2, MAX_WAIT_MS);
           continue;
