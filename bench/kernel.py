@@ -14,12 +14,17 @@ Figures, per kernel:
   burst_lines_total: lines received by idle plus within 5 s after it (late lines mean output after idle).
 - rss_mb: resident memory of the kernel process and all its descendants (summed from /proc), after the
   round trips; rss_after_burst_mb: the same after the burst.
+- pss_mb: the same with each shared page split among the processes that map it.
+- unique_mb: the tree's resident pages counted once each (the union of their physical frames, from
+  /proc/PID/pagemap): RSS counts a page two processes share (tsnb's kernel and program both run the node binary)
+  twice, PSS counts it partly. Reading frame numbers needs CAP_SYS_ADMIN (root); otherwise null.
 """
 
 import argparse
 import json
 import os
 import statistics
+import struct
 import sys
 import time
 from queue import Empty
@@ -85,6 +90,32 @@ def tree_pss_mb(root_pid):
         except OSError:
             continue  # the process exited while we looked
     return total_kb / 1024
+
+
+def tree_unique_mb(root_pid):
+    """MB of distinct physical pages resident in the tree's processes, or None when frame numbers are hidden."""
+    frames = set()
+    for pid, _cmd, _rss in process_tree_rss(root_pid):
+        try:
+            with open(f"/proc/{pid}/smaps") as smaps, open(f"/proc/{pid}/pagemap", "rb") as pagemap:
+                lo = hi = None
+                for line in smaps:
+                    fields = line.split()
+                    if fields and "-" in fields[0] and not fields[0].endswith(":"):
+                        lo, hi = (int(x, 16) for x in fields[0].split("-"))
+                    elif fields and fields[0] == "Rss:" and int(fields[1]) > 0 and lo is not None:
+                        # Only mappings with resident pages: V8 and WebAssembly reserve gigabytes they never touch.
+                        pagemap.seek(lo // 4096 * 8)
+                        data = pagemap.read((hi - lo) // 4096 * 8)
+                        for (entry,) in struct.iter_unpack("<Q", data):
+                            if entry >> 63:  # present in RAM (swapped pages have bit 62 instead)
+                                pfn = entry & ((1 << 55) - 1)
+                                if pfn == 0:
+                                    return None  # frame numbers hidden from this user
+                                frames.add(pfn)
+        except OSError:
+            continue  # the process exited while we looked
+    return len(frames) * 4096 / (1024 * 1024)
 
 
 class Deadline(Exception):
@@ -174,6 +205,7 @@ def bench_kernel(name, rounds, lines):
         result["rtt_rounds"] = rounds
         result["rss_mb"] = tree_rss_mb(pid)
         result["pss_mb"] = tree_pss_mb(pid)
+        result["unique_mb"] = tree_unique_mb(pid)
         result["rss_by_process"] = [
             {"pid": p, "command": cmd[:120], "rss_mb": round(kb / 1024, 1)} for p, cmd, kb in process_tree_rss(pid)
         ]

@@ -132,6 +132,7 @@ async function main() {
       ["  lines delivered in total", "burst_lines_total"],
       ["memory, kernel + children (MB RSS)", "rss_mb"],
       ["memory, kernel + children (MB PSS, shared pages split)", "pss_mb"],
+      ["memory, kernel + children (MB, each resident page once; root)", "unique_mb"],
       ["memory after the burst (MB RSS)", "rss_after_burst_mb"],
     ];
     const labels = Object.keys(byLabel);
