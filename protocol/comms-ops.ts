@@ -145,7 +145,12 @@ export interface CommReplayOp {
   frontend: string;
 }
 
-export type KernelCommOp = CommDeliverOp | CommSyncAckOp | CommListenersOp | CommFrontendsOp | CommRpcCallOp | CommRpcReplyOp | CommReplayOp;
+/**
+ * Kernel -> program `comm_chunk` (CommChunkOp, same fields): a piece of one large `comm_deliver` (of one value) or
+ * `comm_rpc_call` from a page, passed on as the page's chunks arrive. Piece 0 is exactly its header. An empty last
+ * piece that leaves it incomplete means the kernel gave up on it (the page went away or sent garbage).
+ */
+export type KernelCommOp = CommDeliverOp | CommSyncAckOp | CommListenersOp | CommFrontendsOp | CommRpcCallOp | CommRpcReplyOp | CommReplayOp | CommChunkOp;
 
 export const PROGRAM_COMM_OPS: readonly ProgramCommOp["op"][] = [
   "comm_chunk",
@@ -290,6 +295,13 @@ export function parseKernelCommOp(header: { [key: string]: unknown }, bufferCoun
     case "comm_rpc_reply": {
       const reply = parseRpcReply(header, bufferCount);
       return typeof reply === "string" ? fail(reply) : { ok: true, message: reply };
+    }
+    case "comm_chunk": {
+      const e = checkCallId(header.id);
+      if (e) return fail(e);
+      if (!Number.isInteger(header.index) || (header.index as number) < 0 || typeof header.last !== "boolean") return fail("needs index and last");
+      if (bufferCount !== 1) return fail(`must carry exactly one binary part, got ${bufferCount}`);
+      return { ok: true, message: { op, id: header.id as string, index: header.index as number, last: header.last } };
     }
     case "comm_replay": {
       const a = address(header.address);

@@ -571,6 +571,42 @@ describe("chunked browser messages", () => {
     expect(host.takeFor("a")).toEqual([]);
   });
 
+  it("passes a large value for the subscribed program on as its chunks arrive, and gives up cleanly on a bad or closed one", () => {
+    const { host, bridge, open } = setup({ heldValueBytes: 1000 });
+    open("a");
+    bridge.programOp({ op: "comm_subscribe", cell: null, address: "big" }, []);
+    const data = new Uint8Array(6000).map((_, i) => i % 250);
+    const whole = framed({ op: "values", items: [{ address: "big", value: { $tsnb_buffer: 0, kind: "Uint8Array" }, nbuf: 1 }] }, [data]);
+    const parts = chunks(whole, 2000);
+    const piecesSeen = () => host.program.filter((m) => m.op.op === "comm_chunk");
+    // Each chunk is with the program before the next one comes.
+    parts.slice(0, -1).forEach((part, index) => bridge.commMsg(commMsg("a", { op: "chunk", id: "k1", index, last: false }, [part])));
+    expect(piecesSeen().length).toBe(parts.length); // the new header, then the data of each chunk
+    bridge.commMsg(commMsg("a", { op: "chunk", id: "k1", index: parts.length - 1, last: true }, [parts.at(-1)!]));
+    const decoder = new FrameDecoder();
+    let frames: ReturnType<FrameDecoder["push"]>["frames"] = [];
+    for (const m of piecesSeen()) frames = frames.concat(decoder.push(m.buffers[0]!).frames);
+    expect(piecesSeen().at(-1)!.op).toMatchObject({ last: true });
+    expect(frames).toHaveLength(1);
+    expect(frames[0]!.header).toMatchObject({ op: "comm_deliver", items: [{ address: "big" }] });
+    expect(Buffer.compare(frames[0]!.buffers[0]!, data)).toBe(0);
+    expect(bridge.heldByProgram("big")).toBe(true);
+    expect(host.takeFor("a").filter((m) => m.data.op === "error")).toEqual([]);
+    // Out of order: the program gets an empty last piece (it drops the message), the page an error.
+    host.program = [];
+    bridge.commMsg(commMsg("a", { op: "chunk", id: "k2", index: 0, last: false }, [parts[0]!]));
+    bridge.commMsg(commMsg("a", { op: "chunk", id: "k2", index: 2, last: false }, [parts[2]!]));
+    expect(piecesSeen().at(-1)!.op).toMatchObject({ last: true });
+    expect(piecesSeen().at(-1)!.buffers[0]!.byteLength).toBe(0);
+    expect(host.takeFor("a").filter((m) => m.data.op === "error").map((m) => (m.data as { message: string }).message)).toEqual([expect.stringMatching(/expected chunk 1, got 2/)]);
+    // The page goes away mid-message: the same for the program.
+    host.program = [];
+    bridge.commMsg(commMsg("a", { op: "chunk", id: "k3", index: 0, last: false }, [parts[0]!]));
+    bridge.commClose(commClose("a"));
+    expect(piecesSeen().at(-1)!.op).toMatchObject({ last: true });
+    expect(piecesSeen().at(-1)!.buffers[0]!.byteLength).toBe(0);
+  });
+
   it("refuses chunks out of order, garbage, and a chunk set over the limit", () => {
     const { host, bridge, open } = setup({ maxChunkedBytes: 1000 });
     open("a");

@@ -19,7 +19,7 @@ const wire = <T>(v: T): T => JSON.parse(JSON.stringify(v)) as T;
 function rig(options: { chunkBytes?: number; chunkWindowBytes?: number; clientChunkBytes?: number; heldValueBytes?: number } = {}) {
   const ports = new Map<string, CommPortHandlers>();
   /** The ops of every comm message each way, to check batching. */
-  const wireOps = { up: [] as string[], down: [] as string[] };
+  const wireOps = { up: [] as string[], down: [] as string[], toProgram: [] as string[] };
   const timers = new RealTimers();
   const programErrors: unknown[] = [];
   let programRunning = true;
@@ -39,6 +39,7 @@ function rig(options: { chunkBytes?: number; chunkWindowBytes?: number; clientCh
       });
     },
     toProgram: (op, buffers) => {
+      wireOps.toProgram.push(op.op);
       if (!programRunning) return false;
       const header = wire(op) as unknown as { [key: string]: unknown };
       const copies = buffers.map((b) => b.slice());
@@ -180,6 +181,27 @@ describe("large values the program holds", () => {
     expect(got[0]!.length).toBe(50_000);
     expect(got[0]![49_999]).toBe(3);
     expect(seen).toEqual([50_000]);
+  });
+});
+
+describe("large messages from a page, passed on to the program as their chunks arrive", () => {
+  it("a value for a subscribed address and a call's argument arrive whole in the program, relayed in pieces", async () => {
+    const { bridge, client, program, wireOps } = setup({ heldValueBytes: 16 * 1024, clientChunkBytes: 20_000 });
+    const seen: Float32Array[] = [];
+    program().subscribe("upload", (v: Float32Array) => void seen.push(v));
+    program().register("sum", ([a]: [Uint8Array]) => a.reduce((n, x) => n + x, 0) + ":" + a.length);
+    const tab = client();
+    await tab.ready;
+    const floats = new Float32Array(25_000).map((_, i) => i * 0.25);
+    tab.send("upload", floats);
+    await until(() => seen.length === 1);
+    expect(seen[0]).toEqual(floats);
+    expect(wireOps.toProgram.filter((op) => op === "comm_chunk").length).toBeGreaterThan(4);
+    expect(bridge.heldByProgram("upload")).toBe(true);
+    expect(bridge.storedBinaryBytes).toBe(0);
+    const arg = new Uint8Array(70_000).fill(2);
+    expect(await tab.call("sum", [arg])).toBe("140000:70000");
+    expect(bridge.pendingCalls.toProgram).toBe(0);
   });
 });
 

@@ -189,6 +189,21 @@ interface ProgramStream {
   reply: { kernelId: string; record: CommRecord; callId: string } | null;
 }
 
+/** A page's large message passed on to the program piece by piece (kernel -> program comm_chunk). */
+interface BrowserStream {
+  /** The program's id for it, and its next piece's index. */
+  programId: string;
+  piece: number;
+  /** The page's next chunk index. */
+  next: number;
+  dataBytes: number;
+  received: number;
+  /** The program it was going to stopped: the rest of the page's chunks are read and dropped. */
+  dead: boolean;
+  /** For a call: the kernel's call id. */
+  callId: string | null;
+}
+
 interface ChunkAssembly {
   nextIndex: number;
   bytes: number;
@@ -211,6 +226,8 @@ interface CommRecord {
   inflight: { seq: number; bytes: number }[];
   inflightBytes: number;
   chunks: Map<string, ChunkAssembly>;
+  /** Large messages this page is sending in chunks that go on to the program as they arrive, by the page's chunk id. */
+  streams: Map<string, BrowserStream>;
   wake: Disposable | null;
 }
 
@@ -299,6 +316,7 @@ export class CommsBridge {
       inflight: [],
       inflightBytes: 0,
       chunks: new Map(),
+      streams: new Map(),
       wake: null,
     };
     this.comms.set(commId, record);
@@ -358,6 +376,7 @@ export class CommsBridge {
   /** A (new) program started: it knows nothing yet, so tell it who listens. */
   programStarted(): void {
     this.abortStreams();
+    this.browserStreamsDead();
     this.programHeld.clear();
     this.programSubscriptions.clear();
     this.pendingReads.clear();
@@ -375,6 +394,7 @@ export class CommsBridge {
    */
   programStopped(): void {
     this.abortStreams();
+    this.browserStreamsDead();
     this.programHeld.clear();
     this.programSubscriptions.clear();
     this.pendingReads.clear();
@@ -566,7 +586,13 @@ export class CommsBridge {
   }
 
   private handleChunk(record: CommRecord, message: { id: string; index: number; last: boolean }, bytes: Uint8Array): void {
+    const stream = record.streams.get(message.id);
+    if (stream !== undefined) {
+      this.continueBrowserStream(record, message, stream, bytes);
+      return;
+    }
     let assembly = record.chunks.get(message.id);
+    if (!assembly && message.index === 0 && this.startBrowserStream(record, message, bytes)) return;
     if (!assembly) {
       if (message.index !== 0) {
         this.refuse(record, `chunk ${message.index} of unknown chunked message ${message.id}`);
@@ -617,6 +643,86 @@ export class CommsBridge {
       return;
     }
     this.handleBrowser(record, parsed.message, frame.buffers);
+  }
+
+  /**
+   * The first chunk of a page's large message for the program alone (a value for an address the program subscribes
+   * to and no other page listens on, or a call): it goes on to the program as comm_chunk pieces as its chunks
+   * arrive, so the program reads the first megabytes while the page is still sending the rest and the kernel never
+   * holds the whole message. False when it is not such a message (then it is reassembled here, as before).
+   */
+  private startBrowserStream(record: CommRecord, message: { id: string; last: boolean }, bytes: Uint8Array): boolean {
+    const head = readFrameHeader(bytes, { maxHeaderBytes: this.options.maxChunkedBytes, maxBufferBytes: this.options.maxChunkedBytes });
+    if (!head.ok) return false;
+    const parsed = parseBrowserMessage(head.header, head.lengths.length);
+    if (!parsed.ok) return false;
+    const inner = parsed.message;
+    const dataBytes = head.lengths.reduce((a, b) => a + b, 0);
+    if (dataBytes < this.options.heldValueBytes) return false;
+    let op: KernelCommOp;
+    let callId: string | null = null;
+    if (inner.op === "values") {
+      const item = inner.items[0];
+      if (inner.items.length !== 1 || item === undefined || !this.programSubscriptions.has(item.address)) return false;
+      for (const other of this.comms.values()) if (other !== record && other.listens.has(item.address)) return false;
+      if (inner.ack !== undefined) this.acknowledge(record, inner.ack);
+      // The program is given it and holds it (see heldValueBytes).
+      this.lastValues.delete(item.address);
+      this.programHeld.set(item.address, dataBytes);
+      this.pendingReads.delete(item.address);
+      op = { op: "comm_deliver", items: [item] };
+    } else if (inner.op === "call") {
+      callId = `b${++this.nextCallId}`;
+      this.browserCalls.set(callId, { record, callId: inner.id });
+      op = { op: "comm_rpc_call", id: callId, method: inner.method, value: inner.value, nbuf: head.lengths.length };
+    } else {
+      return false;
+    }
+    const stream: BrowserStream = { programId: `p${++this.nextCallId}`, piece: 0, next: 1, dataBytes, received: 0, dead: false, callId };
+    record.streams.set(message.id, stream);
+    const header = encodeFrameHeader(op as unknown as JsonObject & { op: string }, head.lengths);
+    if (this.host.toProgram({ op: "comm_chunk", id: stream.programId, index: stream.piece++, last: false }, [header]) === false) {
+      stream.dead = true;
+      if (callId !== null) {
+        this.browserCalls.delete(callId);
+        if (inner.op === "call") this.sendRpc(record, { op: "reply", id: inner.id, error: { code: RpcCode.PROGRAM_EXITED, message: "the program is not running (it is starting or restarting)" } }, []);
+      }
+    }
+    this.forwardPiece(record, message.id, stream, bytes.subarray(head.dataOffset), message.last);
+    return true;
+  }
+
+  private continueBrowserStream(record: CommRecord, message: { id: string; index: number; last: boolean }, stream: BrowserStream, bytes: Uint8Array): void {
+    if (message.index !== stream.next) {
+      this.abortBrowserStream(record, message.id, stream, `expected chunk ${stream.next}, got ${message.index}`);
+      return;
+    }
+    stream.next++;
+    this.forwardPiece(record, message.id, stream, bytes, message.last);
+  }
+
+  private forwardPiece(record: CommRecord, id: string, stream: BrowserStream, bytes: Uint8Array, last: boolean): void {
+    stream.received += bytes.byteLength;
+    if (stream.received > stream.dataBytes) {
+      this.abortBrowserStream(record, id, stream, `more data than its header announced (${stream.dataBytes} bytes)`);
+      return;
+    }
+    if (last && stream.received !== stream.dataBytes) {
+      this.abortBrowserStream(record, id, stream, `it ended after ${stream.received} of ${stream.dataBytes} bytes`);
+      return;
+    }
+    if (last) record.streams.delete(id);
+    if (stream.dead || (bytes.byteLength === 0 && !last)) return;
+    this.host.toProgram({ op: "comm_chunk", id: stream.programId, index: stream.piece++, last }, [bytes]);
+  }
+
+  /** Gives up on a page's streamed message: the program gets an empty last piece (it drops the message), the page an error. */
+  private abortBrowserStream(record: CommRecord, id: string, stream: BrowserStream, why: string): void {
+    record.streams.delete(id);
+    if (!stream.dead) this.host.toProgram({ op: "comm_chunk", id: stream.programId, index: stream.piece++, last: true }, [new Uint8Array(0)]);
+    stream.dead = true;
+    if (stream.callId !== null) this.browserCalls.delete(stream.callId);
+    this.refuse(record, `chunked message ${id}: ${why}`);
   }
 
   private refuse(record: CommRecord, error: string): void {
@@ -1172,6 +1278,11 @@ export class CommsBridge {
     this.scheduleFlush();
   }
 
+  /** The program that was being given pages' large messages is gone: the rest of their chunks are dropped. */
+  private browserStreamsDead(): void {
+    for (const record of this.comms.values()) for (const stream of record.streams.values()) stream.dead = true;
+  }
+
   private abortStreams(): void {
     for (const [id, stream] of [...this.programStreams]) this.abortStream(id, stream, "the program stopped", false);
   }
@@ -1270,6 +1381,11 @@ export class CommsBridge {
     record.queuedBytes = 0;
     record.sending = null;
     record.chunks.clear();
+    // The program drops what it got of this page's large messages.
+    for (const stream of record.streams.values()) {
+      if (!stream.dead) this.host.toProgram({ op: "comm_chunk", id: stream.programId, index: stream.piece++, last: true }, [new Uint8Array(0)]);
+    }
+    record.streams.clear();
     this.rpcOutbox.delete(record);
     for (const [id, call] of [...this.browserCalls]) if (call.record === record) this.browserCalls.delete(id);
     for (const [id, asked] of [...this.frontendCalls]) {

@@ -12,7 +12,7 @@
 import { AsyncResource } from "node:async_hooks";
 import { binarySize, HELD_VALUE_BYTES, itemOf, joinItems, MAX_ADDRESS_LENGTH, splitItems, valueOf, type ValueItem } from "../../../protocol/bridge.js";
 import { parseKernelCommOp, type CommRpcReplyOp, type CommSendOp, type KernelCommOp, type ProgramCommOp } from "../../../protocol/comms-ops.js";
-import { encodeFrameHeader } from "../../../protocol/framing.js";
+import { describeFrameError, encodeFrameHeader, FrameDecoder } from "../../../protocol/framing.js";
 import type { JsonObject } from "../../../protocol/jupyter.js";
 import type { CellId } from "../../../protocol/program.js";
 import { ProgramRpc, type CallFrontendOptions, type RpcHandler } from "./rpc.js";
@@ -140,6 +140,8 @@ export class ProgramComms implements Comms, Disposable {
   private readonly held = new Map<string, ValueItem>();
   private readonly heldValueBytes: number;
   private nextStream = 0;
+  /** Large messages from a page arriving in pieces (comm_chunk), by the kernel's id for them. */
+  private readonly incoming = new Map<string, FrameDecoder>();
 
   constructor(
     private readonly host: CommsHost,
@@ -226,6 +228,31 @@ export class ProgramComms implements Comms, Disposable {
       start = i + 1;
     }
     if (start < items.length) sendBatch(start === 0 ? items : items.slice(start));
+  }
+
+  /** A piece of a page's large value or call; the whole message is handled like one that came in one frame. */
+  private receivePiece(op: { id: string; index: number; last: boolean }, bytes: Uint8Array): void {
+    let decoder = this.incoming.get(op.id);
+    if (op.index === 0) {
+      decoder = new FrameDecoder({ maxHeaderBytes: 64 * 1024 * 1024, maxBufferBytes: 2 ** 32 });
+      this.incoming.set(op.id, decoder);
+    }
+    if (decoder === undefined) return; // the rest of a message given up on
+    const out = decoder.push(bytes);
+    if (out.error) {
+      this.incoming.delete(op.id);
+      this.host.reportError(new Error(`a large message from the browser could not be read: ${describeFrameError(out.error)}`));
+      return;
+    }
+    if (!op.last) return;
+    this.incoming.delete(op.id);
+    const frame = out.frames[0];
+    if (out.frames.length !== 1 || frame === undefined || decoder.bufferedBytes !== 0 || frame.header.op === "comm_chunk") {
+      this.host.reportError(new Error("a large message from the browser was cut short (the page went away or sent it wrong); it was dropped"));
+      return;
+    }
+    const problem = this.handleKernelOp(frame.header, frame.buffers);
+    if (problem) this.host.reportError(new Error(`a large message from the browser was refused: ${problem}`));
   }
 
   /** Whether binary data this large is held here (hold) and goes to the kernel in pieces (sendInPieces). */
@@ -478,6 +505,9 @@ export class ProgramComms implements Comms, Disposable {
       case "comm_rpc_reply":
         this.rpc.handleReply(op, buffers);
         return;
+      case "comm_chunk":
+        this.receivePiece(op, buffers[0]!);
+        return;
       case "comm_replay": {
         // Values sent before the replay go first, so the front-end ends with the newest.
         this.flush();
@@ -558,6 +588,7 @@ export class ProgramComms implements Comms, Disposable {
     } finally {
       this.disposed = true;
       this.held.clear();
+      this.incoming.clear();
       this.rpc.dispose();
       for (const cancel of [...this.onDispose]) cancel();
       this.onDispose.clear();
