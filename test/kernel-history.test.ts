@@ -1,4 +1,4 @@
-import { appendFileSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { appendFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
@@ -97,6 +97,42 @@ describe("History", () => {
     const reader = new History({ file, limit: 5, log: memoryLog() });
     expect(readFileSync(file, "utf8").trim().split("\n")).toHaveLength(5);
     expect(reader.query(tail(1))).toEqual([[1, 12, "cell 12"]]);
+  });
+
+  it("compacts byte for byte: the newest lines stay as written, long ones and unreadable ones included", () => {
+    const file = tempFile();
+    const writer = new History({ file, limit: 3, log: memoryLog() });
+    writer.record(1, "old 1");
+    writer.record(2, "old 2");
+    writer.record(3, "old 3");
+    writer.dispose();
+    const long = JSON.stringify({ session: 1, line: 4, source: "z".repeat(200_000) });
+    appendFileSync(file, `${long}\nnot json\n${JSON.stringify({ session: 1, line: 5, source: "new \u00e9\u{1F600}" })}\n`);
+    const before = readFileSync(file, "utf8");
+    new History({ file, limit: 3, log: memoryLog() });
+    const after = readFileSync(file, "utf8");
+    expect(after).toBe(before.slice(before.indexOf(long)));
+    expect(existsSync(`${file}.compact-${process.pid}`)).toBe(false);
+    const log = memoryLog();
+    expect(new History({ file, limit: 3, log }).query(tail(10))).toEqual([
+      [1, 4, "z".repeat(200_000)],
+      [1, 5, "new \u00e9\u{1F600}"],
+    ]);
+    expect(log.lines.some((l) => l.includes("ignored 1 unreadable line"))).toBe(true);
+  });
+
+  it("compacts a long file without holding it: the heap does not grow by the file's size", () => {
+    const file = tempFile();
+    const line = JSON.stringify({ session: 1, line: 1, source: "w".repeat(480) }) + "\n";
+    mkdirSync(dirname(file), { recursive: true });
+    writeFileSync(file, line.repeat(60_000)); // ~30 MB
+    const heapBefore = process.memoryUsage().heapUsed;
+    const history = new History({ file, limit: 1000, log: memoryLog() });
+    const grown = process.memoryUsage().heapUsed - heapBefore;
+    // Reading and parsing it whole left the 30 MB text and 60,000 entries on the heap until a full GC.
+    expect(grown).toBeLessThan(8 * 1024 * 1024);
+    expect(readFileSync(file, "utf8")).toBe(line.repeat(1000));
+    expect(history.query(tail(1))).toEqual([[1, 1, "w".repeat(480)]]);
   });
 
   it("reads the file when asked, so entries another kernel appended meanwhile are offered too", () => {

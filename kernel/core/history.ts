@@ -9,12 +9,16 @@
 // and more for real cells. Start-up reads only the file's tail (for the session number) and counts its lines;
 // history_request, which front-ends send rarely (a console's start, a search), reads the file when asked.
 //
+// Compaction copies the newest lines byte for byte, a chunk at a time: parsing the whole file left its text and
+// every entry as garbage that a quiet kernel kept for the rest of the session (a 6.6 MB file of 20,000 cells:
+// 59-61.5 MB kernel RSS after 300 round trips instead of 50.8).
+//
 // Appends leave the execute path: `record` runs between a cell's reply and the next request, and a synchronous
 // mkdir + append there cost ~0.07 ms of every round trip. Entries are written on the next turn of the event loop
 // (one write for all recorded meanwhile), before any query, and on dispose(); a kernel killed in between loses
 // at most those.
 
-import { appendFileSync, closeSync, fstatSync, mkdirSync, openSync, readFileSync, readSync, writeFileSync } from "node:fs";
+import { appendFileSync, closeSync, fstatSync, mkdirSync, openSync, readFileSync, readSync, renameSync, rmSync, writeSync } from "node:fs";
 import { homedir } from "node:os";
 import { dirname, join } from "node:path";
 import type { HistoryRequestContent, JsonValue } from "../../protocol/jupyter.js";
@@ -237,9 +241,60 @@ export class History implements Disposable {
     }
   }
 
+  /**
+   * Rewrites the file to its newest `limit` lines (unreadable ones included: queries skip those anyway), found by
+   * counting newlines backwards from the end and copied through one fixed-size buffer, then renamed over the file.
+   */
   private compact(): void {
-    const kept = this.load().slice(-this.limit);
-    this.write(() => writeFileSync(this.options.file!, kept.map((e) => JSON.stringify(e) + "\n").join("")));
+    const file = this.options.file!;
+    this.write(() => {
+      const fd = openSync(file, "r");
+      try {
+        const size = fstatSync(fd).size;
+        const start = History.tailStart(fd, size, this.limit);
+        if (start === 0) return;
+        const temp = `${file}.compact-${process.pid}`;
+        try {
+          const out = openSync(temp, "w");
+          try {
+            const buffer = Buffer.alloc(CHUNK);
+            for (let at = start; at < size; ) {
+              const read = readSync(fd, buffer, 0, Math.min(CHUNK, size - at), at);
+              if (read === 0) break;
+              writeSync(out, buffer, 0, read);
+              at += read;
+            }
+          } finally {
+            closeSync(out);
+          }
+          renameSync(temp, file);
+        } catch (err) {
+          rmSync(temp, { force: true });
+          throw err;
+        }
+      } finally {
+        closeSync(fd);
+      }
+    });
+  }
+
+  /** Byte offset where the last `lines` lines of the file begin (0: it has no more than that). */
+  private static tailStart(fd: number, size: number, lines: number): number {
+    const buffer = Buffer.alloc(CHUNK);
+    // A newline ending the file closes the last line; it does not start another.
+    let end = size;
+    let seen = 0;
+    while (end > 0) {
+      const begin = Math.max(0, end - CHUNK);
+      const read = readSync(fd, buffer, 0, end - begin, begin);
+      for (let i = read - 1; i >= 0; i--) {
+        if (buffer[i] !== 10 || begin + i === size - 1) continue;
+        seen++;
+        if (seen === lines) return begin + i + 1;
+      }
+      end = begin;
+    }
+    return 0;
   }
 
   private write(action: () => void): void {
