@@ -56,7 +56,9 @@ export async function launchCdpBrowser() {
       child.kill("SIGTERM");
       await Promise.race([exited, delay(5000).then(() => child.kill("SIGKILL"))]);
     }
-    rmSync(profile, { recursive: true, force: true });
+    // Chromium's helper processes can still be writing into the profile just after the browser process exits
+    // (two of four bench:comms runs at load ~7 died here with ENOTEMPTY); rmSync retries those.
+    rmSync(profile, { recursive: true, force: true, maxRetries: 10, retryDelay: 100 });
   };
   let socket;
   try {
