@@ -13,7 +13,8 @@ Figures, per kernel:
 - burst_ms: a cell printing LINES lines, request to idle; burst_lines_at_idle: lines received by idle;
   burst_lines_total: lines received by idle plus within 5 s after it (late lines mean output after idle).
 - rss_mb: resident memory of the kernel process and all its descendants (summed from /proc), after the
-  round trips; rss_after_burst_mb: the same after the burst.
+  round trips; rss_after_burst_mb: the same after the burst; rss_after_typed_mb: after a cell with a type
+  annotation (tsnb's esbuild service process then runs).
 - pss_mb: the same with each shared page split among the processes that map it.
 - unique_mb: the tree's resident pages counted once each (the union of their physical frames, from
   /proc/PID/pagemap): RSS counts a page two processes share (tsnb's kernel and program both run the node binary)
@@ -38,6 +39,9 @@ BURST = {
     "typescript": 'for (let i = 0; i < {n}; i++) console.log("line", i);',
     "javascript": 'for (let i = 0; i < {n}; i++) console.log("line", i);',
 }
+# A cell with a type annotation, run last: for tsnb it starts esbuild's service process (plain-JavaScript cells
+# never do), which a TypeScript user's session has, so the memory figure after it is the realistic one.
+TYPED = {"python": "typed: int = 1", "typescript": "const typed: number = 1;", "javascript": "const typed = 1;"}
 DEADLINE_S = 120.0
 
 
@@ -230,6 +234,10 @@ def bench_kernel(name, rounds, lines):
         result["burst_lines_total"] = received["lines"]
         result["burst_lines_expected"] = lines
         result["rss_after_burst_mb"] = tree_rss_mb(pid)
+        reply, _, _ = run_request(kc, lambda: kc.execute(TYPED[language]))
+        if reply["content"]["status"] != "ok":
+            raise RuntimeError(f"typed cell failed: {reply['content']}")
+        result["rss_after_typed_mb"] = tree_rss_mb(pid)
     finally:
         kc.stop_channels()
         km.shutdown_kernel(now=False)

@@ -134,6 +134,7 @@ async function main() {
       ["memory, kernel + children (MB PSS, shared pages split)", "pss_mb"],
       ["memory, kernel + children (MB, each resident page once; root)", "unique_mb"],
       ["memory after the burst (MB RSS)", "rss_after_burst_mb"],
+      ["memory after a typed cell (MB RSS; tsnb: esbuild's service runs)", "rss_after_typed_mb"],
     ];
     const labels = Object.keys(byLabel);
     const fmt = (v) => (typeof v === "number" ? (Number.isInteger(v) ? String(v) : v.toFixed(1)) : "-");
