@@ -83,7 +83,7 @@ export class Runtime implements Disposable {
   private readonly comms: ProgramComms;
   private readonly pendingInputs = new Map<string, PendingInput>();
   private readonly fileNameUses = new Map<string, number>();
-  private readonly compiler = new CellCompiler();
+  private readonly compiler = new CellCompiler({ log: (text) => this.log(text) });
   private queue: Promise<void> = Promise.resolve();
   private nextDisplay = 0;
   private tsLoaderRegistered = false;
@@ -506,6 +506,7 @@ export class Runtime implements Disposable {
     this.pipes.dispose();
     this.interrupts.dispose();
     this.evaluator.dispose();
+    this.compiler.dispose();
     this.tracker.dispose();
     this.channel.dispose();
   }

@@ -1,5 +1,6 @@
 // Fast unit tests of the cell compiler (no program process): magic translation, module-syntax rewriting
 // that keeps lines in place, last-expression preservation and syntax error formatting.
+import { readdirSync, readFileSync } from "node:fs";
 import { describe, expect, it } from "vitest";
 import { CellCompiler, compileCell, HELPERS, rewriteModuleSyntax, translateMagics } from "../runtime/evaluator/compile.js";
 
@@ -120,11 +121,55 @@ describe("runtime compiler", () => {
   });
 
   it("serves re-runs from the cache with the new file name", async () => {
-    const compiler = new CellCompiler(2);
+    const compiler = new CellCompiler({ capacity: 2 });
     const first = await compiler.compile({ code: "1 + 1", fileName: "cell[1].ts", experimentalDecorators: false });
     const again = await compiler.compile({ code: "1 + 1", fileName: "cell[2].ts", experimentalDecorators: false });
     if (first.type !== "ok" || again.type !== "ok") throw new Error("compile failed");
     expect(again.js).toBe(first.js.replace("cell[1].ts", "cell[2].ts"));
     expect(again.fileName).toBe("cell[2].ts");
   });
+
+  it("stops esbuild's service process after the idle time and starts it again for the next TypeScript cell", async () => {
+    const compiler = new CellCompiler({ esbuildIdleMs: 200 });
+    try {
+      const first = await compiler.compile({ code: "const idle1: number = 1", fileName: "i1.ts", experimentalDecorators: false });
+      expect(first.type === "ok" && first.map).not.toBe(null);
+      expect(esbuildServices()).toHaveLength(1);
+      await waitFor(() => esbuildServices().length === 0, 10_000, "esbuild's service to stop");
+      const second = await compiler.compile({ code: "const idle2: number = 2", fileName: "i2.ts", experimentalDecorators: false });
+      expect(second.type === "ok" && second.js).toContain("const idle2 = 2");
+      expect(esbuildServices()).toHaveLength(1);
+    } finally {
+      compiler.dispose();
+    }
+    await waitFor(() => esbuildServices().length === 0, 10_000, "dispose to stop esbuild's service");
+  });
 });
+
+/** Pids of esbuild service processes that are children of this test process. */
+function esbuildServices(): number[] {
+  const found: number[] = [];
+  for (const entry of readdirSync("/proc")) {
+    if (!/^\d+$/.test(entry)) continue;
+    let stat: string;
+    let cmdline: string;
+    try {
+      stat = readFileSync(`/proc/${entry}/stat`, "utf8");
+      cmdline = readFileSync(`/proc/${entry}/cmdline`, "utf8");
+    } catch {
+      continue; // exited while we listed it
+    }
+    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+    // A zombie (state Z) has exited; its parent has not reaped it yet.
+    if (Number(fields[1]) === process.pid && fields[0] !== "Z" && cmdline.includes("esbuild") && cmdline.includes("--service")) found.push(Number(entry));
+  }
+  return found;
+}
+
+async function waitFor(condition: () => boolean, timeoutMs: number, what: string): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!condition()) {
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+}
