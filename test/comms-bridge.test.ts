@@ -817,6 +817,25 @@ describe("large messages to the browser", () => {
     expect(bridge.lastValue("big")).toBeUndefined();
   });
 
+  it("on a latest-only address, a streamed value waiting behind a slow page is replaced by the next one", () => {
+    const { clock, host, bridge, open } = setup({ chunkBytes: 10_000, chunkWindowBytes: 10_000 });
+    open("a");
+    bridge.commMsg(commMsg("a", { op: "listen", address: "frame", latest_only: true }));
+    const item = { address: "frame", value: { $tsnb_buffer: 0, kind: "Uint8Array" }, nbuf: 1 };
+    for (const fill of [1, 2, 3]) {
+      const parts = pieces({ op: "comm_send", cell: null, items: [item] }, new Uint8Array(20_000).fill(fill), 10_000).map((p) => ({ ...p, op: { ...p.op, id: `s${fill}` } }));
+      for (const part of parts) expect(bridge.programOp(part.op, [part.bytes])).toBeNull();
+      clock.advance(5); // the first starts out at once and fills the window; the others wait
+    }
+    const r = receiver(bridge, host, "a");
+    for (let step = 0; step < 50; step++) {
+      clock.advance(5);
+      r.pump(true);
+    }
+    expect(r.values.map((v) => (v as Uint8Array)[0])).toEqual([1, 3]);
+    expect(bridge.queuedBytes).toBe(0);
+  });
+
   it("streams an RPC result in pieces to the page that called, and refuses pieces out of order or over the announced size", () => {
     const { clock, host, bridge, open } = setup({ chunkBytes: 10_000 });
     open("a");

@@ -147,7 +147,7 @@ type QueueEntry =
   /** An RPC call or reply over RPC_BATCH_BYTES: it waits behind the values queued before it, then goes in chunks. */
   | { type: "rpc"; data: RpcCallMessage | RpcReplyMessage; buffers: Uint8Array[]; size: number; superseded: false }
   /** A message the program is still sending in pieces (comm_chunk); its queued bytes are counted as they arrive. */
-  | { type: "stream"; send: StreamSend; size: 0; superseded: false };
+  | { type: "stream"; send: StreamSend; address: string | null; size: 0; superseded: false };
 
 /** A message going to one comm in chunks: its framed parts and how far it got. */
 interface ChunkedSend {
@@ -944,15 +944,27 @@ export class CommsBridge {
 
   private enqueue(record: CommRecord, item: ValueItem): void {
     const entry: QueueEntry = { type: "value", item, size: itemSize(item), superseded: false };
-    if (record.listens.get(item.address)?.latestOnly) {
-      const previous = record.pendingLatest.get(item.address);
-      if (previous) {
-        previous.superseded = true;
-        record.queuedBytes -= previous.size;
-      }
-      record.pendingLatest.set(item.address, entry);
-    }
+    this.supersede(record, item.address, entry);
     this.enqueueEntry(record, entry);
+  }
+
+  /** On a latest-only address, a new value replaces the one still waiting in the comm's queue, if any. */
+  private supersede(record: CommRecord, address: string, entry: QueueEntry): void {
+    if (!record.listens.get(address)?.latestOnly) return;
+    const previous = record.pendingLatest.get(address);
+    if (previous?.type === "value") {
+      previous.superseded = true;
+      record.queuedBytes -= previous.size;
+    } else if (previous?.type === "stream" && previous.send.complete) {
+      // A streamed value none of which has left yet (it would be record.sending then) and all of which is here.
+      const at = record.queue.indexOf(previous);
+      if (at >= 0) {
+        record.queue.splice(at, 1);
+        record.queuedBytes -= previous.send.pending.reduce((n, p) => n + p.byteLength, 0);
+        previous.send.pending = [];
+      }
+    }
+    record.pendingLatest.set(address, entry);
   }
 
   private enqueueEntry(record: CommRecord, entry: QueueEntry): void {
@@ -1086,6 +1098,7 @@ export class CommsBridge {
           this.startChunks(record, head.data, head.buffers, head.data.id);
           break;
         case "stream":
+          if (head.address !== null && record.pendingLatest.get(head.address) === head) record.pendingLatest.delete(head.address);
           record.sending = head.send;
           break;
         default: {
@@ -1211,11 +1224,13 @@ export class CommsBridge {
     const message = inner.message;
     const dataBytes = head.lengths.reduce((a, b) => a + b, 0);
     const stream: ProgramStream = { next: 1, dataBytes, received: 0, targets: [], reply: null };
-    const queueFor = (record: CommRecord, data: KernelToBrowser, call: string) => {
+    const queueFor = (record: CommRecord, data: KernelToBrowser, call: string, address: string | null) => {
       const header = encodeFrameHeader(data as unknown as JsonObject & { op: string }, head.lengths);
       const send: StreamSend = { kind: "stream", id: `k${++this.nextCallId}`, call, total: header.byteLength + dataBytes, sent: 0, index: 0, pending: [header], complete: false };
       stream.targets.push({ record, send });
-      this.enqueueEntry(record, { type: "stream", send, size: 0, superseded: false });
+      const entry: QueueEntry = { type: "stream", send, address, size: 0, superseded: false };
+      if (address !== null) this.supersede(record, address, entry);
+      this.enqueueEntry(record, entry);
       record.queuedBytes += header.byteLength;
     };
     switch (message.op) {
@@ -1228,7 +1243,7 @@ export class CommsBridge {
         this.programHeld.set(item.address, dataBytes);
         this.programStreams.set(id, stream);
         for (const record of [...this.comms.values()]) {
-          if (record.listens.has(item.address)) queueFor(record, { op: "values", seq: 0, items: [item] }, "");
+          if (record.listens.has(item.address)) queueFor(record, { op: "values", seq: 0, items: [item] }, "", item.address);
         }
         break;
       }
@@ -1240,7 +1255,7 @@ export class CommsBridge {
         stream.reply = { kernelId: message.id, record: call.record, callId: call.callId };
         const reply: RpcReplyMessage = message.error ? { op: "reply", id: call.callId, error: message.error } : { op: "reply", id: call.callId, value: message.value ?? null };
         if (head.lengths.length > 0) reply.nbuf = head.lengths.length;
-        queueFor(call.record, reply, call.callId);
+        queueFor(call.record, reply, call.callId, null);
         break;
       }
       default:
