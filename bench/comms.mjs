@@ -427,6 +427,11 @@ function report(results) {
     const cpuText = (c) => Object.entries(c ?? {}).map(([k, v]) => `${k} ${fmt(v)} s`).join(", ");
     line(`  CPU during up: ${cpuText(r.up.cpuSeconds)}; during down: ${cpuText(r.down.cpuSeconds)}`);
     line(`  kernel VmHWM over the run: ${fmt(r.kernelHwmMB, 0)} MB`);
+    // Without tsnb in the run (--only ipykernel) the issue 5 section is not printed: its ipykernel figures go here.
+    if (name === "ipykernel" && !t) {
+      line(`  ${ECHO_N} concurrent echoes: ${r.concurrent.answered} answered in ${fmt(r.concurrent.totalMs, 0)} ms, per answer median ${fmt(r.concurrent.median)} ms, p99 ${fmt(r.concurrent.p99)} ms${r.concurrent.error ? ` (${r.concurrent.error})` : ""}`);
+      line(`  1 MB reply: ${fmt(r.bytes1MB.ms, 1)} ms (median of ${r.bytes1MB.runs}, ${fmt(r.bytes1MB.min, 1)}-${fmt(r.bytes1MB.max, 1)})${r.bytes1MB.ok ? "" : " (WRONG CONTENT)"}`);
+    }
   }
   if (t && p) {
     line(`\n[tsnb / ipykernel]`);
