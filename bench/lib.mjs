@@ -43,13 +43,14 @@ export async function runBrowserBench({ label, buildDir, prepareEnv, driver = "c
   let env;
   let server;
   let browser;
-  const cleanup = async () => {
-    await browser?.dispose();
-    await server?.dispose();
-    await env?.dispose();
-    rmSync(notebookDir, { recursive: true, force: true });
-    disposeHelpers();
-  };
+  const cleanup = () =>
+    teardown([
+      () => browser?.dispose(),
+      () => server?.dispose(),
+      () => env?.dispose(),
+      () => rmSync(notebookDir, { recursive: true, force: true }),
+      disposeHelpers,
+    ]);
   process.once("SIGINT", () => {
     void cleanup().finally(() => process.exit(130));
   });
@@ -68,6 +69,24 @@ export async function runBrowserBench({ label, buildDir, prepareEnv, driver = "c
   } finally {
     await cleanup();
   }
+}
+
+/**
+ * Runs every teardown step even when an earlier one fails, then reports the failures and sets the exit code: a
+ * Chromium teardown that threw (its profile still being written) used to skip the server's, leaving the Jupyter
+ * server and its kernels running after the benchmark exited.
+ */
+export async function teardown(steps) {
+  const failures = [];
+  for (const step of steps) {
+    try {
+      await step();
+    } catch (err) {
+      failures.push(err);
+    }
+  }
+  for (const err of failures) console.error(`teardown step failed: ${err instanceof Error ? err.message : String(err)}`);
+  if (failures.length > 0) process.exitCode = 1;
 }
 
 /** Saves a benchmark's raw figures as bench/results/<name>-<time>.json (gitignored) and prints where. */

@@ -13,7 +13,7 @@ import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { parseArgs } from "node:util";
 import { launchCdpBrowser } from "./cdp-browser.mjs";
-import { loadHelpers, kernelPid, childPids, cpuSeconds, descendants, sampleRss, fmt, openNotebook, runCell, waitCellText, MB } from "./lib.mjs";
+import { loadHelpers, teardown, kernelPid, childPids, cpuSeconds, descendants, sampleRss, fmt, openNotebook, runCell, waitCellText, MB } from "./lib.mjs";
 
 const { values: opts } = parseArgs({
   options: {
@@ -121,13 +121,14 @@ async function main() {
   const { jupyter, dispose: disposeHelpers } = await loadHelpers(".build-prof");
   const notebookDir = mkdtempSync(join(tmpdir(), "tsnb-prof-"));
   let env, server, browser;
-  const cleanup = async () => {
-    await browser?.dispose();
-    await server?.dispose();
-    await env?.dispose();
-    rmSync(notebookDir, { recursive: true, force: true });
-    disposeHelpers();
-  };
+  const cleanup = () =>
+    teardown([
+      () => browser?.dispose(),
+      () => server?.dispose(),
+      () => env?.dispose(),
+      () => rmSync(notebookDir, { recursive: true, force: true }),
+      disposeHelpers,
+    ]);
   process.once("SIGINT", () => void cleanup().finally(() => process.exit(130)));
   try {
     const profDir = opts["node-prof"] === undefined ? undefined : resolve(opts["node-prof"]);
