@@ -107,7 +107,10 @@ export class KernelIO {
    * Holds IOPub messages (in order) until the hold is disposed or `ms` passes. A request answered within the
    * hold leaves as busy, outputs and idle in one burst, which the Jupyter server forwards in one websocket
    * write; published one by one, each later write waits ~40 ms for the browser's delayed ACK (REFERENCE.md
-   * section 5). A slow request only delays its first output by `ms`.
+   * section 5). A slow request only delays its first output by `ms`. The price is paid by direct zeromq clients,
+   * which could decode busy and execute_input while the cell runs (0.05-0.3 ms per trivial execute); a browser's
+   * execute 20-300 ms after the previous one took 10-12 ms with the hold and 17-48 ms without it
+   * (bench/exec-browser.mjs, README speed notes).
    */
   hold(ms: number): Disposable {
     if (ms <= 0) return { dispose() {} };
