@@ -189,6 +189,40 @@ function preferArrayBuffers(kernel: ClassicKernel): void {
   kernel.events.on("kernel_connected.Kernel", set);
 }
 
+/** Binary data from which a message to a classic page's kernel skips Notebook's serializer (sendDirect). */
+const DIRECT_SEND_BYTES = 1024 * 1024;
+
+/**
+ * Sends a comm_msg on Notebook 6's websocket in Notebook's own binary message format, copying each binary part
+ * once, straight from the value's memory into the message. Notebook's comm.send copied each part twice: the
+ * exact-size copy its serializer needs (it sends a view's whole buffer) and its serializer's own (100 MB up: ~150 ms
+ * of the page's thread, sampled). Only for large messages (chunks of a big value or call): they need none of the
+ * reply callbacks comm.send registers. False when it cannot (no open websocket), and the caller uses comm.send.
+ */
+function sendDirect(kernel: ClassicKernel, commId: string, data: unknown, buffers: readonly Uint8Array[]): boolean {
+  const ws = kernel.ws;
+  if (typeof kernel._get_msg !== "function" || !ws || ws.readyState !== 1) return false;
+  const msg = kernel._get_msg("comm_msg", { comm_id: commId, data });
+  msg.channel = "shell";
+  delete msg.buffers;
+  const json = new TextEncoder().encode(JSON.stringify(msg));
+  // Notebook's layout (notebook/static/services/kernels/serialize.js): a count, the offsets, then the parts.
+  const parts: Uint8Array[] = [json, ...buffers];
+  const offsets: number[] = [];
+  let at = 4 * (parts.length + 1);
+  for (const p of parts) {
+    offsets.push(at);
+    at += p.byteLength;
+  }
+  const out = new Uint8Array(at);
+  const view = new DataView(out.buffer);
+  view.setUint32(0, parts.length);
+  offsets.forEach((offset, i) => view.setUint32(4 * (i + 1), offset));
+  parts.forEach((p, i) => out.set(p, offsets[i]));
+  ws.send(out.buffer);
+  return true;
+}
+
 function makeClassicOpener(kernel: ClassicKernel): CommOpener {
   // Same reason as nudgeOnStatus: the server's Nagle-held write of the answer goes out when the page's
   // tiny stdin message carries the ACK. On the page's own websocket, because that is where the answer waits.
@@ -216,7 +250,8 @@ function makeClassicOpener(kernel: ClassicKernel): CommOpener {
     // A restarted kernel forgets every comm: reopen ours.
     const onRestart = (): void => onClosed("the kernel restarted");
     kernel.events.on("kernel_restarting.Kernel", onRestart);
-    const comm = kernel.comm_manager.new_comm(BRIDGE_TARGET, openData, undefined, undefined, newCommId());
+    const commId = newCommId();
+    const comm = kernel.comm_manager.new_comm(BRIDGE_TARGET, openData, undefined, undefined, commId);
     comm.on_msg((msg) => handlers.onMessage(msg.content.data, (msg.buffers ?? []).map(bytes)));
     comm.on_close((msg) => {
       const reason = (msg.content.data as { reason?: unknown } | undefined)?.reason;
@@ -225,6 +260,7 @@ function makeClassicOpener(kernel: ClassicKernel): CommOpener {
     return {
       send: (data, buffers) => {
         if (closed) return;
+        if (buffers.reduce((n, b) => n + b.byteLength, 0) >= DIRECT_SEND_BYTES && sendDirect(kernel, commId, data, buffers)) return;
         // Notebook 6's serializer also sends a view's whole underlying buffer.
         comm.send(data, callbacks, {}, buffers.map(exact));
       },
