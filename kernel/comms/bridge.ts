@@ -1236,12 +1236,18 @@ export class CommsBridge {
     switch (message.op) {
       case "comm_send": {
         const item = message.items[0];
-        if (message.items.length !== 1 || item === undefined || message.frontend !== undefined) return "a comm_send in pieces carries exactly one value";
+        if (message.items.length !== 1 || item === undefined) return "a comm_send in pieces carries exactly one value";
+        this.programStreams.set(id, stream);
+        if (message.frontend !== undefined) {
+          // A replay for one front-end that started listening: not a new value.
+          const record = this.comms.get(message.frontend);
+          if (record !== undefined && record.listens.has(item.address)) queueFor(record, { op: "values", seq: 0, items: [item] }, "", item.address);
+          break;
+        }
         this.used(message.cell);
         // The program holds what it sends in pieces (it is large); a late listener gets it replayed.
         this.lastValues.delete(item.address);
         this.programHeld.set(item.address, dataBytes);
-        this.programStreams.set(id, stream);
         for (const record of [...this.comms.values()]) {
           if (record.listens.has(item.address)) queueFor(record, { op: "values", seq: 0, items: [item] }, "", item.address);
         }

@@ -514,7 +514,7 @@ export class ProgramComms implements Comms, Disposable {
         const item = this.held.get(op.address);
         if (item === undefined) return;
         const wire = joinItems([item]);
-        this.host.send({ op: "comm_send", cell: null, items: wire.items, frontend: op.frontend }, wire.buffers);
+        this.sendInPieces({ op: "comm_send", cell: null, items: wire.items, frontend: op.frontend }, wire.buffers);
         return;
       }
       default: {
