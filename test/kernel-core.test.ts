@@ -311,6 +311,32 @@ describe("KernelIO holds", () => {
     hold.dispose();
     expect(transport.sent.map((m) => m.content.text)).toEqual(["1", "2", "3"]);
   });
+
+  it("has the transport encode held messages after the turn that published them, each once, and sends them as held", async () => {
+    const log = memoryLog();
+    const prepared: OutgoingMessage[] = [];
+    // MemoryTransport with the optional prepare(): records what was prepared ahead of its send.
+    const transport = Object.assign(new MemoryTransport({ log, signer: new HmacSigner("") }), {
+      prepare: (m: OutgoingMessage) => void prepared.push(m),
+    });
+    const io = new KernelIO(transport, { maxHoldMs: 60_000 });
+    onTestFinished(() => io.dispose());
+    const hold = io.hold(60_000);
+    io.status("busy", {});
+    io.publish({ msgType: "execute_input", content: { code: "1+1", execution_count: 1 }, parent: {} });
+    // Not in the publishing turn: that turn (an execute's) is the one that writes the cell to the program.
+    expect(prepared).toEqual([]);
+    await new Promise<void>((resolve) => setImmediate(resolve));
+    expect(prepared.map((m) => m.header.msg_type)).toEqual(["status", "execute_input"]);
+    io.publish({ msgType: "execute_result", content: { execution_count: 1, data: { "text/plain": "2" }, metadata: {} }, parent: {} });
+    hold.dispose();
+    // The prepared objects themselves go out, in publish order, with what was published after them.
+    expect(transport.sent.map((m) => m.header.msg_type)).toEqual(["status", "execute_input", "execute_result"]);
+    expect(transport.sent.slice(0, 2)).toEqual(prepared);
+    expect(transport.sent[0]).toBe(prepared[0]);
+    await new Promise<void>((resolve) => setImmediate(resolve));
+    expect(prepared).toHaveLength(2);
+  });
 });
 
 describe("comms echo through the dispatcher", () => {

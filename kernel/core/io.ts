@@ -32,6 +32,8 @@ export class KernelIO {
   private held: OutgoingMessage[] = [];
   /** Started by the first held message: overlapping holds must not delay any message longer than this. */
   private heldDeadline: NodeJS.Timeout | null = null;
+  /** Encodes held messages once the current turn is over (see prepareHeld). */
+  private preparing: NodeJS.Immediate | null = null;
   private readonly transport: Transport;
   private readonly maxHoldMs: number;
 
@@ -67,6 +69,7 @@ export class KernelIO {
     } else {
       this.held.push(message);
       this.heldDeadline ??= setTimeout(() => this.flushHeld(), this.maxHoldMs);
+      if (this.transport.prepare) this.preparing ??= setImmediate(() => this.prepareHeld());
     }
     return header;
   }
@@ -133,9 +136,21 @@ export class KernelIO {
     if (this.holds.size === 0) this.flushHeld();
   }
 
+  /**
+   * Held messages (a request's busy and execute_input) are encoded and signed after the turn that published them,
+   * which for an execute is the turn that wrote the cell to the program: while the program runs, not after it
+   * answered, when the rest of the request's messages wait behind them.
+   */
+  private prepareHeld(): void {
+    this.preparing = null;
+    for (const message of this.held) this.transport.prepare?.(message);
+  }
+
   private flushHeld(): void {
     if (this.heldDeadline) clearTimeout(this.heldDeadline);
     this.heldDeadline = null;
+    if (this.preparing) clearImmediate(this.preparing);
+    this.preparing = null;
     const held = this.held;
     this.held = [];
     for (const message of held) this.transport.send(message);

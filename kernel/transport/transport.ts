@@ -28,6 +28,12 @@ export interface Transport {
    * queued, so callers may queue busy, reply and idle back to back and they go out in one burst.
    */
   send(message: OutgoingMessage): void;
+  /**
+   * Optional: does the encoding and signing of `message` now, so that a later send() of the same object only hands
+   * it to the socket. For messages that are known early but sent later (IOPub held at the start of a request).
+   * The message must not change in between.
+   */
+  prepare?(message: OutgoingMessage): void;
   /** What is still waiting in a channel's send queue (the execution layer pauses its producer on this). */
   pending(channel: Channel): QueueStats;
   /** Resolves when everything queued so far on the channel has been handed to the socket. */

@@ -7,7 +7,7 @@ import type * as Zmq from "zeromq";
 // over the package to find the named exports (0.5 MB RSS for the kernel's whole life).
 const zmq = createRequire(import.meta.url)("zeromq") as typeof Zmq;
 import type { Channel, OutgoingMessage } from "../../protocol/jupyter.js";
-import { encodeWireFrames, type Signer } from "../../protocol/wire.js";
+import { encodeWireFrames, type Signer, type WireFrame } from "../../protocol/wire.js";
 import type { Disposable } from "../../protocol/disposable.js";
 import type { Log } from "../log.js";
 import type { ConnectionInfo } from "./connection.js";
@@ -26,6 +26,8 @@ export interface ZmqTransportOptions {
 export class ZmqTransport implements Transport {
   private readonly inbound: InboundQueue;
   private readonly queues: Record<Channel, SendQueue>;
+  /** Frames of messages prepared ahead of their send (Transport.prepare). */
+  private readonly prepared = new WeakMap<OutgoingMessage, WireFrame[]>();
   private closing: Promise<void> | null = null;
 
   private constructor(
@@ -95,12 +97,19 @@ export class ZmqTransport implements Transport {
   }
 
   send(message: OutgoingMessage): void {
-    let frames = encodeWireFrames(message, this.signer);
-    if (message.channel === "iopub") {
-      // PUB messages start with a topic; Jupyter subscribers take everything, the topic is informational.
-      frames = [`kernel.${message.header.msg_type}`, ...frames.slice(message.identities.length)];
-    }
+    const frames = this.prepared.get(message) ?? this.encode(message);
+    this.prepared.delete(message);
     this.queues[message.channel].push(frames);
+  }
+
+  prepare(message: OutgoingMessage): void {
+    if (!this.prepared.has(message)) this.prepared.set(message, this.encode(message));
+  }
+
+  private encode(message: OutgoingMessage): WireFrame[] {
+    const frames = encodeWireFrames(message, this.signer);
+    // PUB messages start with a topic; Jupyter subscribers take everything, the topic is informational.
+    return message.channel === "iopub" ? [`kernel.${message.header.msg_type}`, ...frames.slice(message.identities.length)] : frames;
   }
 
   pending(channel: Channel): QueueStats {
