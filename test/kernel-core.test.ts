@@ -58,12 +58,14 @@ function message(msgType: string, content: JsonObject): JupyterMessage {
   };
 }
 
-function setup(options: { holdMs?: number; maxHoldMs?: number; comms?: (io: KernelIO, log: Log) => Comms } = {}) {
+function setup(
+  options: { holdMs?: number; maxHoldMs?: number; now?: () => number; comms?: (io: KernelIO, log: Log) => Comms } = {},
+) {
   const log = memoryLog();
   const signer = new HmacSigner("k");
   const transport = new MemoryTransport({ log, signer });
-  const { comms: makeComms, maxHoldMs, ...rest } = options;
-  const io = new KernelIO(transport, maxHoldMs === undefined ? {} : { maxHoldMs });
+  const { comms: makeComms, maxHoldMs, now, ...rest } = options;
+  const io = new KernelIO(transport, { ...(maxHoldMs === undefined ? {} : { maxHoldMs }), ...(now === undefined ? {} : { now }) });
   const execution = new ScriptedExecution();
   const shutdowns: boolean[] = [];
   const comms = makeComms ? makeComms(io, log) : new NoComms(log);
@@ -112,7 +114,10 @@ describe("KernelCore", () => {
 
   it("sends a quick cell's busy, outputs, reply and idle together in one burst", async () => {
     // A long hold makes "nothing left before the handler finished" deterministic.
-    const s = setup({ holdMs: 60_000 });
+    let now = 0;
+    const s = setup({ holdMs: 60_000, now: () => now });
+    // IOPub has been quiet (since `starting`) for a second: the cell is not back to back with anything.
+    now = 1000;
     const cell = message("execute_request", { code: "1" });
     s.transport.deliver("shell", cell);
     await s.execution.nextStarted(1);
@@ -122,6 +127,37 @@ describe("KernelCore", () => {
     s.execution.started[0]!.finish({ status: "ok", execution_count: 1 });
     await sent(s.transport, idleFor(cell.header.msg_id));
     expect(summary(s.transport, cell.header.msg_id)).toEqual(["iopub:busy", "iopub:execute_input", "iopub:execute_result", "shell:execute_reply", "iopub:idle"]);
+  });
+
+  it("does not hold an execute that comes back to back with IOPub's last message, and holds the next one after a pause", async () => {
+    let now = 0;
+    const s = setup({ holdMs: 60_000, now: () => now });
+    now = 1000;
+    const first = message("execute_request", { code: "1" });
+    s.transport.deliver("shell", first);
+    await s.execution.nextStarted(1);
+    s.execution.started[0]!.finish({ status: "ok", execution_count: 1 });
+    await sent(s.transport, idleFor(first.header.msg_id));
+    // 1 ms after that idle (a client sending its next cell as soon as it has it): busy and execute_input go out
+    // while the cell runs, so the client can decode them meanwhile.
+    now += 1;
+    const second = message("execute_request", { code: "2" });
+    s.transport.deliver("shell", second);
+    await s.execution.nextStarted(2);
+    s.execution.started[1]!.ctx.publish("execute_input", { code: "2", execution_count: 2 });
+    expect(summary(s.transport, second.header.msg_id)).toEqual(["iopub:busy", "iopub:execute_input"]);
+    s.execution.started[1]!.finish({ status: "ok", execution_count: 2 });
+    await sent(s.transport, idleFor(second.header.msg_id));
+    // After a pause the hold is back: nothing of the third cell leaves before it finishes.
+    now += 50;
+    const third = message("execute_request", { code: "3" });
+    s.transport.deliver("shell", third);
+    await s.execution.nextStarted(3);
+    s.execution.started[2]!.ctx.publish("execute_input", { code: "3", execution_count: 3 });
+    expect(summary(s.transport, third.header.msg_id)).toEqual([]);
+    s.execution.started[2]!.finish({ status: "ok", execution_count: 3 });
+    await sent(s.transport, idleFor(third.header.msg_id));
+    expect(summary(s.transport, third.header.msg_id)).toEqual(["iopub:busy", "iopub:execute_input", "shell:execute_reply", "iopub:idle"]);
   });
 
   it("publishes busy and output of a long cell after the short hold, while it still runs", async () => {

@@ -36,10 +36,19 @@ export class KernelIO {
   private preparing: NodeJS.Immediate | null = null;
   private readonly transport: Transport;
   private readonly maxHoldMs: number;
+  private readonly now: () => number;
+  /** When the last IOPub message was handed to the transport (`now()` ms); null before the first. */
+  private lastIopubSend: number | null = null;
 
-  constructor(transport: Transport, options: { maxHoldMs?: number } = {}) {
+  constructor(transport: Transport, options: { maxHoldMs?: number; now?: () => number } = {}) {
     this.transport = transport;
     this.maxHoldMs = options.maxHoldMs ?? 10;
+    this.now = options.now ?? (() => performance.now());
+  }
+
+  /** Milliseconds since IOPub last sent anything (Infinity before the first message). */
+  iopubQuietMs(): number {
+    return this.lastIopubSend === null ? Infinity : this.now() - this.lastIopubSend;
   }
 
   header(msgType: string): Header {
@@ -65,7 +74,7 @@ export class KernelIO {
       buffers: options.buffers ?? [],
     };
     if (this.holds.size === 0 || (options.overtakeStatus === true && this.held.every((m) => m.header.msg_type === "status"))) {
-      this.transport.send(message);
+      this.sendIopub(message);
     } else {
       this.held.push(message);
       this.heldDeadline ??= setTimeout(() => this.flushHeld(), this.maxHoldMs);
@@ -110,10 +119,8 @@ export class KernelIO {
    * Holds IOPub messages (in order) until the hold is disposed or `ms` passes. A request answered within the
    * hold leaves as busy, outputs and idle in one burst, which the Jupyter server forwards in one websocket
    * write; published one by one, each later write waits ~40 ms for the browser's delayed ACK (REFERENCE.md
-   * section 5). A slow request only delays its first output by `ms`. The price is paid by direct zeromq clients,
-   * which could decode busy and execute_input while the cell runs (0.05-0.3 ms per trivial execute); a browser's
-   * execute 20-300 ms after the previous one took 10-12 ms with the hold and 17-48 ms without it
-   * (bench/exec-browser.mjs, README speed notes).
+   * section 5). A slow request only delays its first output by `ms`. Direct zeromq clients pay for it: they could
+   * decode busy and execute_input while the cell runs; KernelCore does not hold executes that come back to back.
    */
   hold(ms: number): Disposable {
     if (ms <= 0) return { dispose() {} };
@@ -153,7 +160,12 @@ export class KernelIO {
     this.preparing = null;
     const held = this.held;
     this.held = [];
-    for (const message of held) this.transport.send(message);
+    for (const message of held) this.sendIopub(message);
+  }
+
+  private sendIopub(message: OutgoingMessage): void {
+    this.lastIopubSend = this.now();
+    this.transport.send(message);
   }
 
   /** Sends whatever is held and drops the timers (the kernel is stopping). Idempotent. */

@@ -36,6 +36,8 @@ export interface KernelCoreOptions {
   onShutdown: (restart: boolean) => void;
   /** How long IOPub is held at the start of a request so a quick one leaves in one burst (KernelIO.hold). */
   holdMs?: number;
+  /** An execute that arrives within this many ms of IOPub's last message is not held (see run()). */
+  backToBackMs?: number;
 }
 
 interface HandlerContext<T extends RequestType> {
@@ -84,6 +86,7 @@ export class KernelCore {
   private readonly io: KernelIO;
   private readonly log: Log;
   private readonly holdMs: number;
+  private readonly backToBackMs: number;
   private executionQueue: Queued[] = [];
   private executing = false;
   private subscription: Disposable | null = null;
@@ -93,6 +96,7 @@ export class KernelCore {
     this.io = options.io;
     this.log = options.log;
     this.holdMs = options.holdMs ?? 10;
+    this.backToBackMs = options.backToBackMs ?? 5;
     const { execution, comms } = options;
     const commContext = <C>(ctx: HandlerContext<RequestType> & { request: JupyterMessage<C> }): CommContext<C> => ({
       request: ctx.request,
@@ -246,7 +250,14 @@ export class KernelCore {
     handler: (publish: HandlerContext<RequestType>["publish"]) => JsonObject | null | Promise<JsonObject | null>,
   ): Promise<JsonObject | null> {
     const parent = request.header;
-    const hold = this.io.hold(this.holdMs);
+    // The hold makes a quick request's messages reach the Notebook server together, which spares a browser the
+    // ~40 ms delayed-ACK stall when its executes come at any pace (bench/exec-browser.mjs: 10 ms with it, 17-48
+    // without). An execute that arrives back to back with IOPub traffic (within backToBackMs of its last message:
+    // a client that sends the next cell as soon as it has the previous idle, nbclient, a queue of cells) gains
+    // nothing from it in a browser, which then stalls either way (48 ms with and without), and a direct zeromq
+    // client loses the chance to decode busy and execute_input while the cell runs (~0.3 ms of a 2-3 ms round trip).
+    const backToBack = request.header.msg_type === "execute_request" && this.io.iopubQuietMs() < this.backToBackMs;
+    const hold = this.io.hold(backToBack ? 0 : this.holdMs);
     this.io.status("busy", parent);
     const publish = (msgType: string, content: JsonObject, buffers?: Uint8Array[]) => {
       this.io.publish({ msgType, content, parent, ...(buffers ? { buffers } : {}) });
