@@ -14,7 +14,7 @@
 
 import { spawn } from "node:child_process";
 import { createServer } from "node:http";
-import { mkdtempSync, rmSync } from "node:fs";
+import { mkdtempSync, readFileSync, readdirSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { setTimeout as delay } from "node:timers/promises";
@@ -38,6 +38,20 @@ const POLL_MS = 20;
 
 class CdpError extends Error {}
 
+/** Pids of live processes whose command line contains `text`. */
+function processesWith(text) {
+  const pids = [];
+  for (const entry of readdirSync("/proc")) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      if (readFileSync(`/proc/${entry}/cmdline`, "utf8").includes(text) && !readFileSync(`/proc/${entry}/stat`, "utf8").includes(") Z ")) pids.push(Number(entry));
+    } catch {
+      continue; // exited while we listed it
+    }
+  }
+  return pids;
+}
+
 /** Starts Chromium; `dispose()` (idempotent) kills it and removes its profile. */
 export async function launchCdpBrowser() {
   const profile = mkdtempSync(join(tmpdir(), "tsnb-bench-chromium-"));
@@ -50,14 +64,20 @@ export async function launchCdpBrowser() {
   const dispose = async () => {
     if (disposed) return;
     disposed = true;
-    socket?.close();
     if (child.exitCode === null && child.signalCode === null) {
       const exited = new Promise((resolve) => child.once("exit", resolve));
-      child.kill("SIGTERM");
+      // Browser.close lets Chromium shut its helpers down and finish writing the profile; signals are the fallback.
+      if (socket?.readyState === WebSocket.OPEN) socket.send(JSON.stringify({ id: 0, method: "Browser.close" }));
+      else child.kill("SIGTERM");
       await Promise.race([exited, delay(5000).then(() => child.kill("SIGKILL"))]);
     }
-    // Chromium's helper processes can still be writing into the profile just after the browser process exits
-    // (two of four bench:comms runs at load ~7 died here with ENOTEMPTY); rmSync retries those.
+    socket?.close();
+    // Helper processes (renderer, network service...) can outlive the browser process for a moment and still
+    // write into the profile (bench:comms runs died with ENOTEMPTY removing it): wait for them, then remove.
+    const helpers = () => processesWith(`--user-data-dir=${profile}`);
+    const deadline = Date.now() + 5000;
+    while (helpers().length > 0 && Date.now() < deadline) await delay(50);
+    for (const pid of helpers()) process.kill(pid, "SIGKILL");
     rmSync(profile, { recursive: true, force: true, maxRetries: 10, retryDelay: 100 });
   };
   let socket;
