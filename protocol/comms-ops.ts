@@ -199,11 +199,8 @@ export function parseProgramCommOp(header: { [key: string]: unknown }, bufferCou
       return { ok: true, message: send };
     }
     case "comm_chunk": {
-      const e = checkCallId(header.id);
-      if (e) return fail(e);
-      if (!Number.isInteger(header.index) || (header.index as number) < 0 || typeof header.last !== "boolean") return fail("needs index and last");
-      if (bufferCount !== 1) return fail(`must carry exactly one binary part, got ${bufferCount}`);
-      return { ok: true, message: { op, id: header.id as string, index: header.index as number, last: header.last } };
+      const chunk = parseChunk(header, bufferCount);
+      return typeof chunk === "string" ? fail(chunk) : { ok: true, message: chunk };
     }
     case "comm_subscribe":
     case "comm_read": {
@@ -252,6 +249,15 @@ function parseRpcCall(header: { [key: string]: unknown }, bufferCount: number): 
   return call;
 }
 
+/** A `comm_chunk` has the same fields in both directions. */
+function parseChunk(header: { [key: string]: unknown }, bufferCount: number): CommChunkOp | string {
+  const e = checkCallId(header.id);
+  if (e) return e;
+  if (!Number.isInteger(header.index) || (header.index as number) < 0 || typeof header.last !== "boolean") return "needs index and last";
+  if (bufferCount !== 1) return `must carry exactly one binary part, got ${bufferCount}`;
+  return { op: "comm_chunk", id: header.id as string, index: header.index as number, last: header.last };
+}
+
 function parseRpcReply(header: { [key: string]: unknown }, bufferCount: number): CommRpcReplyOp | string {
   const e = checkCallId(header.id);
   if (e) return e;
@@ -297,11 +303,8 @@ export function parseKernelCommOp(header: { [key: string]: unknown }, bufferCoun
       return typeof reply === "string" ? fail(reply) : { ok: true, message: reply };
     }
     case "comm_chunk": {
-      const e = checkCallId(header.id);
-      if (e) return fail(e);
-      if (!Number.isInteger(header.index) || (header.index as number) < 0 || typeof header.last !== "boolean") return fail("needs index and last");
-      if (bufferCount !== 1) return fail(`must carry exactly one binary part, got ${bufferCount}`);
-      return { ok: true, message: { op, id: header.id as string, index: header.index as number, last: header.last } };
+      const chunk = parseChunk(header, bufferCount);
+      return typeof chunk === "string" ? fail(chunk) : { ok: true, message: chunk };
     }
     case "comm_replay": {
       const a = address(header.address);
