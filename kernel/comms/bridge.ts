@@ -11,6 +11,7 @@
 // grows to a high-water mark, and then `comm_sync` is answered late, which slows a program that awaits
 // `comms.sync()`; `congested` tells the kernel to stop reading the program's channel.
 
+import { disposable } from "../../protocol/disposable.js";
 import { FrameDecoder, describeFrameError, encodeFrame, encodeFrameHeader, readFrameHeader, sliceParts } from "../../protocol/framing.js";
 import type { Header, JsonObject, JupyterMessage } from "../../protocol/jupyter.js";
 import {
@@ -430,14 +431,7 @@ export class CommsBridge {
 
   onCongestion(listener: (congested: boolean) => void): Disposable {
     this.congestionListeners.add(listener);
-    let done = false;
-    return {
-      dispose: () => {
-        if (done) return;
-        done = true;
-        this.congestionListeners.delete(listener);
-      },
-    };
+    return disposable(() => this.congestionListeners.delete(listener));
   }
 
   /** Current value of an address in the store (tests, diagnostics). */

@@ -7,6 +7,7 @@
 // for the browser's delayed ACK, ~40 ms). The answer itself goes first, ahead of the held busy/idle: the
 // server's first write leaves at once, later ones wait for an ACK (see KernelIO's overtakeStatus).
 
+import { disposable } from "../../protocol/disposable.js";
 import type { CommCloseContent, CommMsgContent, CommOpenContent, JsonObject } from "../../protocol/jupyter.js";
 import { isProgramCommOp } from "../../protocol/comms-ops.js";
 import type { CommContext, Comms } from "../core/comms.js";
@@ -72,15 +73,10 @@ export class KernelComms implements Comms, ProgramExtension {
             fn();
           }, ms);
           this.timers.add(t);
-          let done = false;
-          return {
-            dispose: () => {
-              if (done) return;
-              done = true;
-              clearTimeout(t);
-              this.timers.delete(t);
-            },
-          };
+          return disposable(() => {
+            clearTimeout(t);
+            this.timers.delete(t);
+          });
         },
         publish: (m) => {
           // The answer a waiting browser message asked for (an echo, an RPC reply) leaves ahead of that

@@ -13,6 +13,7 @@ import { AsyncResource } from "node:async_hooks";
 import { binarySize, HELD_VALUE_BYTES, itemOf, joinItems, MAX_ADDRESS_LENGTH, splitItems, valueOf, type ValueItem } from "../../../protocol/bridge.js";
 import { parseKernelCommOp, type CommRpcReplyOp, type CommSendOp, type KernelCommOp, type ProgramCommOp } from "../../../protocol/comms-ops.js";
 import { describeFrameError, encodeFrameHeader, FrameDecoder } from "../../../protocol/framing.js";
+import { disposable } from "../../../protocol/disposable.js";
 import type { JsonObject } from "../../../protocol/jupyter.js";
 import type { CellId } from "../../../protocol/program.js";
 import { ProgramRpc, type CallFrontendOptions, type RpcHandler } from "./rpc.js";
@@ -434,14 +435,7 @@ export class ProgramComms implements Comms, Disposable {
   onFrontends(callback: (ids: readonly string[]) => void): Disposable {
     const bound = AsyncResource.bind(callback);
     this.frontendWatchers.add(bound);
-    let done = false;
-    return {
-      dispose: () => {
-        if (done) return;
-        done = true;
-        this.frontendWatchers.delete(bound);
-      },
-    };
+    return disposable(() => this.frontendWatchers.delete(bound));
   }
 
   onListeners(address: string, callback: (count: number) => void): Disposable {
@@ -450,16 +444,11 @@ export class ProgramComms implements Comms, Disposable {
     let set = this.listenerWatchers.get(address);
     if (!set) this.listenerWatchers.set(address, (set = new Set()));
     set.add(bound);
-    let done = false;
-    return {
-      dispose: () => {
-        if (done) return;
-        done = true;
-        const current = this.listenerWatchers.get(address);
-        current?.delete(bound);
-        if (current?.size === 0) this.listenerWatchers.delete(address);
-      },
-    };
+    return disposable(() => {
+      const current = this.listenerWatchers.get(address);
+      current?.delete(bound);
+      if (current?.size === 0) this.listenerWatchers.delete(address);
+    });
   }
 
   /** Handles a comm op frame from the kernel; returns what was wrong with it, if anything. */
@@ -658,14 +647,7 @@ export class SyncedVariable<T = unknown> implements Disposable {
   onChange(callback: (value: T, from: "browser" | "program") => void): Disposable {
     const bound = AsyncResource.bind(callback);
     this.callbacks.add(bound);
-    let done = false;
-    return {
-      dispose: () => {
-        if (done) return;
-        done = true;
-        this.callbacks.delete(bound);
-      },
-    };
+    return disposable(() => this.callbacks.delete(bound));
   }
 
   dispose(): void {
