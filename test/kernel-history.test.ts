@@ -9,8 +9,19 @@ import { startKernel, type RunningKernel } from "./helpers/kernel-client.js";
 
 const tail = (n: number): HistoryRequestContent => ({ output: false, raw: true, hist_access_type: "tail", n });
 
+/** Temp directories made by this file's tests, removed after each test. */
+const tempDirs: string[] = [];
+const tempDir = (): string => {
+  const dir = mkdtempSync(join(tmpdir(), "tsnb-history-"));
+  tempDirs.push(dir);
+  return dir;
+};
+afterEach(() => {
+  for (const dir of tempDirs.splice(0)) rmSync(dir, { recursive: true, force: true });
+});
+
 describe("History", () => {
-  const tempFile = () => join(mkdtempSync(join(tmpdir(), "tsnb-history-")), "nested", "history.jsonl");
+  const tempFile = () => join(tempDir(), "nested", "history.jsonl");
 
   it("answers tail, range and glob search like IPython, oldest first", () => {
     const history = new History({ file: null, log: memoryLog() });
@@ -78,7 +89,7 @@ describe("History", () => {
   });
 
   it("keeps working in memory when the file cannot be written, and logs it once", () => {
-    const dir = mkdtempSync(join(tmpdir(), "tsnb-history-"));
+    const dir = tempDir();
     const blocker = join(dir, "not-a-dir");
     writeFileSync(blocker, "");
     const log = memoryLog();
@@ -207,7 +218,7 @@ describe("history_request against the real kernel", () => {
   });
 
   it("returns executed cells with their execution counts, and not silent or unstored ones", async () => {
-    const file = join(mkdtempSync(join(tmpdir(), "tsnb-history-")), "history.jsonl");
+    const file = join(tempDir(), "history.jsonl");
     kernel = await startKernel({ env: { ...process.env, TSNB_HISTORY_FILE: file } });
     await kernel.client.execute("const answer = 42");
     await kernel.client.execute("answer + 1");
