@@ -5,7 +5,7 @@
 // it Chromium copies every websocket message it receives or sends into a DevTools event (binary ones as
 // base64) for the driver to read. That is what a user's browser never does, and it is not small: receiving
 // 100 MB over a plain websocket from a local server takes Chromium about 2.2 CPU seconds and 1.2-1.4 s under
-// playwright, and 0.22 CPU seconds and 0.19 s without it (`node bench/cdp-browser.mjs --ceiling` measures both).
+// playwright, and 0.22 CPU seconds and 0.19 s without it (`node bench/ceiling.mjs` measures both).
 // Driving the page through Runtime alone measures the browser as its user has it. `--driver playwright` on the
 // benchmarks keeps the old way for comparison.
 //
@@ -13,27 +13,14 @@
 // waitForFunction(fn, arg, {timeout}), close; and `cdp` for the page's DevTools session.
 
 import { spawn } from "node:child_process";
-import { createServer } from "node:http";
 import { mkdtempSync, readFileSync, readdirSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { setTimeout as delay } from "node:timers/promises";
-import { fileURLToPath } from "node:url";
-import { WebSocket, WebSocketServer } from "ws";
+import { WebSocket } from "ws";
 
-const CHROMIUM = "/usr/bin/chromium";
-/** The test helpers' flags (test/helpers/browser.ts CHROMIUM_ARGS), plus headless. */
-const CHROMIUM_ARGS = [
-  "--headless=new",
-  "--no-sandbox",
-  "--disable-gpu",
-  "--disable-quic",
-  "--no-first-run",
-  "--disable-background-networking",
-  "--disable-component-update",
-  "--disable-sync",
-  "--window-size=1280,900",
-];
+/** Added to the test helpers' flags (test/helpers/browser.ts CHROMIUM_ARGS): headless, and their viewport. */
+const CDP_ONLY_ARGS = ["--headless=new", "--window-size=1280,900"];
 const POLL_MS = 20;
 
 class CdpError extends Error {}
@@ -52,10 +39,13 @@ function processesWith(text) {
   return pids;
 }
 
-/** Starts Chromium; `dispose()` (idempotent) kills it and removes its profile. */
-export async function launchCdpBrowser() {
+/**
+ * Starts Chromium (`executablePath` with `args`: pass test/helpers/browser.ts's CHROMIUM and CHROMIUM_ARGS, which
+ * the benches get from lib.mjs's loadHelpers); `dispose()` (idempotent) closes it and removes its profile.
+ */
+export async function launchCdpBrowser({ executablePath, args }) {
   const profile = mkdtempSync(join(tmpdir(), "tsnb-bench-chromium-"));
-  const child = spawn(CHROMIUM, [...CHROMIUM_ARGS, "--remote-debugging-port=0", `--user-data-dir=${profile}`, "about:blank"], {
+  const child = spawn(executablePath, [...args, ...CDP_ONLY_ARGS, "--remote-debugging-port=0", `--user-data-dir=${profile}`, "about:blank"], {
     stdio: ["ignore", "ignore", "pipe"],
   });
   const consoleLines = [];
@@ -191,60 +181,3 @@ export async function launchCdpBrowser() {
 
   return { newPage, consoleLog: () => consoleLines.join("\n"), dispose };
 }
-
-/**
- * The ceiling every browser figure lives under: 100 MB received over a plain websocket from a local Node
- * server, under playwright (Network domain on) and under this driver. Run: node bench/cdp-browser.mjs --ceiling
- */
-async function measureCeiling() {
-  const { chromium } = await import("playwright-core");
-  const http = createServer((_req, res) => res.end("<html><body>websocket ceiling</body></html>"));
-  const wss = new WebSocketServer({ server: http, perMessageDeflate: false });
-  const message = Buffer.alloc(10e6, 7);
-  wss.on("connection", (ws) => ws.on("message", () => { for (let i = 0; i < 10; i++) ws.send(message); }));
-  await new Promise((resolve) => http.listen(0, "127.0.0.1", resolve));
-  const url = `http://127.0.0.1:${http.address().port}/`;
-  const receive100MB = (wsUrl) =>
-    new Promise((resolve, reject) => {
-      const ws = new WebSocket(wsUrl);
-      ws.binaryType = "arraybuffer";
-      ws.onerror = () => reject(new Error("websocket error"));
-      ws.onopen = () => {
-        const t0 = performance.now();
-        let bytes = 0;
-        ws.onmessage = (e) => {
-          bytes += e.data.byteLength;
-          if (bytes >= 100e6) {
-            ws.close();
-            resolve(performance.now() - t0);
-          }
-        };
-        ws.send("go");
-      };
-    });
-  const wsUrl = url.replace("http", "ws");
-  const runs = 3;
-  try {
-    const pw = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: CHROMIUM_ARGS.slice(1) });
-    try {
-      const page = await pw.newPage();
-      await page.goto(url);
-      for (let i = 0; i < runs; i++) console.log(`playwright (Network domain on): ${(await page.evaluate(receive100MB, wsUrl)).toFixed(0)} ms per 100 MB`);
-    } finally {
-      await pw.close();
-    }
-    const cdp = await launchCdpBrowser();
-    try {
-      const page = await cdp.newPage();
-      await page.goto(url);
-      for (let i = 0; i < runs; i++) console.log(`DevTools Runtime only (this driver): ${(await page.evaluate(receive100MB, wsUrl)).toFixed(0)} ms per 100 MB`);
-    } finally {
-      await cdp.dispose();
-    }
-  } finally {
-    wss.close();
-    http.close();
-  }
-}
-
-if (process.argv[1] === fileURLToPath(import.meta.url) && process.argv.includes("--ceiling")) await measureCeiling();

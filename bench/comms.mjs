@@ -17,10 +17,9 @@
 // It reuses the test helpers (test/helpers/jupyter.ts, browser.ts), bundled on the fly by esbuild into
 // bench/.build/ (two levels below the repository root, so their repoRoot still resolves) and removed after.
 
-import { readFileSync, writeFileSync } from "node:fs";
-import { join } from "node:path";
+import { readFileSync } from "node:fs";
 import { parseArgs } from "node:util";
-import { runBrowserBench, saveResults, kernelPid, childPids, statusKb, sampleRss, cpuSeconds, cpuMeter, stats, fmt, openNotebook, runCell, waitCellText, MB } from "./lib.mjs";
+import { runBrowserBench, setKernelFlags, saveResults, kernelPid, childPids, statusKb, sampleRss, cpuSeconds, cpuMeter, stats, fmt, openNotebook, runCell, waitCellText, MB } from "./lib.mjs";
 
 const { values: opts } = parseArgs({
   options: {
@@ -478,22 +477,11 @@ function report(results) {
   return lines.join("\n");
 }
 
-/** Rewrites the installed tsnb kernelspec's argv: node, FLAGS, bin/tsnb.mjs, kernel, ... */
-function setKernelFlags(env, flags) {
-  const file = join(env.jupyterPath, "kernels", "tsnb", "kernel.json");
-  const spec = JSON.parse(readFileSync(file, "utf8"));
-  const bin = spec.argv.findIndex((a) => a.endsWith("tsnb.mjs"));
-  if (bin < 1) throw new Error(`unexpected kernelspec argv: ${JSON.stringify(spec.argv)}`);
-  spec.argv = [spec.argv[0], ...flags.split(" ").filter((f) => f !== ""), ...spec.argv.slice(bin)];
-  writeFileSync(file, JSON.stringify(spec, null, 2));
-  console.error(`tsnb kernelspec argv: ${spec.argv.join(" ")}`);
-}
-
 // ---- main ---------------------------------------------------------------------------------------------
 
 async function main() {
   const results = { echoN: ECHO_N, burstN: BURST_N, bigBytes: BIG_BYTES };
-  const prepareEnv = opts["kernel-flags"] === undefined ? undefined : (env) => setKernelFlags(env, opts["kernel-flags"]);
+  const prepareEnv = opts["kernel-flags"] === undefined ? undefined : (env) => setKernelFlags(env, () => opts["kernel-flags"].split(" ").filter((f) => f !== ""));
   await runBrowserBench({ label: "comms", buildDir: ".build", prepareEnv, driver: opts.driver }, async ({ jupyter, server, browser }) => {
     const sides = [];
     if (opts.only !== "ipykernel") {

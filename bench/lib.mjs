@@ -58,7 +58,7 @@ export async function runBrowserBench({ label, buildDir, prepareEnv, driver = "c
     env = await jupyter.makeJupyterEnv();
     prepareEnv?.(env);
     server = await jupyter.startNotebookServer({ env, notebookDir });
-    browser = driver === "cdp" ? await launchCdpBrowser() : await browserHelpers.launchBrowser({ captureConsole: true });
+    browser = driver === "cdp" ? await launchCdpBrowser({ executablePath: browserHelpers.CHROMIUM, args: browserHelpers.CHROMIUM_ARGS }) : await browserHelpers.launchBrowser({ captureConsole: true });
     console.error(`browser driver: ${driver}`);
     await measure({ jupyter, server, browser });
   } catch (err) {
@@ -87,6 +87,20 @@ export async function teardown(steps) {
   }
   for (const err of failures) console.error(`teardown step failed: ${err instanceof Error ? err.message : String(err)}`);
   if (failures.length > 0) process.exitCode = 1;
+}
+
+/**
+ * Rewrites the installed tsnb kernelspec's V8 flags (argv: node, FLAGS, bin/tsnb.mjs, kernel, ...) to
+ * `edit(currentFlags)`, for experiments and profiling. Call it from runBrowserBench's prepareEnv.
+ */
+export function setKernelFlags(env, edit) {
+  const file = join(env.jupyterPath, "kernels", "tsnb", "kernel.json");
+  const spec = JSON.parse(readFileSync(file, "utf8"));
+  const bin = spec.argv.findIndex((a) => a.endsWith("tsnb.mjs"));
+  if (bin < 1) throw new Error(`unexpected kernelspec argv: ${JSON.stringify(spec.argv)}`);
+  spec.argv = [spec.argv[0], ...edit(spec.argv.slice(1, bin)), ...spec.argv.slice(bin)];
+  writeFileSync(file, JSON.stringify(spec, null, 2));
+  console.error(`tsnb kernelspec argv: ${spec.argv.join(" ")}`);
 }
 
 /** Saves a benchmark's raw figures as bench/results/<name>-<time>.json (gitignored) and prints where. */

@@ -6,14 +6,13 @@
 // server, the kernel, the program) and the page's hottest JavaScript functions (CDP Profiler, self time).
 // Not a test. Options: --mb N (default 100), --top N (default 12), --only TEXT (the transfers whose name holds
 // TEXT), --chrome-trace (also a Chromium trace: time per event name on each busy thread), --node-prof DIR
-// (kernel and program run with --cpu-prof into DIR; open the .cpuprofile files in Chromium's DevTools).
+// (the kernel runs with --cpu-prof into DIR; open the .cpuprofile file in Chromium's DevTools. Node 20 refuses
+// --cpu-prof in NODE_OPTIONS, and the program's node flags are fixed by the kernel, so the program is not profiled).
 
-import { mkdirSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join, resolve } from "node:path";
+import { mkdirSync, readFileSync } from "node:fs";
+import { resolve } from "node:path";
 import { parseArgs } from "node:util";
-import { launchCdpBrowser } from "./cdp-browser.mjs";
-import { loadHelpers, teardown, kernelPid, childPids, cpuSeconds, descendants, sampleRss, fmt, openNotebook, runCell, waitCellText, MB } from "./lib.mjs";
+import { runBrowserBench, setKernelFlags, kernelPid, childPids, cpuSeconds, descendants, sampleRss, fmt, openNotebook, runCell, waitCellText, MB } from "./lib.mjs";
 
 const { values: opts } = parseArgs({
   options: {
@@ -118,27 +117,11 @@ const TRANSFERS = {
 };
 
 async function main() {
-  const { jupyter, dispose: disposeHelpers } = await loadHelpers(".build-prof");
-  const notebookDir = mkdtempSync(join(tmpdir(), "tsnb-prof-"));
-  let env, server, browser;
-  const cleanup = () =>
-    teardown([
-      () => browser?.dispose(),
-      () => server?.dispose(),
-      () => env?.dispose(),
-      () => rmSync(notebookDir, { recursive: true, force: true }),
-      disposeHelpers,
-    ]);
-  process.once("SIGINT", () => void cleanup().finally(() => process.exit(130)));
-  try {
-    const profDir = opts["node-prof"] === undefined ? undefined : resolve(opts["node-prof"]);
-    if (profDir) mkdirSync(profDir, { recursive: true });
-    env = await jupyter.makeJupyterEnv();
-    if (profDir) env.vars.NODE_OPTIONS = `--cpu-prof --cpu-prof-dir=${profDir}`;
-    server = await jupyter.startNotebookServer({ env, notebookDir });
-    if (profDir) delete env.vars.NODE_OPTIONS;
-    // Driven through DevTools' Runtime and Profiler only: bench/cdp-browser.mjs says why not playwright.
-    browser = await launchCdpBrowser();
+  const profDir = opts["node-prof"] === undefined ? undefined : resolve(opts["node-prof"]);
+  if (profDir) mkdirSync(profDir, { recursive: true });
+  const prepareEnv = profDir ? (env) => setKernelFlags(env, (flags) => [...flags, "--cpu-prof", `--cpu-prof-dir=${profDir}`]) : undefined;
+  // Driven through DevTools' Runtime and Profiler only (page.cdp): bench/cdp-browser.mjs says why not playwright.
+  await runBrowserBench({ label: "prof", buildDir: ".build-prof", prepareEnv, driver: "cdp" }, async ({ jupyter, server, browser }) => {
     const path = await jupyter.createNotebook(server, { path: "prof.ipynb", kernelName: jupyter.TSNB_KERNEL_NAME, cells: [""] });
     const page = await browser.newPage();
     await openNotebook(page, server, path, "tsnb");
@@ -202,14 +185,7 @@ async function main() {
       for (const { fn, ms } of hot.top) console.log(`     ${fmt(ms, 1).padStart(8)} ms  ${fn}`);
     }
     await page.close();
-  } catch (err) {
-    console.error(err);
-    if (browser) console.error(`--- browser console (tail) ---\n${browser.consoleLog().slice(-4000)}`);
-    if (server) console.error(`--- server output (tail) ---\n${server.log().slice(-4000)}`);
-    process.exitCode = 1;
-  } finally {
-    await cleanup();
-  }
+  });
 }
 
 await main();
