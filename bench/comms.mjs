@@ -17,9 +17,8 @@
 // It reuses the test helpers (test/helpers/jupyter.ts, browser.ts), bundled on the fly by esbuild into
 // bench/.build/ (two levels below the repository root, so their repoRoot still resolves) and removed after.
 
-import { readFileSync } from "node:fs";
 import { parseArgs } from "node:util";
-import { runBrowserBench, setKernelFlags, saveResults, kernelPid, childPids, statusKb, sampleRss, cpuSeconds, cpuMeter, stats, fmt, openNotebook, runCell, waitCellText, MB } from "./lib.mjs";
+import { runBrowserBench, setKernelFlags, saveResults, kernelPid, statusKb, sampleRss, cpuSeconds, cpuMeter, stats, fmt, openNotebook, runCell, waitCellText, MB, startCommsCell, programPid } from "./lib.mjs";
 
 const { values: opts } = parseArgs({
   options: {
@@ -58,12 +57,9 @@ console.log("bench done");`;
 
 async function benchTsnb({ page, server, kernelId, results }) {
   const serverPid = server.process.pid;
-  await runCell(page, 0, TSNB_CELL);
-  await waitCellText(page, 0, /bench ready/);
-  await page.waitForFunction(() => window.tsnb_comm !== undefined, undefined, { timeout: 60_000 });
-  await page.evaluate(() => window.benchDeadline(window.tsnb_comm.ready, 30_000, "tsnb_comm ready"));
+  await startCommsCell(page, { code: TSNB_CELL, ready: /bench ready/ });
   const kpid = kernelPid(kernelId);
-  const ppid = childPids(kpid).find((p) => readFileSync(`/proc/${p}/cmdline`, "utf8").includes("program.js"));
+  const ppid = programPid(kpid);
   const pids = ppid === undefined ? [kpid] : [kpid, ppid];
   const r = (results.tsnb = { kernelPid: kpid, programPid: ppid });
 

@@ -248,6 +248,22 @@ export async function runCell(page, index, code) {
   );
 }
 
+/**
+ * Runs a tsnb cell that sets up the page's counterpart and logs `ready` when done, then waits for the page's
+ * tsnb_comm to connect (deadlines on every wait).
+ */
+export async function startCommsCell(page, { code, ready }) {
+  await runCell(page, 0, code);
+  await waitCellText(page, 0, ready);
+  await page.waitForFunction(() => window.tsnb_comm !== undefined, undefined, { timeout: 60_000 });
+  await page.evaluate(() => window.benchDeadline(window.tsnb_comm.ready, 30_000, "tsnb_comm ready"));
+}
+
+/** The user-program process under a tsnb kernel (undefined if it is not running). */
+export function programPid(kernelPid) {
+  return childPids(kernelPid).find((pid) => readFileSync(`/proc/${pid}/cmdline`, "utf8").includes("program.js"));
+}
+
 export async function waitCellText(page, index, pattern, timeout = 120_000) {
   await page.waitForFunction(
     ({ index, source, flags }) => {

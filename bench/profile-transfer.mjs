@@ -12,7 +12,7 @@
 import { mkdirSync, readFileSync } from "node:fs";
 import { resolve } from "node:path";
 import { parseArgs } from "node:util";
-import { runBrowserBench, setKernelFlags, kernelPid, childPids, cpuSeconds, descendants, sampleRss, fmt, openNotebook, runCell, waitCellText, MB } from "./lib.mjs";
+import { runBrowserBench, setKernelFlags, kernelPid, cpuSeconds, descendants, sampleRss, fmt, openNotebook, MB, startCommsCell, programPid } from "./lib.mjs";
 
 const { values: opts } = parseArgs({
   options: {
@@ -126,12 +126,9 @@ async function main() {
     const page = await browser.newPage();
     await openNotebook(page, server, path, "tsnb");
     const kernelId = await page.evaluate(() => window.Jupyter.notebook.kernel.id);
-    await runCell(page, 0, CELL);
-    await waitCellText(page, 0, /profile ready/);
-    await page.waitForFunction(() => window.tsnb_comm !== undefined, undefined, { timeout: 60_000 });
-    await page.evaluate(() => window.benchDeadline(window.tsnb_comm.ready, 30_000, "tsnb_comm ready"));
+    await startCommsCell(page, { code: CELL, ready: /profile ready/ });
     const kpid = kernelPid(kernelId);
-    const ppid = childPids(kpid).find((p) => readFileSync(`/proc/${p}/cmdline`, "utf8").includes("program.js"));
+    const ppid = programPid(kpid);
     const procs = { server: server.process.pid, kernel: kpid, program: ppid };
     const { cdp } = page;
     await cdp.send("Profiler.enable");

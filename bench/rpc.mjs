@@ -8,9 +8,8 @@
 // Options: --calls N (default 1000), --mb N (default 100).
 // The helpers and page plumbing are those of bench/comms.mjs (test helpers bundled on the fly by esbuild).
 
-import { readFileSync } from "node:fs";
 import { parseArgs } from "node:util";
-import { runBrowserBench, saveResults, kernelPid, childPids, sampleRss, stats, fmt, openNotebook, runCell, waitCellText, MB } from "./lib.mjs";
+import { runBrowserBench, saveResults, kernelPid, sampleRss, stats, fmt, openNotebook, MB, startCommsCell, programPid } from "./lib.mjs";
 
 const { values: opts } = parseArgs({
   options: {
@@ -32,12 +31,9 @@ comms.register("bench.take", ([a]) => a.byteLength + ":" + a[a.byteLength - 1]);
 console.log("rpc bench ready");`;
 
 async function bench({ page, server, kernelId, results }) {
-  await runCell(page, 0, CELL);
-  await waitCellText(page, 0, /rpc bench ready/);
-  await page.waitForFunction(() => window.tsnb_comm !== undefined, undefined, { timeout: 60_000 });
-  await page.evaluate(() => window.benchDeadline(window.tsnb_comm.ready, 30_000, "tsnb_comm ready"));
+  await startCommsCell(page, { code: CELL, ready: /rpc bench ready/ });
   const kpid = kernelPid(kernelId);
-  const ppid = childPids(kpid).find((pid) => readFileSync(`/proc/${pid}/cmdline`, "utf8").includes("program.js"));
+  const ppid = programPid(kpid);
   if (ppid === undefined) throw new Error("no program process under the kernel");
   const r = (results.tsnb = {});
 
