@@ -11,7 +11,7 @@ import { Executor } from "./execution/executor.js";
 import type { Location } from "./install.js";
 import { errorMessage, stderrLog } from "./log.js";
 import { ConnectionFileError, readConnectionFile } from "./transport/connection.js";
-import { ZmqTransport } from "./transport/zmq.js";
+import { ZmtpTransport } from "./transport/zmtp-transport.js";
 import { TSNB_VERSION } from "./version.js";
 
 const HELP = `tsnb ${TSNB_VERSION}: a Jupyter kernel for TypeScript
@@ -46,9 +46,9 @@ async function runKernel(args: string[]): Promise<void> {
     throw err;
   }
   const log = stderrLog();
-  let transport: ZmqTransport;
+  let transport: ZmtpTransport;
   try {
-    transport = await ZmqTransport.bind({ connection, log });
+    transport = await ZmtpTransport.bind({ connection, log });
   } catch (err) {
     fail(`cannot bind the kernel's sockets on ${connection.ip}: ${errorMessage(err)}`, 1);
   }

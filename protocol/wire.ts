@@ -148,9 +148,8 @@ export interface EncodableMessage {
 }
 
 /**
- * The frames with the signature and the four JSON parts as strings. A socket that takes strings (zeromq) then
- * encodes each once, into memory it owns: no TextEncoder pass, and no zero-copy reference to a JS buffer, which
- * zeromq can only release by waking the main thread again after the send.
+ * The frames with the signature and the four JSON parts as strings, which the transport encodes once each with
+ * the runtime's native UTF-8 encoder (the browser's and Node's differ).
  */
 export function encodeWireFrames(message: EncodableMessage, signer: Signer): WireFrame[] {
   const parts = [

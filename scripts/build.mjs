@@ -17,7 +17,7 @@ const node = {
   sourcemap: "linked",
   logLevel: "warning",
   // Native or self-locating packages stay outside the bundle.
-  external: ["zeromq", "esbuild"],
+  external: ["esbuild"],
   // Each process keeps its bundles' source text on the heap for its whole life (V8 compiles functions lazily
   // from it). Whitespace and syntax are minified, names are not, so stack traces stay readable; acorn is
   // bundled because its own file holds non-Latin-1 characters and so sat on the program's heap as a 458 KB

@@ -125,7 +125,7 @@ export const DEFAULT_BRIDGE_OPTIONS: BridgeOptions = {
   maxBatchItems: 50_000,
   ackWindowBytes: 16 * 1024 * 1024,
   // Four 16 MiB chunks: the page acknowledges each as it arrives, so the next is sent while three are on
-  // their way. Unacknowledged bytes sit in the server and the page, not in the kernel (zeromq sends views).
+  // their way. Unacknowledged bytes sit in the server and the page, not in the kernel (its sockets write views).
   chunkWindowBytes: 64 * 1024 * 1024,
   highWaterBytes: 32 * 1024 * 1024,
   hardLimitBytes: 256 * 1024 * 1024,

@@ -3,7 +3,8 @@
 import { readFileSync } from "node:fs";
 
 export interface ConnectionInfo {
-  transport: "tcp";
+  /** "ipc" binds Unix sockets at "<ip>-<port>" (jupyter_client's naming), for `jupyter ... --transport ipc`. */
+  transport: "tcp" | "ipc";
   ip: string;
   shell_port: number;
   iopub_port: number;
@@ -32,8 +33,8 @@ export function parseConnectionInfo(text: string, source: string): ConnectionInf
   }
   const obj = value as Record<string, unknown>;
   const transport = obj.transport ?? "tcp";
-  if (transport !== "tcp") {
-    throw new ConnectionFileError(`${source}: transport ${JSON.stringify(transport)} is not supported (only "tcp")`);
+  if (transport !== "tcp" && transport !== "ipc") {
+    throw new ConnectionFileError(`${source}: transport ${JSON.stringify(transport)} is not supported (only "tcp" and "ipc")`);
   }
   const ip = obj.ip ?? "127.0.0.1";
   if (typeof ip !== "string" || ip === "") throw new ConnectionFileError(`${source}: "ip" must be a non-empty string`);
@@ -52,7 +53,7 @@ export function parseConnectionInfo(text: string, source: string): ConnectionInf
     throw new ConnectionFileError(`${source}: signature_scheme ${JSON.stringify(scheme)} is not supported (only "hmac-sha256")`);
   }
   return {
-    transport: "tcp",
+    transport,
     ip,
     shell_port: ports.shell_port!,
     iopub_port: ports.iopub_port!,

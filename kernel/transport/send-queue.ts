@@ -1,19 +1,20 @@
-// zeromq allows one send() in flight per socket (a second one throws EBUSY), so every socket gets a FIFO that
-// feeds it one multipart message at a time. Producers never wait on it; they can read its length to slow down.
+// Every channel gets a FIFO that feeds its socket one multipart message at a time. A send may wait (an IOPub
+// subscriber over its high-water mark); later messages then wait behind it, in order. Producers never wait on
+// the queue; they read its length to slow down.
 
-import type { WireFrame } from "../../protocol/wire.js";
 import type { Log } from "../log.js";
 import type { QueueStats } from "./transport.js";
 
-export type SendFn = (frames: WireFrame[]) => Promise<void>;
-
-interface Item {
-  frames: WireFrame[];
+/** One multipart message, already encoded: the frames' bytes and how many there are. */
+export interface QueuedMessage {
+  frames: Uint8Array[];
   bytes: number;
 }
 
+export type SendFn = (frames: Uint8Array[]) => Promise<void> | void;
+
 export class SendQueue {
-  private items: Item[] = [];
+  private items: QueuedMessage[] = [];
   private bytes = 0;
   private running = false;
   private closed = false;
@@ -22,37 +23,25 @@ export class SendQueue {
   private readonly name: string;
   private readonly sendFn: SendFn;
   private readonly log: Log;
-  private readonly isFull: (err: unknown) => boolean;
-  private retryTimer: NodeJS.Timeout | null = null;
-  private wakeRetry: (() => void) | null = null;
 
-  constructor(options: {
-    name: string;
-    send: SendFn;
-    log: Log;
-    /** True for an error that means "the peer is full, try again later" rather than a failure. */
-    isFull?: (err: unknown) => boolean;
-  }) {
+  constructor(options: { name: string; send: SendFn; log: Log }) {
     this.name = options.name;
     this.sendFn = options.send;
     this.log = options.log;
-    this.isFull = options.isFull ?? (() => false);
   }
 
-  push(frames: WireFrame[]): void {
+  push(message: QueuedMessage): void {
     if (this.closed) {
       this.log.warn(`${this.name}: message dropped, the socket is closed`);
       return;
     }
-    let bytes = 0;
-    for (const f of frames) bytes += typeof f === "string" ? Buffer.byteLength(f) : f.byteLength;
-    this.items.push({ frames, bytes });
-    this.bytes += bytes;
-    if (!this.running) void this.run();
+    this.items.push(message);
+    this.bytes += message.bytes;
+    if (!this.running) this.pump();
   }
 
   stats(): QueueStats {
-    return { messages: this.items.length + (this.running ? 1 : 0), bytes: this.bytes };
+    return { messages: this.items.length, bytes: this.bytes };
   }
 
   drained(): Promise<void> {
@@ -70,48 +59,47 @@ export class SendQueue {
     this.closed = true;
     this.items = [];
     this.bytes = 0;
-    if (this.retryTimer) clearTimeout(this.retryTimer);
-    this.retryTimer = null;
-    this.wakeRetry?.();
     this.wake();
   }
 
-  private async run(): Promise<void> {
-    this.running = true;
-    let backoffMs = 1;
-    while (this.items.length > 0) {
-      const item = this.items[0]!;
-      try {
-        await this.sendFn(item.frames);
-        backoffMs = 1;
-      } catch (err) {
-        if (this.isFull(err) && !this.closed) {
-          // The message stays at the head of the queue; producers see the queue grow and slow down.
-          await this.pause(backoffMs);
-          backoffMs = Math.min(backoffMs * 2, 20);
-          continue;
-        }
-        this.log.error(`${this.name}: send failed: ${err instanceof Error ? err.message : String(err)}`);
-      }
-      // abandon() may have emptied the queue while the send was in flight.
-      if (this.items[0] === item) {
-        this.items.shift();
-        this.bytes -= item.bytes;
-      }
+  /** Sends; returns the wait when the socket is behind, undefined when the message is fully handed over. */
+  private sendNow(message: QueuedMessage): Promise<void> | undefined {
+    try {
+      const result = this.sendFn(message.frames);
+      return result instanceof Promise ? result : undefined;
+    } catch (err) {
+      this.log.error(`${this.name}: send failed: ${err instanceof Error ? err.message : String(err)}`);
+      return undefined;
     }
-    this.running = false;
-    this.wake();
   }
 
-  private pause(ms: number): Promise<void> {
-    return new Promise((resolve) => {
-      this.wakeRetry = () => {
-        this.wakeRetry = null;
-        this.retryTimer = null;
-        resolve();
-      };
-      this.retryTimer = setTimeout(this.wakeRetry, ms);
-    });
+  /**
+   * Writes queued messages until one has to wait for its socket, and resumes after that wait. The head of the
+   * queue is the message being written; it counts as pending until its wait is over.
+   */
+  private pump(): void {
+    while (this.items.length > 0) {
+      const head = this.items[0]!;
+      const wait = this.sendNow(head);
+      if (wait !== undefined) {
+        this.running = true;
+        wait
+          .catch((err: unknown) => this.log.error(`${this.name}: send failed: ${err instanceof Error ? err.message : String(err)}`))
+          .then(() => {
+            // abandon() may have emptied the queue while we waited.
+            if (this.items[0] === head) {
+              this.items.shift();
+              this.bytes -= head.bytes;
+            }
+            this.running = false;
+            this.pump();
+          });
+        return;
+      }
+      this.items.shift();
+      this.bytes -= head.bytes;
+    }
+    this.wake();
   }
 
   private wake(): void {

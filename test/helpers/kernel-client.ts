@@ -390,7 +390,7 @@ async function startKernelOnce(options: StartKernelOptions): Promise<RunningKern
   } catch (err) {
     await kernel.kill();
     const message = `${err instanceof Error ? err.message : String(err)}\nkernel stderr:\n${stderr}`;
-    throw /Address already in use/.test(stderr) ? new PortTakenError(message) : new Error(message);
+    throw /address already in use/i.test(stderr) ? new PortTakenError(message) : new Error(message);
   }
   return kernel;
 }
