@@ -12,12 +12,13 @@ import { afterEach, describe, expect, it } from "vitest";
 import * as zmq from "zeromq";
 import type { Header, OutgoingMessage } from "../protocol/jupyter.js";
 import { decodeFrames, encodeFrames } from "../protocol/wire.js";
-import { encodeGreeting, encodeMessage, encodeReady, ZmtpDecoder, type DecodeEvent } from "../protocol/zmtp.js";
+import { encodeFrameHeader, encodeGreeting, encodeMessage, encodeReady, ZmtpDecoder, type DecodeEvent } from "../protocol/zmtp.js";
 import type { ConnectionInfo } from "../kernel/transport/connection.js";
 import { memoryLog } from "../kernel/log.js";
 import { HmacSigner } from "../kernel/transport/signer.js";
 import type { Incoming } from "../kernel/transport/transport.js";
 import { ZmtpTransport } from "../kernel/transport/zmtp-transport.js";
+import { RouterSocket } from "../kernel/transport/zmtp.js";
 import { freePorts } from "./helpers/kernel-client.js";
 
 const DEADLINE_MS = 5000;
@@ -336,6 +337,35 @@ describe("ZMTP transport with peers that misbehave", () => {
     transport.send(outgoing("iopub", "status", { content: { state: "last" } }));
     await sub.nextEvent((e) => e.type === "frame" && new TextDecoder().decode(e.body).includes('"state":"last"'));
     expect(new Set(topics().map((e) => (e.type === "frame" ? new TextDecoder().decode(e.body) : "")))).toEqual(new Set(["kernel.status"]));
+  });
+
+  it("drops a connection that never finishes its handshake", async () => {
+    const log = memoryLog();
+    const router = new RouterSocket({ name: "shell", log, handshakeTimeoutMs: 200 }, () => undefined);
+    const [port] = (await freePorts(1)) as [number];
+    await router.bind({ transport: "tcp", host: "127.0.0.1", port });
+    cleanups.push(() => router.close({ graceMs: 0 }));
+    const silent = await rawClient(port);
+    await within(silent.closed, "hang-up");
+    expect(log.lines).toEqual([expect.stringMatching(/^warn: shell: closed a connection from 127\.0\.0\.1:\d+: no handshake within 200 ms$/)]);
+  });
+
+  it("bounds a whole message, not only each frame: endless small frames end the connection", async () => {
+    const log = memoryLog();
+    const messages: Uint8Array[][] = [];
+    const router = new RouterSocket({ name: "shell", log, maxFrameBytes: 1024 }, (frames) => messages.push(frames));
+    const [port] = (await freePorts(1)) as [number];
+    await router.bind({ transport: "tcp", host: "127.0.0.1", port });
+    cleanups.push(() => router.close({ graceMs: 0 }));
+    const peer = await rawClient(port);
+    peer.socket.write(encodeGreeting());
+    peer.socket.write(encodeReady({ "Socket-Type": "DEALER" }));
+    peer.socket.write(Buffer.concat(encodeMessage([new Uint8Array(600), new Uint8Array(300)]))); // 900 bytes: fine
+    const part = () => [encodeFrameHeader(600, { more: true }), new Uint8Array(600)];
+    peer.socket.write(Buffer.concat([...part(), ...part()])); // 1200 bytes and still "more"
+    await within(peer.closed, "hang-up");
+    expect(messages.map((m) => m.map((f) => f.byteLength))).toEqual([[5, 600, 300]]);
+    expect(log.lines.some((l) => l.includes("a message over the 1024-byte limit"))).toBe(true);
   });
 
   it("holds IOPub back while a subscriber stops reading, then delivers everything in order", async () => {

@@ -9,6 +9,7 @@
 import { createServer, type Server, type Socket } from "node:net";
 import { unlinkSync } from "node:fs";
 import {
+  DEFAULT_MAX_FRAME_BYTES,
   describeStreamError,
   encodeError,
   encodeGreeting,
@@ -69,11 +70,27 @@ export class ZmtpPeer {
   private readonly decoder: ZmtpDecoder;
   private parts: Uint8Array[] = [];
 
+  private partsBytes = 0;
+  private readonly maxMessageBytes: number;
+  private handshakeTimer: NodeJS.Timeout | null;
+
   constructor(
     readonly socket: Socket,
-    private readonly options: { socketType: SocketType; name: string; log: Log; handlers: PeerHandlers; maxFrameBytes?: number },
+    private readonly options: {
+      socketType: SocketType;
+      name: string;
+      log: Log;
+      handlers: PeerHandlers;
+      maxFrameBytes?: number;
+      handshakeTimeoutMs?: number;
+    },
   ) {
     this.decoder = new ZmtpDecoder({ maxFrameBytes: options.maxFrameBytes });
+    // The frame limit also bounds a whole message: a peer cannot grow the kernel with endless small frames.
+    this.maxMessageBytes = options.maxFrameBytes ?? DEFAULT_MAX_FRAME_BYTES;
+    // A connection that never finishes its handshake would hold a socket forever (libzmq's ZMQ_HANDSHAKE_IVL).
+    this.handshakeTimer = setTimeout(() => this.hangUp(`no handshake within ${options.handshakeTimeoutMs ?? 30_000} ms`), options.handshakeTimeoutMs ?? 30_000);
+    this.handshakeTimer.unref();
     // libzmq sets TCP_NODELAY; without it a reply can wait for the client's delayed ACK (40 ms).
     socket.setNoDelay(true);
     socket.on("data", (chunk: Buffer) => this.receive(chunk));
@@ -158,9 +175,14 @@ export class ZmtpPeer {
       return;
     }
     this.state = next;
+    if (next.type === "ready" || next.type === "closed") {
+      if (this.handshakeTimer !== null) clearTimeout(this.handshakeTimer);
+      this.handshakeTimer = null;
+    }
     if (next.type === "ready") this.options.handlers.onReady(this);
     if (next.type === "closed" && before.type !== "closed") {
       this.parts = [];
+      this.partsBytes = 0;
       this.options.handlers.onClose(this);
     }
   }
@@ -184,9 +206,15 @@ export class ZmtpPeer {
             return;
           }
           this.parts.push(event.body);
+          this.partsBytes += event.body.byteLength;
+          if (this.partsBytes > this.maxMessageBytes) {
+            this.hangUp(`a message over the ${this.maxMessageBytes}-byte limit`);
+            return;
+          }
           if (!event.more) {
             const frames = this.parts;
             this.parts = [];
+            this.partsBytes = 0;
             this.options.handlers.onMessage(this, frames);
           }
           break;
@@ -237,7 +265,7 @@ abstract class ZmtpSocket {
   private closing: Promise<void> | null = null;
 
   constructor(
-    protected readonly options: { socketType: SocketType; name: string; log: Log; maxFrameBytes?: number },
+    protected readonly options: { socketType: SocketType; name: string; log: Log; maxFrameBytes?: number; handshakeTimeoutMs?: number },
   ) {}
 
   bind(endpoint: Endpoint): Promise<void> {
@@ -267,6 +295,7 @@ abstract class ZmtpSocket {
       name: this.options.name,
       log: this.options.log,
       maxFrameBytes: this.options.maxFrameBytes,
+      handshakeTimeoutMs: this.options.handshakeTimeoutMs,
       handlers: {
         onReady: (p) => this.peerReady(p),
         onMessage: (p, frames) => this.peerMessage(p, frames),
@@ -332,7 +361,7 @@ export class RouterSocket extends ZmtpSocket {
   private readonly dropAboveBytes: number;
 
   constructor(
-    options: { name: string; log: Log; maxFrameBytes?: number; dropAboveBytes?: number },
+    options: { name: string; log: Log; maxFrameBytes?: number; handshakeTimeoutMs?: number; dropAboveBytes?: number },
     private readonly onMessage: (frames: Uint8Array[]) => void,
   ) {
     super({ ...options, socketType: "ROUTER" });
