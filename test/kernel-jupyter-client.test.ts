@@ -9,15 +9,21 @@ import { afterAll, describe, expect, it } from "vitest";
 import { REPO_ROOT } from "./helpers/kernel-client.js";
 
 const SCRIPT = String.raw`
-import json, sys, time
-from jupyter_client.manager import start_new_kernel
+import json, os, sys, time
+from jupyter_client.manager import KernelManager
 
-km, kc = start_new_kernel(kernel_name="tsnb-jc-test", startup_timeout=30)
+km = KernelManager(kernel_name="tsnb-jc-test", transport=os.environ["TRANSPORT"])
+km.start_kernel()
+kc = km.client()
+kc.start_channels()
+kc.wait_for_ready(timeout=30)
 def report_pid():
     print("PID %d" % km.provisioner.pid, flush=True)
 report_pid()
 out = {}
 try:
+    with open(km.connection_file) as f:
+        out["transport"] = json.load(f)["transport"]
     first = kc.execute_interactive("const answer: number = 6 * 7; answer", timeout=30, output_hook=lambda m: None)
     out["first"] = first["content"]["status"]
     out["session_before"] = kc.kernel_info(reply=True, timeout=10)["header"]["session"]
@@ -54,17 +60,20 @@ describe("jupyter_client drives the installed kernelspec", () => {
     rmSync(dir, { recursive: true, force: true });
   });
 
-  it("starts, runs a cell, restarts quickly with a new session and fresh state, and shuts down", async () => {
-    const prefix = join(dir, "prefix");
+  // "ipc" is what `jupyter ... --transport ipc` gives a kernel: Unix sockets named from the connection file.
+  it.each(["tcp", "ipc"])("over %s: starts, runs a cell, restarts quickly with a new session and fresh state, and shuts down", async (transport) => {
+    const prefix = join(dir, `prefix-${transport}`);
     await run(process.execPath, [join(REPO_ROOT, "bin", "tsnb.mjs"), "install", "--prefix", prefix, "--name", "tsnb-jc-test"], {});
     const script = join(dir, "drive.py");
     writeFileSync(script, SCRIPT);
-    const { stdout } = await run("/usr/bin/python3", [script], { JUPYTER_PATH: join(prefix, "share", "jupyter") }, (out) => {
+    // IPC endpoints are relative paths ("kernel-ipc-<port>"): the driver's cwd, which the kernel inherits.
+    const { stdout } = await run("/usr/bin/python3", [script], { JUPYTER_PATH: join(prefix, "share", "jupyter"), TRANSPORT: transport }, dir, (out) => {
       for (const m of out.matchAll(/^PID (\d+)$/gm)) kernelPids.add(Number(m[1]));
     });
     const line = stdout.split("\n").find((l) => l.startsWith("RESULT "));
     expect(line, stdout).toBeDefined();
     const result = JSON.parse(line!.slice("RESULT ".length));
+    expect(result.transport).toBe(transport);
     expect(result.first).toBe("ok");
     expect(result.after).toBe("ok");
     expect(result.after_result).toBe("'undefined'");
@@ -79,10 +88,11 @@ function run(
   cmd: string,
   args: string[],
   env: NodeJS.ProcessEnv,
+  cwd?: string,
   onStdout: (stdout: string) => void = () => {},
 ): Promise<{ stdout: string; stderr: string }> {
   return new Promise((resolve, reject) => {
-    execFile(cmd, args, { env: { ...process.env, ...env }, timeout: 80_000 }, (err, stdout, stderr) => {
+    execFile(cmd, args, { env: { ...process.env, ...env }, cwd, timeout: 80_000 }, (err, stdout, stderr) => {
       onStdout(stdout);
       if (err) reject(new Error(`${cmd} ${args.join(" ")} failed: ${err.message}\n${stdout}\n${stderr}`));
       else resolve({ stdout, stderr });
