@@ -283,7 +283,30 @@ export class ZmtpDecoder {
     this.maxFrameBytes = options.maxFrameBytes ?? DEFAULT_MAX_FRAME_BYTES;
   }
 
-  push(chunk: Uint8Array): { events: DecodeEvent[]; error: StreamError | null } {
+  /**
+   * Where a reader that can choose its buffer (Node's `onread`) should put the next bytes: the unread rest of a
+   * frame body of at least `minBytes`, so a large frame is read in place instead of copied out of read chunks.
+   * Null: read anywhere and push() it. After reading n bytes into the view, call pushedInPlace(n).
+   */
+  inPlaceTarget(minBytes: number): Uint8Array | null {
+    const state = this.state;
+    if (state.type !== "body" || state.body.byteLength - state.filled < minBytes) return null;
+    return state.body.subarray(state.filled);
+  }
+
+  pushedInPlace(n: number): { events: DecodeEvent[]; error: StreamError | null } {
+    const state = this.state;
+    if (state.type !== "body" || n > state.body.byteLength - state.filled) throw new Error("pushedInPlace without an inPlaceTarget");
+    state.filled += n;
+    if (state.filled < state.body.byteLength) return { events: [], error: null };
+    const event = this.frameEvent(state.flags, state.body);
+    this.state = { type: "header", bytes: new Uint8Array(9), filled: 0 };
+    return event === null ? this.fail([], { type: "bad_command" }) : { events: [event], error: null };
+  }
+
+  /** `transient`: the chunk's memory is reused after this call (a reader's scratch buffer), so nothing may view it. */
+  push(chunk: Uint8Array, options: { transient?: boolean } = {}): { events: DecodeEvent[]; error: StreamError | null } {
+    const shareFrom = options.transient ? Infinity : SHARE_CHUNK_FROM;
     const events: DecodeEvent[] = [];
     let at = 0;
     while (at < chunk.byteLength) {
@@ -308,7 +331,7 @@ export class ZmtpDecoder {
         case "header": {
           // Fast path: a whole frame inside this chunk, header included.
           if (state.filled === 0) {
-            const whole = this.wholeFrame(chunk, at);
+            const whole = this.wholeFrame(chunk, at, shareFrom);
             if (whole.type === "error") return this.fail(events, whole.error);
             if (whole.type === "frame") {
               at = whole.end;
@@ -360,6 +383,7 @@ export class ZmtpDecoder {
   private wholeFrame(
     chunk: Uint8Array,
     at: number,
+    shareFrom: number,
   ): { type: "frame"; flags: number; body: Uint8Array; end: number } | { type: "partial" } | { type: "error"; error: StreamError } {
     const available = chunk.byteLength - at;
     if (available < 2) return { type: "partial" };
@@ -372,7 +396,7 @@ export class ZmtpDecoder {
     const start = at + (long ? 9 : 2);
     if (start + size > chunk.byteLength) return { type: "partial" };
     const view = chunk.subarray(start, start + size);
-    return { type: "frame", flags, body: size >= SHARE_CHUNK_FROM ? view : view.slice(), end: start + size };
+    return { type: "frame", flags, body: size >= shareFrom ? view : view.slice(), end: start + size };
   }
 
   private frameEvent(flags: number, body: Uint8Array): DecodeEvent | null {

@@ -260,6 +260,53 @@ describe("ZMTP transport with libzmq clients", () => {
     expect(reply.ok && reply.message.header.msg_type).toBe("kernel_info_reply");
   });
 
+  it("receives a 40 MiB frame intact, read in place, between small messages", async () => {
+    const log = memoryLog();
+    const received: Uint8Array[][] = [];
+    const waiters: Array<() => void> = [];
+    const router = new RouterSocket({ name: "shell", log }, (frames) => {
+      received.push(frames);
+      for (const w of waiters.splice(0)) w();
+    });
+    const [port] = (await freePorts(1)) as [number];
+    await router.bind({ transport: "tcp", host: "127.0.0.1", port });
+    cleanups.push(() => router.close({ graceMs: 0 }));
+    const dealer = track(new zmq.Dealer({ routingId: "big" }));
+    dealer.connect(`tcp://127.0.0.1:${port}`);
+    const big = Buffer.alloc(40 * 1024 * 1024);
+    for (let i = 0; i < big.length; i += 4096) big.writeUInt32LE(i, i);
+    await dealer.send("before");
+    await dealer.send(["comm_msg", big]);
+    await dealer.send("after");
+    await within(
+      (async () => {
+        while (received.length < 3) await new Promise<void>((resolve) => waiters.push(resolve));
+      })(),
+      "three messages",
+    );
+    expect(received.map((m) => new TextDecoder().decode(m[1]))).toEqual(["before", "comm_msg", "after"]);
+    expect(Buffer.from(received[1]![2]!).equals(big)).toBe(true);
+    // Most of it went straight into the frame (the first read of it lands in the scratch buffer).
+    expect(router.bytesReadInPlace()).toBeGreaterThan(39 * 1024 * 1024);
+    expect(log.lines).toEqual([]);
+  });
+
+  it("receives a 40 MiB frame through the whole transport (signed, parsed)", async () => {
+    const { nextIncoming, endpoint, connection } = await bind();
+    const dealer = track(new zmq.Dealer({ routingId: "big", receiveTimeout: DEADLINE_MS }));
+    dealer.connect(endpoint(connection.shell_port));
+    const big = Buffer.alloc(40 * 1024 * 1024);
+    for (let i = 0; i < big.length; i += 4096) big.writeUInt32LE(i, i);
+    await dealer.send(requestFrames("before"));
+    await dealer.send([...requestFrames("comm_msg"), big]);
+    await dealer.send(requestFrames("after"));
+    const before = await nextIncoming(1);
+    const withBuffer = await nextIncoming(2);
+    const after = await nextIncoming(3);
+    expect([before, withBuffer, after].map((m) => m.message.header.msg_type)).toEqual(["before", "comm_msg", "after"]);
+    expect(Buffer.from(withBuffer.message.buffers[0]!).equals(big)).toBe(true);
+  });
+
   it("delivers a reply queued just before close(), then releases the ports", async () => {
     const { transport, nextIncoming, endpoint, connection } = await bind();
     const dealer = track(new zmq.Dealer({ routingId: "last-words", receiveTimeout: DEADLINE_MS }));

@@ -107,6 +107,36 @@ describe("ZmtpDecoder", () => {
     expect(feed(concat([encodeGreeting(), Uint8Array.of(0x04, 2, 9, 1)]), [1]).error).toEqual({ type: "bad_command" });
   });
 
+  it("lets a reader put a large frame's bytes straight into its body, then goes on with push()", () => {
+    const body = Uint8Array.from({ length: 200_000 }, (_, i) => i & 0xff);
+    const decoder = new ZmtpDecoder();
+    const [header] = encodeMessage([new Uint8Array(200_000)]).slice(0, 1);
+    const start = decoder.push(concat([encodeGreeting(), header!.subarray(0, 9), body.subarray(0, 1000)]));
+    expect(start.events.map((e) => e.type)).toEqual(["greeting"]);
+    // Small rests are not worth a direct read; 199,000 bytes are.
+    expect(decoder.inPlaceTarget(300_000)).toBeNull();
+    const first = decoder.inPlaceTarget(64 * 1024)!;
+    expect(first.byteLength).toBe(199_000);
+    first.set(body.subarray(1000, 150_000));
+    expect(decoder.pushedInPlace(149_000)).toEqual({ events: [], error: null });
+    const rest = decoder.inPlaceTarget(1)!;
+    rest.set(body.subarray(150_000));
+    const done = decoder.pushedInPlace(rest.byteLength);
+    expect(done.error).toBeNull();
+    expect(done.events).toHaveLength(1);
+    const frame = done.events[0]!;
+    expect(frame.type === "frame" && frame.more === false && Buffer.from(frame.body).equals(Buffer.from(body))).toBe(true);
+    expect(decoder.inPlaceTarget(1)).toBeNull();
+    expect(decoder.push(concat(encodeMessage([text.encode("next")]))).events).toEqual([{ type: "frame", more: false, body: text.encode("next") }]);
+  });
+
+  it("copies every frame out of a transient chunk (a reader's reused scratch buffer)", () => {
+    const chunk = concat([encodeGreeting(), ...encodeMessage([new Uint8Array(20_000).fill(3)])]);
+    const frame = new ZmtpDecoder().push(chunk, { transient: true }).events.find((e) => e.type === "frame");
+    chunk.fill(0);
+    expect(frame?.type === "frame" && frame.body.every((b) => b === 3)).toBe(true);
+  });
+
   it("stays failed: nothing after an error is read", () => {
     const decoder = new ZmtpDecoder();
     expect(decoder.push(text.encode("GET /")).error).not.toBeNull();
