@@ -9,7 +9,7 @@ import type { ConnectionInfo } from "./connection.js";
 import { SendQueue, type QueuedMessage } from "./send-queue.js";
 import { HmacSigner } from "./signer.js";
 import { decodeInbound, InboundQueue, type Incoming, type InboundChannel, type QueueStats, type Transport } from "./transport.js";
-import { EchoSocket, PubSocket, RouterSocket, type Endpoint } from "./zmtp.js";
+import { EchoSocket, PubSocket, RouterSocket, SCRATCH_BYTES, type Endpoint } from "./zmtp.js";
 
 /**
  * Bytes an IOPub subscriber may have unsent before publishing waits for it. Big enough for a 16 MiB value chunk
@@ -40,8 +40,9 @@ export class ZmtpTransport implements Transport {
     private readonly log: Log,
   ) {
     this.inbound = new InboundQueue(log);
+    const scratch = new Uint8Array(SCRATCH_BYTES);
     const router = (channel: InboundChannel) =>
-      new RouterSocket({ name: channel, log }, (frames) => {
+      new RouterSocket({ name: channel, log, scratch }, (frames) => {
         const incoming = decodeInbound({ channel, frames, signer: this.signer, log: this.log });
         if (incoming) this.inbound.push(incoming);
       });
@@ -49,8 +50,8 @@ export class ZmtpTransport implements Transport {
       shell: router("shell"),
       control: router("control"),
       stdin: router("stdin"),
-      iopub: new PubSocket({ name: "iopub", log, highWaterBytes: IOPUB_HIGH_WATER_BYTES }),
-      hb: new EchoSocket({ name: "heartbeat", log }),
+      iopub: new PubSocket({ name: "iopub", log, scratch, highWaterBytes: IOPUB_HIGH_WATER_BYTES }),
+      hb: new EchoSocket({ name: "heartbeat", log, scratch }),
     };
     const { shell, control, stdin, iopub } = this.sockets;
     this.queues = {

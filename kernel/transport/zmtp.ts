@@ -85,6 +85,8 @@ export class ZmtpPeer {
       handlers: PeerHandlers;
       maxFrameBytes?: number;
       handshakeTimeoutMs?: number;
+      /** Where reads that are not in place land; consumed (copied out) before the next read of any socket. */
+      scratch: Uint8Array;
     },
   ) {
     this.decoder = new ZmtpDecoder({ maxFrameBytes: options.maxFrameBytes });
@@ -192,7 +194,7 @@ export class ZmtpPeer {
   /** For reads into memory this peer chose (see directReads): the rest of a large frame, or a scratch buffer. */
   readTarget(): Uint8Array {
     this.inPlace = this.decoder.inPlaceTarget(IN_PLACE_FROM_BYTES);
-    return this.inPlace ?? this.scratch;
+    return this.inPlace ?? this.options.scratch;
   }
 
   onRead(n: number, into: Uint8Array): void {
@@ -208,7 +210,6 @@ export class ZmtpPeer {
   /** Bytes read straight into frame bodies, not copied (what directReads is for; tests check it happens). */
   bytesReadInPlace = 0;
 
-  private readonly scratch = new Uint8Array(64 * 1024);
   /** The frame view last handed out by readTarget(), to tell an in-place read from a scratch one. */
   private inPlace: Uint8Array | null = null;
 
@@ -293,8 +294,12 @@ abstract class ZmtpSocket {
   private closing: Promise<void> | null = null;
 
   constructor(
-    protected readonly options: { socketType: SocketType; name: string; log: Log; maxFrameBytes?: number; handshakeTimeoutMs?: number },
-  ) {}
+    protected readonly options: ZmtpSocketOptions & { socketType: SocketType },
+  ) {
+    this.scratch = options.scratch ?? new Uint8Array(SCRATCH_BYTES);
+  }
+
+  private readonly scratch: Uint8Array;
 
   bind(endpoint: Endpoint): Promise<void> {
     // Paused, so that no byte is read before the connection has its direct reader (directReads).
@@ -320,10 +325,9 @@ abstract class ZmtpSocket {
 
   private accept(paused: Socket): void {
     let peer: ZmtpPeer | undefined;
-    const fallbackScratch = new Uint8Array(64 * 1024);
     const socket = directReads(paused, {
       // Called once while the socket is built, before the peer exists.
-      buffer: () => peer?.readTarget() ?? fallbackScratch,
+      buffer: () => peer?.readTarget() ?? this.scratch,
       callback: (n, into) => peer?.onRead(n, into),
     });
     peer = new ZmtpPeer(socket, {
@@ -332,6 +336,7 @@ abstract class ZmtpSocket {
       log: this.options.log,
       maxFrameBytes: this.options.maxFrameBytes,
       handshakeTimeoutMs: this.options.handshakeTimeoutMs,
+      scratch: this.scratch,
       handlers: {
         onReady: (p) => this.peerReady(p),
         onMessage: (p, frames) => this.peerMessage(p, frames),
@@ -378,6 +383,20 @@ abstract class ZmtpSocket {
     return this.closing;
   }
 }
+
+export interface ZmtpSocketOptions {
+  name: string;
+  log: Log;
+  maxFrameBytes?: number;
+  handshakeTimeoutMs?: number;
+  /**
+   * The read buffer for everything not read in place. One can serve every socket of a process: each read is
+   * handed to its callback, which copies the frames out, before libuv reads anything else.
+   */
+  scratch?: Uint8Array;
+}
+
+export const SCRATCH_BYTES = 64 * 1024;
 
 /** A frame body with at least this much still to come is read straight into place. */
 const IN_PLACE_FROM_BYTES = 64 * 1024;
@@ -428,7 +447,7 @@ export class RouterSocket extends ZmtpSocket {
   private readonly dropAboveBytes: number;
 
   constructor(
-    options: { name: string; log: Log; maxFrameBytes?: number; handshakeTimeoutMs?: number; dropAboveBytes?: number },
+    options: ZmtpSocketOptions & { dropAboveBytes?: number },
     private readonly onMessage: (frames: Uint8Array[]) => void,
   ) {
     super({ ...options, socketType: "ROUTER" });
@@ -518,7 +537,7 @@ export class PubSocket extends ZmtpSocket {
   private readonly subscriptions = new Map<ZmtpPeer, Subscriptions>();
   private readonly highWaterBytes: number;
 
-  constructor(options: { name: string; log: Log; highWaterBytes: number }) {
+  constructor(options: ZmtpSocketOptions & { highWaterBytes: number }) {
     super({ ...options, socketType: "PUB", maxFrameBytes: 64 * 1024 });
     this.highWaterBytes = options.highWaterBytes;
   }
@@ -568,7 +587,7 @@ export class PubSocket extends ZmtpSocket {
 
 /** REP as Jupyter's heartbeat uses it: every request comes straight back to its sender, envelope and all. */
 export class EchoSocket extends ZmtpSocket {
-  constructor(options: { name: string; log: Log }) {
+  constructor(options: ZmtpSocketOptions) {
     super({ ...options, socketType: "REP", maxFrameBytes: 64 * 1024 });
   }
 
