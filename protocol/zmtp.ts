@@ -5,6 +5,8 @@
 // Jupyter signs messages itself (HMAC over the frames), so NULL is the only mechanism a kernel needs; a peer that
 // asks for PLAIN or CURVE is refused in the handshake.
 
+import { concatBytes } from "./bytes.js";
+
 export const GREETING_BYTES = 64;
 /** Frames larger than this end the connection before they are buffered (zeromq's ZMQ_MAXMSGSIZE, per frame). */
 export const DEFAULT_MAX_FRAME_BYTES = 256 * 1024 * 1024;
@@ -98,26 +100,16 @@ const COALESCE_BELOW = 16 * 1024;
 export function encodeMessage(frames: readonly Uint8Array[]): Uint8Array[] {
   const out: Uint8Array[] = [];
   let pending: Uint8Array[] = [];
-  let pendingBytes = 0;
   const flush = () => {
     if (pending.length === 0) return;
-    const joined = new Uint8Array(pendingBytes);
-    let at = 0;
-    for (const p of pending) {
-      joined.set(p, at);
-      at += p.byteLength;
-    }
-    out.push(joined);
+    out.push(concatBytes(pending));
     pending = [];
-    pendingBytes = 0;
   };
   frames.forEach((body, i) => {
     const header = encodeFrameHeader(body.byteLength, { more: i < frames.length - 1 });
     pending.push(header);
-    pendingBytes += header.byteLength;
     if (body.byteLength < COALESCE_BELOW) {
       pending.push(body);
-      pendingBytes += body.byteLength;
     } else {
       flush();
       out.push(body);
@@ -133,11 +125,7 @@ export function encodeCommand(name: string, data: Uint8Array = new Uint8Array(0)
   body[0] = nameBytes.byteLength;
   body.set(nameBytes, 1);
   body.set(data, 1 + nameBytes.byteLength);
-  const header = encodeFrameHeader(body.byteLength, { more: false, command: true });
-  const frame = new Uint8Array(header.byteLength + body.byteLength);
-  frame.set(header, 0);
-  frame.set(body, header.byteLength);
-  return frame;
+  return concatBytes([encodeFrameHeader(body.byteLength, { more: false, command: true }), body]);
 }
 
 /** READY with its metadata (Socket-Type, and Identity for the types that have one). */
@@ -153,15 +141,7 @@ export function encodeReady(properties: Record<string, Uint8Array | string>): Ui
     p.set(v, 1 + n.byteLength + 4);
     parts.push(p);
   }
-  let size = 0;
-  for (const p of parts) size += p.byteLength;
-  const data = new Uint8Array(size);
-  let at = 0;
-  for (const p of parts) {
-    data.set(p, at);
-    at += p.byteLength;
-  }
-  return encodeCommand("READY", data);
+  return encodeCommand("READY", concatBytes(parts));
 }
 
 /** ERROR tells the peer why we hang up (libzmq logs the reason and does not reconnect in a tight loop). */

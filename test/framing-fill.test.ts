@@ -5,16 +5,7 @@ import { setFlagsFromString } from "node:v8";
 import { runInNewContext } from "node:vm";
 import { describe, expect, it } from "vitest";
 import { encodeFrame, FrameDecoder } from "../protocol/framing.js";
-
-function concat(chunks: Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(chunks.reduce((n, c) => n + c.byteLength, 0));
-  let off = 0;
-  for (const c of chunks) {
-    out.set(c, off);
-    off += c.byteLength;
-  }
-  return out;
-}
+import { concatBytes } from "../protocol/bytes.js";
 
 function pattern(n: number, seed: number): Uint8Array {
   const a = new Uint8Array(n);
@@ -29,7 +20,7 @@ describe("FrameDecoder with large parts in small chunks", () => {
     const big2 = pattern(2 * 1024 * 1024, 3);
     const firstFrame = encodeFrame({ op: "comm_send", n: 1 }, [small, big, big2]);
     const headerBytes = firstFrame[0]!.byteLength + firstFrame[1]!.byteLength;
-    const stream = concat([
+    const stream = concatBytes([
       ...firstFrame,
       ...encodeFrame({ op: "after" }, [small]),
     ]);
@@ -69,7 +60,7 @@ describe("FrameDecoder with large parts in small chunks", () => {
     const part = pattern(4 * 1024 * 1024, 4);
     const [prefix, json] = encodeFrame({ op: "big" }, [part]);
     const decoder = new FrameDecoder();
-    expect(decoder.push(concat([prefix!, json!])).frames).toEqual([]);
+    expect(decoder.push(concatBytes([prefix!, json!])).frames).toEqual([]);
     // Fresh chunk objects, as a socket hands out; feed all but the last one.
     const step = 65_536;
     const refs: WeakRef<Uint8Array>[] = [];
@@ -92,7 +83,7 @@ describe("FrameDecoder with large parts in small chunks", () => {
   it("still refuses a frame over the limits before allocating anything for its parts", () => {
     const decoder = new FrameDecoder({ maxHeaderBytes: 1024, maxBufferBytes: 1024 * 1024 });
     const [prefix, json] = encodeFrame({ op: "x" }, [new Uint8Array(2 * 1024 * 1024)]);
-    const out = decoder.push(concat([prefix!, json!, new Uint8Array(10)]));
+    const out = decoder.push(concatBytes([prefix!, json!, new Uint8Array(10)]));
     expect(out.error?.type).toBe("buffers_too_large");
     expect(decoder.bufferedBytes).toBe(0);
   });

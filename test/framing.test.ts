@@ -3,20 +3,11 @@
 
 import { describe, expect, it } from "vitest";
 import { encodeFrame, FrameDecoder, describeFrameError, sliceParts } from "../protocol/framing.js";
-
-function concat(chunks: Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(chunks.reduce((n, c) => n + c.byteLength, 0));
-  let offset = 0;
-  for (const c of chunks) {
-    out.set(c, offset);
-    offset += c.byteLength;
-  }
-  return out;
-}
+import { concatBytes } from "../protocol/bytes.js";
 
 describe("pipe framing", () => {
   it("round-trips frames with binary parts, fed one byte at a time", () => {
-    const bytes = concat([
+    const bytes = concatBytes([
       ...encodeFrame({ op: "stream", cell: "c1", name: "stdout", text: "héllo\n" }),
       ...encodeFrame({ op: "display", cell: null }, [new Uint8Array([1, 2]), new Uint8Array([]), new Uint8Array([3])]),
     ]);
@@ -34,7 +25,7 @@ describe("pipe framing", () => {
   });
 
   it("decodes many frames from one chunk, and keeps a partial one for later", () => {
-    const many = concat(Array.from({ length: 100 }, (_, i) => encodeFrame({ op: "stream", text: String(i) })).flat());
+    const many = concatBytes(Array.from({ length: 100 }, (_, i) => encodeFrame({ op: "stream", text: String(i) })).flat());
     const decoder = new FrameDecoder();
     const cut = many.byteLength - 3;
     const first = decoder.push(many.subarray(0, cut));
@@ -52,7 +43,7 @@ describe("pipe framing", () => {
 
   it("rejects binary parts over the limit", () => {
     const decoder = new FrameDecoder({ maxHeaderBytes: 1024, maxBufferBytes: 4 });
-    const { error } = decoder.push(concat(encodeFrame({ op: "x" }, [new Uint8Array(5)])));
+    const { error } = decoder.push(concatBytes(encodeFrame({ op: "x" }, [new Uint8Array(5)])));
     expect(error?.type).toBe("buffers_too_large");
   });
 
@@ -60,7 +51,7 @@ describe("pipe framing", () => {
     const decoder = new FrameDecoder();
     const bad = decoder.push(new Uint8Array([0, 0, 0, 3, 0x7b, 0x21, 0x21]));
     expect(bad.error?.type).toBe("bad_json");
-    const after = decoder.push(concat(encodeFrame({ op: "fine" })));
+    const after = decoder.push(concatBytes(encodeFrame({ op: "fine" })));
     expect(after.frames).toEqual([]);
     expect(after.error?.type).toBe("bad_json");
   });
@@ -71,7 +62,7 @@ describe("pipe framing", () => {
       const body = enc.encode(json);
       const prefix = new Uint8Array(4);
       new DataView(prefix.buffer).setUint32(0, body.byteLength);
-      return concat([prefix, body]);
+      return concatBytes([prefix, body]);
     };
     expect(new FrameDecoder().push(frame('{"v":2,"op":"x"}')).error?.type).toBe("bad_header");
     expect(new FrameDecoder().push(frame('{"v":1}')).error?.type).toBe("bad_header");
@@ -84,7 +75,7 @@ describe("sliceParts", () => {
   it("cuts a frame's parts into chunks: views inside one part, copies only across parts, every byte once", () => {
     const payload = new Uint8Array(1000).map((_, i) => i % 251);
     const parts = encodeFrame({ op: "x" }, [payload, new Uint8Array(0), payload.subarray(0, 10)]);
-    const whole = concat(parts);
+    const whole = concatBytes(parts);
     const pieces: Uint8Array[] = [];
     let at = { partIndex: 0, partOffset: 0 };
     for (let sent = 0; sent < whole.byteLength; ) {
@@ -95,7 +86,7 @@ describe("sliceParts", () => {
       at = slice.at;
       sent += n;
     }
-    expect(concat(pieces)).toEqual(whole);
+    expect(concatBytes(pieces)).toEqual(whole);
     // The chunks inside the 1000-byte payload share its memory; the ones spanning parts are their own.
     const shared = pieces.filter((p) => p.buffer === payload.buffer);
     expect(shared.length).toBeGreaterThan(0);

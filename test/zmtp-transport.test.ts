@@ -92,6 +92,16 @@ async function bind(options: { transport?: "tcp" | "ipc"; ip?: string } = {}) {
   return { transport, connection, log, received, nextIncoming, endpoint };
 }
 
+/** A lone ROUTER socket on a free port (for what the whole transport does not let a test configure). */
+async function bindRouter(options: Partial<ConstructorParameters<typeof RouterSocket>[0]>, onMessage: (frames: Uint8Array[]) => void = () => undefined) {
+  const log = memoryLog();
+  const router = new RouterSocket({ name: "shell", log, ...options }, onMessage);
+  const [port] = (await freePorts(1)) as [number];
+  await router.bind({ transport: "tcp", host: "127.0.0.1", port });
+  cleanups.push(() => router.close({ graceMs: 0 }));
+  return { router, port, log };
+}
+
 function track<S extends { close(): void }>(socket: S): S {
   cleanups.push(() => socket.close());
   return socket;
@@ -261,16 +271,12 @@ describe("ZMTP transport with libzmq clients", () => {
   });
 
   it("receives a 40 MiB frame intact, read in place, between small messages", async () => {
-    const log = memoryLog();
     const received: Uint8Array[][] = [];
     const waiters: Array<() => void> = [];
-    const router = new RouterSocket({ name: "shell", log }, (frames) => {
+    const { router, port, log } = await bindRouter({}, (frames) => {
       received.push(frames);
       for (const w of waiters.splice(0)) w();
     });
-    const [port] = (await freePorts(1)) as [number];
-    await router.bind({ transport: "tcp", host: "127.0.0.1", port });
-    cleanups.push(() => router.close({ graceMs: 0 }));
     const dealer = track(new zmq.Dealer({ routingId: "big" }));
     dealer.connect(`tcp://127.0.0.1:${port}`);
     const big = Buffer.alloc(40 * 1024 * 1024);
@@ -387,23 +393,15 @@ describe("ZMTP transport with peers that misbehave", () => {
   });
 
   it("drops a connection that never finishes its handshake", async () => {
-    const log = memoryLog();
-    const router = new RouterSocket({ name: "shell", log, handshakeTimeoutMs: 200 }, () => undefined);
-    const [port] = (await freePorts(1)) as [number];
-    await router.bind({ transport: "tcp", host: "127.0.0.1", port });
-    cleanups.push(() => router.close({ graceMs: 0 }));
+    const { port, log } = await bindRouter({ handshakeTimeoutMs: 200 });
     const silent = await rawClient(port);
     await within(silent.closed, "hang-up");
     expect(log.lines).toEqual([expect.stringMatching(/^warn: shell: closed a connection from 127\.0\.0\.1:\d+: no handshake within 200 ms$/)]);
   });
 
   it("bounds a whole message, not only each frame: endless small frames end the connection", async () => {
-    const log = memoryLog();
     const messages: Uint8Array[][] = [];
-    const router = new RouterSocket({ name: "shell", log, maxFrameBytes: 1024 }, (frames) => messages.push(frames));
-    const [port] = (await freePorts(1)) as [number];
-    await router.bind({ transport: "tcp", host: "127.0.0.1", port });
-    cleanups.push(() => router.close({ graceMs: 0 }));
+    const { port, log } = await bindRouter({ maxFrameBytes: 1024 }, (frames) => messages.push(frames));
     const peer = await rawClient(port);
     peer.socket.write(encodeGreeting());
     peer.socket.write(encodeReady({ "Socket-Type": "DEALER" }));

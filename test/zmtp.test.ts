@@ -15,18 +15,9 @@ import {
   type DecodeEvent,
   type StreamError,
 } from "../protocol/zmtp.js";
+import { concatBytes } from "../protocol/bytes.js";
 
 const text = new TextEncoder();
-
-function concat(parts: readonly Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.byteLength, 0));
-  let at = 0;
-  for (const p of parts) {
-    out.set(p, at);
-    at += p.byteLength;
-  }
-  return out;
-}
 
 /** Feeds `bytes` in pieces of the given sizes (cycling), collecting every event and the first error. */
 function feed(bytes: Uint8Array, sizes: readonly number[], options: { maxFrameBytes?: number } = {}) {
@@ -57,7 +48,7 @@ function peerGreeting(overrides: { major?: number; mechanism?: string; first?: n
 }
 
 const frames = [text.encode("id"), new Uint8Array(0), new Uint8Array(255).fill(7), new Uint8Array(256).fill(8), new Uint8Array(70_000).fill(9)];
-const stream = concat([encodeGreeting(), encodeReady({ "Socket-Type": "DEALER", Identity: "abc" }), ...encodeMessage(frames), ...encodeMessage([text.encode("last")])]);
+const stream = concatBytes([encodeGreeting(), encodeReady({ "Socket-Type": "DEALER", Identity: "abc" }), ...encodeMessage(frames), ...encodeMessage([text.encode("last")])]);
 
 describe("ZmtpDecoder", () => {
   for (const sizes of [[1], [2, 7], [63, 1, 1000], [65_536], [stream.byteLength]]) {
@@ -76,7 +67,7 @@ describe("ZmtpDecoder", () => {
   }
 
   it("does not keep a whole read chunk alive for a small frame inside it", () => {
-    const chunk = concat([encodeGreeting(), ...encodeMessage([text.encode("tiny")]), new Uint8Array(60_000)]);
+    const chunk = concatBytes([encodeGreeting(), ...encodeMessage([text.encode("tiny")]), new Uint8Array(60_000)]);
     const { events } = new ZmtpDecoder().push(chunk);
     const frame = events.find((e) => e.type === "frame");
     expect(frame?.type === "frame" ? frame.body.buffer.byteLength : -1).toBe(4);
@@ -97,21 +88,21 @@ describe("ZmtpDecoder", () => {
   it("refuses a frame over the limit from its header, before allocating its body", () => {
     const header = Uint8Array.of(0x02, 0, 0, 0, 0, 0x40, 0, 0, 0); // a 1 GiB frame
     for (const sizes of [[1], [100]]) {
-      const { error } = feed(concat([encodeGreeting(), header]), sizes, { maxFrameBytes: 1024 });
+      const { error } = feed(concatBytes([encodeGreeting(), header]), sizes, { maxFrameBytes: 1024 });
       expect(error).toEqual({ type: "too_large", size: 0x40000000, limit: 1024 });
     }
   });
 
   it("refuses reserved flag bits and a command frame too short to name itself", () => {
-    expect(feed(concat([encodeGreeting(), Uint8Array.of(0x10, 0)]), [65]).error).toEqual({ type: "reserved_flags", flags: 0x10 });
-    expect(feed(concat([encodeGreeting(), Uint8Array.of(0x04, 2, 9, 1)]), [1]).error).toEqual({ type: "bad_command" });
+    expect(feed(concatBytes([encodeGreeting(), Uint8Array.of(0x10, 0)]), [65]).error).toEqual({ type: "reserved_flags", flags: 0x10 });
+    expect(feed(concatBytes([encodeGreeting(), Uint8Array.of(0x04, 2, 9, 1)]), [1]).error).toEqual({ type: "bad_command" });
   });
 
   it("lets a reader put a large frame's bytes straight into its body, then goes on with push()", () => {
     const body = Uint8Array.from({ length: 200_000 }, (_, i) => i & 0xff);
     const decoder = new ZmtpDecoder();
     const [header] = encodeMessage([new Uint8Array(200_000)]).slice(0, 1);
-    const start = decoder.push(concat([encodeGreeting(), header!.subarray(0, 9), body.subarray(0, 1000)]));
+    const start = decoder.push(concatBytes([encodeGreeting(), header!.subarray(0, 9), body.subarray(0, 1000)]));
     expect(start.events.map((e) => e.type)).toEqual(["greeting"]);
     // Small rests are not worth a direct read; 199,000 bytes are.
     expect(decoder.inPlaceTarget(300_000)).toBeNull();
@@ -127,11 +118,11 @@ describe("ZmtpDecoder", () => {
     const frame = done.events[0]!;
     expect(frame.type === "frame" && frame.more === false && Buffer.from(frame.body).equals(Buffer.from(body))).toBe(true);
     expect(decoder.inPlaceTarget(1)).toBeNull();
-    expect(decoder.push(concat(encodeMessage([text.encode("next")]))).events).toEqual([{ type: "frame", more: false, body: text.encode("next") }]);
+    expect(decoder.push(concatBytes(encodeMessage([text.encode("next")]))).events).toEqual([{ type: "frame", more: false, body: text.encode("next") }]);
   });
 
   it("copies every frame out of a transient chunk (a reader's reused scratch buffer)", () => {
-    const chunk = concat([encodeGreeting(), ...encodeMessage([new Uint8Array(20_000).fill(3)])]);
+    const chunk = concatBytes([encodeGreeting(), ...encodeMessage([new Uint8Array(20_000).fill(3)])]);
     const frame = new ZmtpDecoder().push(chunk, { transient: true }).events.find((e) => e.type === "frame");
     chunk.fill(0);
     expect(frame?.type === "frame" && frame.body.every((b) => b === 3)).toBe(true);
@@ -140,7 +131,7 @@ describe("ZmtpDecoder", () => {
   it("stays failed: nothing after an error is read", () => {
     const decoder = new ZmtpDecoder();
     expect(decoder.push(text.encode("GET /")).error).not.toBeNull();
-    expect(decoder.push(concat([encodeGreeting(), ...encodeMessage([text.encode("x")])]))).toEqual({ events: [], error: null });
+    expect(decoder.push(concatBytes([encodeGreeting(), ...encodeMessage([text.encode("x")])]))).toEqual({ events: [], error: null });
   });
 });
 
