@@ -2,7 +2,7 @@
 // kernelspec by jupyter_client's KernelManager (Debian's python3-jupyter-client).
 
 import { execFile } from "node:child_process";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
@@ -24,8 +24,10 @@ out = {}
 try:
     with open(km.connection_file) as f:
         out["transport"] = json.load(f)["transport"]
-    first = kc.execute_interactive("const answer: number = 6 * 7; answer", timeout=30, output_hook=lambda m: None)
+    first_results = []
+    first = kc.execute_interactive("const answer: number = 6 * 7; answer", timeout=30, output_hook=lambda m: first_results.append(m["content"]) if m["msg_type"] == "execute_result" else None)
     out["first"] = first["content"]["status"]
+    out["first_result"] = first_results[0]["data"]["text/plain"] if first_results else None
     out["session_before"] = kc.kernel_info(reply=True, timeout=10)["header"]["session"]
     started = time.monotonic()
     km.restart_kernel(now=False)
@@ -60,28 +62,52 @@ describe("jupyter_client drives the installed kernelspec", () => {
     rmSync(dir, { recursive: true, force: true });
   });
 
-  // "ipc" is what `jupyter ... --transport ipc` gives a kernel: Unix sockets named from the connection file.
-  it.each(["tcp", "ipc"])("over %s: starts, runs a cell, restarts quickly with a new session and fresh state, and shuts down", async (transport) => {
-    const prefix = join(dir, `prefix-${transport}`);
-    await run(process.execPath, [join(REPO_ROOT, "bin", "tsnb.mjs"), "install", "--prefix", prefix, "--name", "tsnb-jc-test"], {});
+  /** Installs the kernelspec with `tsnbBin`, then drives it through jupyter_client; returns what the driver saw. */
+  async function installAndDrive(options: { tsnbBin: string; transport: "tcp" | "ipc"; label: string }) {
+    const prefix = join(dir, `prefix-${options.label}`);
+    await run(process.execPath, [options.tsnbBin, "install", "--prefix", prefix, "--name", "tsnb-jc-test"], {});
     const script = join(dir, "drive.py");
     writeFileSync(script, SCRIPT);
     // IPC endpoints are relative paths ("kernel-ipc-<port>"): the driver's cwd, which the kernel inherits.
-    const { stdout } = await run("/usr/bin/python3", [script], { JUPYTER_PATH: join(prefix, "share", "jupyter"), TRANSPORT: transport }, dir, (out) => {
+    const { stdout } = await run("/usr/bin/python3", [script], { JUPYTER_PATH: join(prefix, "share", "jupyter"), TRANSPORT: options.transport }, dir, (out) => {
       for (const m of out.matchAll(/^PID (\d+)$/gm)) kernelPids.add(Number(m[1]));
     });
     const line = stdout.split("\n").find((l) => l.startsWith("RESULT "));
     expect(line, stdout).toBeDefined();
     const result = JSON.parse(line!.slice("RESULT ".length));
-    expect(result.transport).toBe(transport);
+    expect(result.transport).toBe(options.transport);
     expect(result.first).toBe("ok");
+    expect(result.first_result).toBe("42");
     expect(result.after).toBe("ok");
     expect(result.after_result).toBe("'undefined'");
     expect(result.session_after).not.toBe(result.session_before);
     // The kernel exits on its own, so the manager never waits out its kill timeout (5 s by default).
     expect(result.restart_seconds).toBeLessThan(3);
     expect(result.alive_after_shutdown).toBe(false);
+  }
+
+  // "ipc" is what `jupyter ... --transport ipc` gives a kernel: Unix sockets named from the connection file.
+  it.each(["tcp", "ipc"] as const)("over %s: starts, runs a cell, restarts quickly with a new session and fresh state, and shuts down", async (transport) => {
+    await installAndDrive({ tsnbBin: join(REPO_ROOT, "bin", "tsnb.mjs"), transport, label: transport });
   }, 90_000);
+
+  // What a user gets from npm: the packed tarball (the build in dist/, no sources), with esbuild as its only
+  // dependency: no native addon to build or download for the kernel.
+  it("works from the npm package, installed globally and into a project", async () => {
+    const npmFlags = ["--prefer-offline", "--no-audit", "--no-fund", "--loglevel=error"];
+    // --ignore-scripts: dist/ is already built (npm test builds first); rebuilding it here would rewrite files
+    // that kernels of tests running alongside are loading.
+    await run("npm", ["pack", "--ignore-scripts", "--pack-destination", dir, ...npmFlags], {}, REPO_ROOT);
+    const tarball = join(dir, readdirSync(dir).find((f) => f.endsWith(".tgz"))!);
+    const globalPrefix = join(dir, "npm-global");
+    const project = join(dir, "project");
+    await run("npm", ["install", "--global", "--prefix", globalPrefix, tarball, ...npmFlags], {}, dir);
+    await run("npm", ["install", "--prefix", project, tarball, ...npmFlags], {}, dir);
+    const installed = join(globalPrefix, "lib", "node_modules", "tsnb");
+    expect(readdirSync(join(installed, "node_modules")).filter((name) => name !== ".bin").sort()).toEqual(["@esbuild", "esbuild"]);
+    await installAndDrive({ tsnbBin: join(globalPrefix, "bin", "tsnb"), transport: "tcp", label: "npm-global" });
+    await installAndDrive({ tsnbBin: join(project, "node_modules", ".bin", "tsnb"), transport: "tcp", label: "npm-project" });
+  }, 120_000);
 });
 
 function run(
