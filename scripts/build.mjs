@@ -49,7 +49,8 @@ const programBuild = await build({
 // build, so only chunks that are neither current nor fresh are removed.
 const current = new Set(Object.keys(programBuild.metafile.outputs).map((p) => relative(root, join(process.cwd(), p))));
 const chunksDir = join(root, "dist", "chunks");
-const staleAfterMs = 10 * 60 * 1000;
+// `npm pack` (prepack) passes --prune: nothing runs from this tree then, and stale chunks must not ship.
+const staleAfterMs = process.argv.includes("--prune") ? 0 : 10 * 60 * 1000;
 for (const name of existsSync(chunksDir) ? readdirSync(chunksDir) : []) {
   const path = join(chunksDir, name);
   const key = relative(root, path);
