@@ -108,7 +108,14 @@ function track<S extends { close(): void }>(socket: S): S {
 }
 
 /** A raw TCP client speaking ZMTP by hand, for what libzmq would never send (or never stop reading). */
-async function rawClient(port: number): Promise<{ socket: Socket; events: DecodeEvent[]; closed: Promise<void>; nextEvent(match: (e: DecodeEvent) => boolean): Promise<DecodeEvent> }> {
+async function rawClient(port: number): Promise<{
+  socket: Socket;
+  events: DecodeEvent[];
+  closed: Promise<void>;
+  nextEvent(match: (e: DecodeEvent) => boolean): Promise<DecodeEvent>;
+  /** Sends our greeting and a READY naming `socketType`, without waiting for the kernel's. */
+  handshake(socketType: string): void;
+}> {
   const socket = connect({ port, host: "127.0.0.1" });
   cleanups.push(() => socket.destroy());
   await within(new Promise<void>((resolve, reject) => socket.once("connect", resolve).once("error", reject)), "connection");
@@ -136,7 +143,11 @@ async function rawClient(port: number): Promise<{ socket: Socket; events: Decode
       }),
       "event from the kernel socket",
     );
-  return { socket, events, closed, nextEvent };
+  const handshake = (socketType: string) => {
+    socket.write(encodeGreeting());
+    socket.write(encodeReady({ "Socket-Type": socketType }));
+  };
+  return { socket, events, closed, nextEvent, handshake };
 }
 
 describe("ZMTP transport with libzmq clients", () => {
@@ -348,8 +359,7 @@ describe("ZMTP transport with peers that misbehave", () => {
   it("tells a socket of the wrong type why it is refused (a PUSH on shell)", async () => {
     const { log, received, connection } = await bind();
     const push = await rawClient(connection.shell_port);
-    push.socket.write(encodeGreeting());
-    push.socket.write(encodeReady({ "Socket-Type": "PUSH" }));
+    push.handshake("PUSH");
     push.socket.write(Buffer.concat(encodeMessage(requestFrames("kernel_info_request"))));
     const error = await push.nextEvent((e) => e.type === "command" && e.command.type === "ERROR");
     expect(error.type === "command" && error.command.type === "ERROR" && error.command.reason).toBe("a PUSH socket cannot talk to ROUTER");
@@ -361,8 +371,7 @@ describe("ZMTP transport with peers that misbehave", () => {
   it("refuses a frame over 256 MiB from its header, without buffering it", async () => {
     const { log, connection } = await bind();
     const peer = await rawClient(connection.shell_port);
-    peer.socket.write(encodeGreeting());
-    peer.socket.write(encodeReady({ "Socket-Type": "DEALER" }));
+    peer.handshake("DEALER");
     const before = process.memoryUsage().arrayBuffers;
     peer.socket.write(Uint8Array.of(0x02, 0, 0, 0, 0x10, 0, 0, 0, 0)); // 64 GiB announced
     await within(peer.closed, "hang-up");
@@ -373,8 +382,7 @@ describe("ZMTP transport with peers that misbehave", () => {
   it("filters by topic on the kernel's side, so an uninterested subscriber is not sent the bytes", async () => {
     const { transport, connection } = await bind();
     const sub = await rawClient(connection.iopub_port);
-    sub.socket.write(encodeGreeting());
-    sub.socket.write(encodeReady({ "Socket-Type": "SUB" }));
+    sub.handshake("SUB");
     sub.socket.write(Buffer.concat(encodeMessage([Uint8Array.of(1, ...text.encode("kernel.status"))])));
     const topics = () => sub.events.filter((e) => e.type === "frame" && e.body.byteLength > 7 && new TextDecoder().decode(e.body).startsWith("kernel."));
     await within(
@@ -403,8 +411,7 @@ describe("ZMTP transport with peers that misbehave", () => {
     const messages: Uint8Array[][] = [];
     const { port, log } = await bindRouter({ maxFrameBytes: 1024 }, (frames) => messages.push(frames));
     const peer = await rawClient(port);
-    peer.socket.write(encodeGreeting());
-    peer.socket.write(encodeReady({ "Socket-Type": "DEALER" }));
+    peer.handshake("DEALER");
     peer.socket.write(Buffer.concat(encodeMessage([new Uint8Array(600), new Uint8Array(300)]))); // 900 bytes: fine
     const part = () => [encodeFrameHeader(600, { more: true }), new Uint8Array(600)];
     peer.socket.write(Buffer.concat([...part(), ...part()])); // 1200 bytes and still "more"
@@ -416,8 +423,7 @@ describe("ZMTP transport with peers that misbehave", () => {
   it("holds IOPub back while a subscriber stops reading, then delivers everything in order", async () => {
     const { transport, connection } = await bind();
     const slow = await rawClient(connection.iopub_port);
-    slow.socket.write(encodeGreeting());
-    slow.socket.write(encodeReady({ "Socket-Type": "SUB" }));
+    slow.handshake("SUB");
     slow.socket.write(Buffer.concat(encodeMessage([Uint8Array.of(1)]))); // subscribe to everything
     // The subscription is in place once a published message arrives.
     await within(

@@ -10,6 +10,7 @@ import { encodeFrame } from "../../protocol/framing.js";
 import { joinItems, itemOf, parseKernelMessage, splitItems, valueOf, type KernelToBrowser } from "../../protocol/bridge.js";
 import type { KernelCommOp } from "../../protocol/comms-ops.js";
 import type { BridgeHost, Disposable, PublishRequest } from "../../kernel/comms/bridge.js";
+import { concatBytes } from "../../protocol/bytes.js";
 
 export class ManualClock {
   time = 1_000_000;
@@ -230,13 +231,5 @@ export function programSend(values: { address: string; value: unknown }[], cell:
 
 /** A message encoded in the pipe framing, as the shim does before chunking. */
 export function framed(data: JsonObject & { op: string }, buffers: Uint8Array[]): Uint8Array {
-  const parts = encodeFrame(data, buffers);
-  const total = parts.reduce((n, p) => n + p.byteLength, 0);
-  const out = new Uint8Array(total);
-  let offset = 0;
-  for (const p of parts) {
-    out.set(p, offset);
-    offset += p.byteLength;
-  }
-  return out;
+  return concatBytes(encodeFrame(data, buffers));
 }
